@@ -1,0 +1,41 @@
+# sensorpipe — run `make help` for the targets.
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+SP    := $(VENV)/bin/sensorpipe
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test lint typecheck unit integration e2e bench chaos clean
+
+help: ## Show this help
+	@grep -hE '^[a-z][a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+setup: ## Install everything (idempotent; quick when nothing changed)
+	@bash scripts/setup.sh
+
+run: setup ## Start the whole local stack with the demo load (Ctrl-C stops it)
+	$(SP) up
+
+test: setup lint typecheck unit integration ## Lint, type-check, unit and integration tests
+
+lint: setup ## ruff lint and format check
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+
+typecheck: setup ## mypy (strict)
+	$(VENV)/bin/mypy
+
+unit: setup ## Unit tests (no I/O)
+	$(PY) -m pytest tests/unit -q
+
+integration: setup ## Integration tests against a real Kafka broker and PostgreSQL
+	$(PY) -m pytest tests/integration -q
+
+bench: setup ## Benchmarks; writes BENCHMARKS.md
+	$(SP) bench all
+
+chaos: setup ## The full fault suite
+	$(PY) -m pytest tests/integration -q -m chaos
+
+clean: ## Remove caches and test state (keeps .state of `make run`)
+	rm -rf .cache/stamps .state/test .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from sensorpipe.cli import main
+
+main()

@@ -1,0 +1,185 @@
+"""The `sensorpipe` command. Entry points stay thin: parse flags, build settings, hand on."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from sensorpipe.runtime.procs import PlatformError, RunDir
+from sensorpipe.settings import DatabaseSettings, KafkaSettings, StateSettings
+
+app = typer.Typer(
+    name="sensorpipe",
+    help="Sensor-event ingestion pipeline: producer -> Kafka -> consumer -> PostgreSQL -> API.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _say(msg: str) -> None:
+    Console(stderr=True).print(f"[bold cyan]sensorpipe[/] {msg}", highlight=False)
+
+
+def _state_dir() -> Path:
+    return StateSettings().resolved()
+
+
+@app.command()
+def up(
+    brokers: Annotated[
+        int | None, typer.Option(min=1, max=5, help="Local Kafka nodes (3 for replication tests).")
+    ] = None,
+    consumers: Annotated[int, typer.Option(min=0, max=12, help="Consumer processes to run.")] = 1,
+    no_producer: Annotated[bool, typer.Option("--no-producer", help="Start everything but the producer.")] = False,
+    no_api: Annotated[bool, typer.Option("--no-api", help="Do not start the API and dashboard.")] = False,
+    rate: Annotated[float, typer.Option(min=0.0, help="Producer events/s (demo load).")] = 5000.0,
+    sensors: Annotated[int, typer.Option(min=1, max=100_000, help="Simulated sensors.")] = 2000,
+    detach: Annotated[bool, typer.Option("--detach", help="Run in the background; return when ready.")] = False,
+) -> None:
+    """Start Kafka, PostgreSQL and the pipeline components, and supervise them."""
+    from sensorpipe.runtime.wiring import build_stack
+
+    state_dir = _state_dir()
+    run = RunDir(state_dir)
+    sup = run.read("supervisor")
+    if sup is not None and sup.alive():
+        raise PlatformError(
+            f"a stack is already running from {state_dir} (supervisor pid {sup.pid}); "
+            f"see `sensorpipe status`, or stop it with `sensorpipe down`"
+        )
+    if detach:
+        argv = [a for a in sys.argv[1:] if a != "--detach"]
+        log_path = state_dir / "logs" / "supervisor.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "sensorpipe", *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        marker = state_dir / "run" / "ready"
+        while proc.poll() is None and not marker.exists():
+            time.sleep(0.2)
+        if proc.poll() is not None:
+            raise PlatformError(f"the stack failed to start (exit {proc.returncode}); see {log_path}")
+        _say(f"running in the background (pid {proc.pid}); logs in {log_path}")
+        _print_addresses(state_dir)
+        return
+
+    kafka = KafkaSettings()
+    if brokers:
+        kafka = kafka.model_copy(update={"brokers": brokers})
+    supervisor = build_stack(
+        kafka=kafka,
+        db=DatabaseSettings(),
+        state_dir=state_dir,
+        consumers=consumers,
+        producer=not no_producer,
+        api=not no_api,
+        rate=rate,
+        sensors=sensors,
+        log=_say,
+    )
+
+    def ready() -> None:
+        (state_dir / "run" / "ready").write_text(str(os.getpid()))
+        _print_addresses(state_dir)
+        _say("ready; Ctrl-C stops everything")
+
+    try:
+        code = supervisor.run(on_ready=ready)
+    finally:
+        (state_dir / "run" / "ready").unlink(missing_ok=True)
+    raise typer.Exit(code)
+
+
+def _print_addresses(state_dir: Path) -> None:
+    recs = {r.name: r for r in RunDir(state_dir).all()}
+    kafka = KafkaSettings()
+    db = DatabaseSettings()
+    table = Table(show_header=False, box=None)
+    if "api" in recs and recs["api"].address:
+        table.add_row("dashboard", f"{recs['api'].address}/")
+        table.add_row("API", f"{recs['api'].address}/docs")
+    kafka_addr = ",".join(r.address or "" for n, r in sorted(recs.items()) if n.startswith("kafka"))
+    table.add_row("Kafka", kafka_addr or kafka.bootstrap())
+    table.add_row(
+        "PostgreSQL",
+        recs["postgres"].address if "postgres" in recs and recs["postgres"].address else db.dsn(),
+    )
+    table.add_row("logs", str(state_dir / "logs"))
+    Console(stderr=True).print(table)
+
+
+@app.command()
+def down(
+    purge: Annotated[bool, typer.Option("--purge", help="Also delete Kafka logs and PostgreSQL data.")] = False,
+) -> None:
+    """Stop the running stack. State survives unless --purge is given."""
+    from sensorpipe.runtime.supervisor import down as do_down
+
+    do_down(_state_dir(), purge, _say)
+
+
+@app.command()
+def status(
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show what is running, with pids and addresses."""
+    state_dir = _state_dir()
+    components = {}
+    for rec in RunDir(state_dir).all():
+        if rec.name == "supervisor":
+            continue
+        components[rec.name] = {
+            "state": "running" if rec.alive() else "stale",
+            "pid": rec.pid,
+            "address": rec.address,
+        }
+    if json_out:
+        sys.stdout.write(orjson.dumps({"components": components}, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    if not components:
+        _say(f"nothing is running from {state_dir}")
+        return
+    table = Table("component", "state", "pid", "address")
+    for name, c in components.items():
+        table.add_row(name, str(c["state"]), str(c["pid"]), str(c["address"] or ""))
+    Console().print(table)
+
+
+def main() -> None:
+    """Run the CLI; usage errors and platform problems each print one clear line."""
+    try:
+        rc = app(standalone_mode=False)
+    except typer.Abort:
+        sys.exit(130)
+    except typer.TyperException as e:
+        # Typer's usage errors (bad flags, out-of-range values) carry the offending option
+        # in their context; print them as one line instead of a usage box.
+        ctx = getattr(e, "ctx", None)
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        sys.stderr.write(f"sensorpipe: error: {where}{e.format_message()}\n")
+        sys.exit(2 if ctx is not None else e.exit_code)
+    except PlatformError as e:
+        sys.stderr.write(f"sensorpipe: {e}\n")
+        sys.exit(1)
+    except ValidationError as e:
+        errs = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
+        sys.stderr.write(f"sensorpipe: invalid setting: {errs}\n")
+        sys.exit(2)
+    sys.exit(rc if isinstance(rc, int) else 0)

@@ -1,0 +1,63 @@
+"""Topic bootstrap: create `sensor_metrics` and its DLQ, and refuse a mismatched layout."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+
+from sensorpipe.runtime.kafka import admin_client
+from sensorpipe.runtime.procs import PlatformError
+from sensorpipe.settings import KafkaSettings
+
+
+def ensure_topics(
+    settings: KafkaSettings,
+    topic: str | None = None,
+    dlq_topic: str | None = None,
+    partitions: int | None = None,
+) -> None:
+    """Create the main and dead-letter topics if missing (idempotent).
+
+    An existing main topic with another partition count is an error, never "fixed":
+    adding partitions remaps sensor keys to new partitions, so events of one sensor
+    would be split across two partitions and lose their order.
+    """
+    topic = topic or settings.topic
+    dlq_topic = dlq_topic or settings.dlq_topic
+    partitions = partitions or settings.partitions
+    admin = admin_client(settings.bootstrap())
+    try:
+        md = admin.list_topics(timeout=10)
+    except KafkaException as e:
+        raise PlatformError(f"Kafka at {settings.bootstrap()} did not answer: {e}") from e
+    rf = min(settings.replication_factor(), len(md.brokers))
+    existing = md.topics
+    if topic in existing and existing[topic].error is None:
+        have = len(existing[topic].partitions)
+        if have != partitions:
+            raise PlatformError(
+                f"topic {topic!r} exists with {have} partitions, but {partitions} are configured. "
+                f"Refusing to start: changing the partition count remaps sensor_id keys to other "
+                f"partitions and silently breaks per-sensor ordering. Set SENSORPIPE_KAFKA_PARTITIONS={have}, "
+                f"or recreate the topic deliberately."
+            )
+    wanted = []
+    min_isr = "2" if rf >= 3 else "1"
+    for name in (topic, dlq_topic):
+        if name not in existing or existing[name].error is not None:
+            wanted.append(
+                NewTopic(
+                    name,
+                    num_partitions=partitions,
+                    replication_factor=rf,
+                    config={"min.insync.replicas": min_isr},
+                )
+            )
+    if not wanted:
+        return
+    for name, fut in admin.create_topics(wanted, operation_timeout=30).items():
+        try:
+            fut.result()
+        except KafkaException as e:
+            if e.args[0].name() != "TOPIC_ALREADY_EXISTS":  # a concurrent creator won the race
+                raise PlatformError(f"could not create topic {name!r}: {e}") from e

@@ -1,0 +1,32 @@
+"""One wiring function per process: settings and clients are built here, never at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sensorpipe.runtime.supervisor import Component, Log, Platform, Supervisor, python_component
+from sensorpipe.settings import ApiSettings, DatabaseSettings, KafkaSettings
+
+
+def build_stack(
+    *,
+    kafka: KafkaSettings,
+    db: DatabaseSettings,
+    state_dir: Path,
+    consumers: int,
+    producer: bool,
+    api: bool,
+    rate: float,
+    sensors: int,
+    log: Log,
+) -> Supervisor:
+    """The supervisor for `sensorpipe up`: the platform plus every component that exists."""
+    platform = Platform(kafka, db, state_dir, log)
+    components: list[Component] = []
+    if api:
+        api_settings = ApiSettings()
+        components.append(python_component("api", ["api"], address=api_settings.url()))
+    components += [python_component(f"consumer-{i}", ["consumer"]) for i in range(consumers)]
+    if producer:
+        components.append(python_component("producer", ["producer", "--rate", str(rate), "--sensors", str(sensors)]))
+    return Supervisor(platform, components, log)

@@ -1,0 +1,133 @@
+"""Typed settings, one object per concern, all read from ``SENSORPIPE_*`` env vars.
+
+Nothing here is instantiated at import time: each process builds the settings it
+needs in its own wiring function (see ``runtime.wiring``), so tests can pass their
+own values without touching the environment.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sensorpipe.contracts.topics import DLQ_TOPIC, PARTITIONS, TOPIC
+
+
+def _env(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, env_file=None, extra="ignore")
+
+
+class StateSettings(BaseSettings):
+    """Where the local platform keeps Kafka logs, PostgreSQL data, pid files and logs."""
+
+    model_config = _env("SENSORPIPE_")
+
+    state_dir: Path = Field(
+        default=Path(".state"),
+        description="Project state folder; survives `down`, removed by `down --purge`.",
+    )
+
+    def resolved(self) -> Path:
+        return self.state_dir.expanduser().resolve()
+
+
+class KafkaSettings(BaseSettings):
+    """The Kafka cluster and topic layout."""
+
+    model_config = _env("SENSORPIPE_KAFKA_")
+
+    bootstrap_servers: str | None = Field(
+        default=None,
+        description="An existing cluster to use. Unset: the local launcher starts a broker on 127.0.0.1.",
+    )
+    port: int = Field(
+        default=9092,
+        ge=1,
+        le=65000,
+        description="Client port of local node 1; node i uses port+2(i-1), its controller the port after.",
+    )
+    libs_dir: Path = Field(default=Path(".cache/kafka/libs"), description="Maven-fetched Kafka jars.")
+    brokers: int = Field(default=1, ge=1, le=5, description="Local cluster size (3 for the reliability work).")
+    heap: str = Field(default="512m", pattern=r"^\d+[mMgG]$", description="JVM heap per local broker.")
+    start_timeout_s: float = Field(default=90.0, gt=0, description="How long a local broker may take to answer.")
+    topic: str = TOPIC
+    dlq_topic: str = DLQ_TOPIC
+    partitions: int = Field(default=PARTITIONS, ge=1, le=1000)
+
+    @property
+    def local(self) -> bool:
+        """True when the launcher owns the cluster (no external bootstrap servers given)."""
+        return not self.bootstrap_servers
+
+    def bootstrap(self) -> str:
+        if self.bootstrap_servers:
+            return self.bootstrap_servers
+        return ",".join(f"127.0.0.1:{self.port + 2 * i}" for i in range(self.brokers))
+
+    def replication_factor(self) -> int:
+        return min(3, self.brokers)
+
+
+class DatabaseSettings(BaseSettings):
+    """The PostgreSQL store."""
+
+    model_config = _env("SENSORPIPE_DATABASE_")
+
+    url: SecretStr | None = Field(
+        default=None,
+        description="An external server's URL. Unset: the launcher runs a local cluster in the state folder.",
+    )
+    port: int = Field(default=55432, ge=1, le=65535, description="Port of the local cluster.")
+    name: str = Field(default="sensorpipe", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    user: str = Field(default="sensorpipe", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    start_timeout_s: float = Field(default=60.0, gt=0)
+    statement_timeout_ms: int = Field(default=5000, ge=100, description="Read-side statement timeout.")
+    retention_days: int = Field(default=7, ge=1, le=3650, description="Days of metrics kept; also the dedupe window.")
+
+    @property
+    def local(self) -> bool:
+        return self.url is None
+
+    def dsn(self) -> str:
+        if self.url is not None:
+            return self.url.get_secret_value()
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.name}"
+
+
+class ApiSettings(BaseSettings):
+    """The read-only HTTP API."""
+
+    model_config = _env("SENSORPIPE_API_")
+
+    host: str = Field(default="127.0.0.1", description="Listen address. Non-loopback requires an admin token.")
+    port: int = Field(default=8000, ge=1, le=65535)
+    cors_origins: list[str] = Field(default_factory=list, description="Extra allowed origins; never '*'.")
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard(cls, v: list[str]) -> list[str]:
+        if "*" in v:
+            raise ValueError("'*' is not allowed: list the origins explicitly")
+        return v
+
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class AdminSettings(BaseSettings):
+    """Authentication for writes to the configuration store."""
+
+    model_config = _env("SENSORPIPE_")
+
+    admin_token: SecretStr | None = Field(default=None, description="Bearer token required for PUT requests.")

@@ -1,0 +1,75 @@
+"""One real Kafka broker and one real PostgreSQL cluster per test session, started by the
+same launcher as `sensorpipe up`, on ports of their own so a running dev stack is untouched.
+
+Isolation: each test that needs it gets a fresh database (`db_dsn`) and fresh topics
+(`topics`); nothing here is mocked.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sensorpipe.runtime.bootstrap import ensure_topics
+from sensorpipe.runtime.supervisor import Platform, down
+from sensorpipe.settings import DatabaseSettings, KafkaSettings
+from sensorpipe.storage.migrate import migrate
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_KAFKA_PORT = int(os.environ.get("SENSORPIPE_TEST_KAFKA_PORT", "19092"))
+TEST_PG_PORT = int(os.environ.get("SENSORPIPE_TEST_PG_PORT", "56432"))
+
+
+@pytest.fixture(scope="session")
+def state_dir() -> Path:
+    return Path(os.environ.get("SENSORPIPE_TEST_STATE_DIR", REPO / ".state" / "test")).resolve()
+
+
+@pytest.fixture(scope="session")
+def platform(state_dir: Path) -> Iterator[Platform]:
+    down(state_dir, purge=True, log=lambda _m: None)  # leftovers of an aborted run
+    kafka = KafkaSettings(
+        bootstrap_servers=None, port=TEST_KAFKA_PORT, brokers=1, libs_dir=REPO / ".cache" / "kafka" / "libs"
+    )
+    db = DatabaseSettings(url=None, port=TEST_PG_PORT)
+    p = Platform(kafka, db, state_dir, log=lambda _m: None)
+    p.start()
+    yield p
+    p.stop()
+    shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kafka_settings(platform: Platform) -> KafkaSettings:
+    return platform.kafka_settings
+
+
+@pytest.fixture
+def db_dsn(platform: Platform) -> str:
+    """A fresh, migrated database for this test."""
+    assert platform.pg is not None
+    dsn = platform.pg.create_database(f"t_{uuid.uuid4().hex[:12]}")
+    migrate(dsn)
+    return dsn
+
+
+@dataclass(frozen=True)
+class Topics:
+    main: str
+    dlq: str
+    settings: KafkaSettings
+
+
+@pytest.fixture
+def topics(kafka_settings: KafkaSettings) -> Topics:
+    """A fresh main topic (12 partitions) and DLQ topic for this test."""
+    suffix = uuid.uuid4().hex[:10]
+    main, dlq = f"sensor_metrics_{suffix}", f"sensor_metrics_{suffix}.dlq"
+    ensure_topics(kafka_settings, topic=main, dlq_topic=dlq)
+    return Topics(main, dlq, kafka_settings.model_copy(update={"topic": main, "dlq_topic": dlq}))

@@ -1,0 +1,225 @@
+"""The local platform: real broker, real PostgreSQL, the CLI's up/status/down lifecycle."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import psycopg
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import NewTopic
+
+from sensorpipe.runtime.bootstrap import ensure_topics
+from sensorpipe.runtime.kafka import LocalKafka, admin_client
+from sensorpipe.runtime.postgres import LocalPostgres
+from sensorpipe.runtime.procs import PlatformError, pid_alive
+from sensorpipe.runtime.supervisor import Platform
+from sensorpipe.settings import DatabaseSettings, KafkaSettings
+from sensorpipe.storage import migrate as migrate_mod
+
+from .conftest import REPO, Topics
+
+
+def test_bootstrap_creates_topics_with_twelve_partitions(platform: Platform) -> None:
+    md = admin_client(platform.kafka_settings.bootstrap()).list_topics(timeout=10)
+    assert len(md.topics["sensor_metrics"].partitions) == 12
+    assert "sensor_metrics.dlq" in md.topics
+    ensure_topics(platform.kafka_settings)  # idempotent
+    assert (
+        len(
+            admin_client(platform.kafka_settings.bootstrap())
+            .list_topics(timeout=10)
+            .topics["sensor_metrics"]
+            .partitions
+        )
+        == 12
+    )
+
+
+def test_topic_with_other_partition_count_is_refused(kafka_settings: KafkaSettings) -> None:
+    name = f"wrong_{uuid.uuid4().hex[:8]}"
+    admin = admin_client(kafka_settings.bootstrap())
+    admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=1)])[name].result()
+    deadline = time.monotonic() + 10
+    while name not in admin.list_topics(timeout=5).topics and time.monotonic() < deadline:
+        time.sleep(0.1)  # metadata propagates asynchronously after create
+    with pytest.raises(PlatformError, match="ordering"):
+        ensure_topics(kafka_settings, topic=name, dlq_topic=f"{name}.dlq")
+    assert len(admin.list_topics(timeout=10).topics[name].partitions) == 3  # untouched
+
+
+def test_roundtrip_broker_to_database(topics: Topics, db_dsn: str) -> None:
+    """Keyed messages go through the real broker and land in the real database."""
+    boot = topics.settings.bootstrap()
+    p = Producer({"bootstrap.servers": boot, "enable.idempotence": True, "acks": "all"})
+    sent = {f"sensor-{i:05d}": i for i in range(50)}
+    for key, i in sent.items():
+        p.produce(topics.main, key=key, value=orjson.dumps({"i": i}))
+    assert p.flush(30) == 0
+    c = Consumer(
+        {
+            "bootstrap.servers": boot,
+            "group.id": f"g-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    c.subscribe([topics.main])
+    got: dict[str, int] = {}
+    deadline = time.monotonic() + 30
+    while len(got) < len(sent) and time.monotonic() < deadline:
+        for m in c.consume(100, timeout=1.0):
+            assert m.error() is None
+            got[m.key().decode()] = orjson.loads(m.value())["i"]
+    c.close()
+    assert got == sent
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute("SELECT sensorpipe_ensure_metrics_partitions(current_date, current_date)")
+        now = datetime.now(UTC)
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO metrics (ts, sensor_id, event_id, value, seq, kafka_partition, kafka_offset)"
+                " VALUES (%s, %s, %s, %s, 0, 0, 0)",
+                [(now, k, str(uuid.uuid4()), float(v)) for k, v in got.items()],
+            )
+        assert conn.execute("SELECT count(*), sum(value) FROM metrics").fetchone() == (
+            50,
+            float(sum(range(50))),
+        )
+
+
+def test_migrations_are_idempotent_and_append_only(db_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert migrate_mod.migrate(db_dsn) == []
+    real = migrate_mod.available()
+    edited = [migrate_mod.Migration(m.version, m.name, m.sql + "\n-- edited") for m in real]
+    monkeypatch.setattr(migrate_mod, "available", lambda: edited)
+    with pytest.raises(migrate_mod.MigrationError, match="changed after it was applied"):
+        migrate_mod.migrate(db_dsn)
+
+
+def test_daily_partitions_and_retention(db_dsn: str) -> None:
+    today = datetime.now(UTC).date()
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        created = conn.execute(
+            "SELECT sensorpipe_ensure_metrics_partitions(%s, %s)",
+            (today - timedelta(days=10), today + timedelta(days=1)),
+        ).fetchone()
+        assert created == (12,)
+        assert conn.execute("SELECT sensorpipe_ensure_metrics_partitions(%s, %s)", (today, today)).fetchone() == (0,)
+        dropped = conn.execute("SELECT sensorpipe_apply_retention(7)").fetchone()
+        assert dropped == (3,)  # days today-10, -9, -8 are older than the 7-day window
+        names = {
+            r[0]
+            for r in conn.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'metrics'"
+            )
+        }
+        assert f"metrics_{(today - timedelta(days=7)):%Y%m%d}" in names
+        assert f"metrics_{(today - timedelta(days=8)):%Y%m%d}" not in names
+
+
+def test_data_folder_from_another_version_is_refused(tmp_path: Path, platform: Platform) -> None:
+    state = platform.state_dir / f"other-version-{uuid.uuid4().hex[:8]}"
+    pg = LocalPostgres(DatabaseSettings(url=None, port=1), state)
+    data = pg.data_dir()
+    data.mkdir(parents=True)
+    (data / "PG_VERSION").write_text("9\n")
+    (data / "keep.me").write_text("precious")
+    with pytest.raises(PlatformError, match="PostgreSQL 9"):
+        pg.init()
+    assert (data / "keep.me").read_text() == "precious"
+    shutil.rmtree(state)
+
+
+def test_kafka_state_of_another_size_is_refused(platform: Platform) -> None:
+    three = platform.kafka_settings.model_copy(update={"brokers": 3})
+    with pytest.raises(PlatformError, match="1-broker cluster"):
+        LocalKafka(three, platform.state_dir, three.libs_dir)._layout()
+
+
+def test_port_in_use_names_the_port(tmp_path: Path, platform: Platform) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        pg = LocalPostgres(DatabaseSettings(url=None, port=port), tmp_path)
+        with pytest.raises(PlatformError, match=f"port {port} .* in use"):
+            pg.start()
+
+
+def _cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sensorpipe", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_missing_prerequisite_is_one_clear_line(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PATH": "/nonexistent",
+        "SENSORPIPE_STATE_DIR": str(tmp_path / "s"),
+        "SENSORPIPE_DATABASE_URL": "postgresql://x@127.0.0.1:1/x",
+    }
+    out = _cli("up", "--no-producer", "--no-api", "--consumers", "0", env=env)
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "install Java 17" in lines[0], out.stderr
+
+
+def test_up_status_and_ctrl_c_leave_nothing_running(tmp_path: Path, platform: Platform) -> None:
+    """The CLI lifecycle: `up` in the foreground, `status --json`, then SIGINT stops everything."""
+    state = Path(str(platform.state_dir) + "-cli")
+    env = {
+        **os.environ,
+        "SENSORPIPE_STATE_DIR": str(state),
+        "SENSORPIPE_KAFKA_PORT": "29092",
+        "SENSORPIPE_DATABASE_PORT": "57432",
+        "SENSORPIPE_KAFKA_LIBS_DIR": str(REPO / ".cache/kafka/libs"),
+    }
+    env.pop("SENSORPIPE_KAFKA_BOOTSTRAP_SERVERS", None)
+    env.pop("SENSORPIPE_DATABASE_URL", None)
+    _cli("down", "--purge", env=env)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "sensorpipe", "up", "--no-producer", "--no-api", "--consumers", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        comps: dict[str, dict[str, object]] = {}
+        while time.monotonic() < deadline and not (state / "run" / "ready").exists():
+            assert up.poll() is None, up.stdout.read() if up.stdout else ""
+            time.sleep(0.5)
+        comps = orjson.loads(_cli("status", "--json", env=env).stdout)["components"]
+        assert set(comps) == {"kafka", "postgres"}
+        assert comps["kafka"]["state"] == "running" and comps["kafka"]["address"] == "127.0.0.1:29092"
+        assert str(comps["postgres"]["address"]).startswith("postgresql://")
+        pids = [int(str(c["pid"])) for c in comps.values()]
+        assert all(pid_alive(p) for p in pids)
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=120) == 0
+        assert not any(pid_alive(p) for p in pids)
+        assert orjson.loads(_cli("status", "--json", env=env).stdout) == {"components": {}}
+        # State survived: the next `up` reuses the formatted Kafka and the initialised cluster.
+        assert (state / "kafka" / "layout.json").is_file()
+    finally:
+        if up.poll() is None:
+            up.kill()
+        _cli("down", "--purge", env=env)

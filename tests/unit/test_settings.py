@@ -1,0 +1,71 @@
+"""Settings and launcher configuration: pure functions, no I/O."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from sensorpipe.runtime.kafka import LocalKafka, new_cluster_id
+from sensorpipe.settings import ApiSettings, DatabaseSettings, KafkaSettings
+
+
+def test_local_bootstrap_lists_every_node() -> None:
+    assert KafkaSettings(bootstrap_servers=None).bootstrap() == "127.0.0.1:9092"
+    three = KafkaSettings(bootstrap_servers=None, brokers=3, port=19092)
+    assert three.bootstrap() == "127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096"
+    assert three.replication_factor() == 3
+
+
+def test_external_cluster_means_no_local_broker() -> None:
+    s = KafkaSettings(bootstrap_servers="kafka-1:9092")
+    assert not s.local and s.bootstrap() == "kafka-1:9092"
+
+
+def test_database_url_overrides_local_cluster() -> None:
+    assert DatabaseSettings(url=None, port=5555).dsn() == "postgresql://sensorpipe@127.0.0.1:5555/sensorpipe"
+    ext = DatabaseSettings(url="postgresql://u:secret@db:5432/x")
+    assert not ext.local and ext.dsn().endswith("@db:5432/x")
+    assert "secret" not in repr(ext)
+
+
+def test_env_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SENSORPIPE_API_PORT", "9999")
+    monkeypatch.setenv("SENSORPIPE_KAFKA_BOOTSTRAP_SERVERS", "b:1")
+    assert ApiSettings().port == 9999
+    assert KafkaSettings().bootstrap() == "b:1"
+
+
+@pytest.mark.parametrize("bad", [{"port": 0}, {"brokers": 0}, {"heap": "lots"}])
+def test_bad_kafka_settings_are_rejected(bad: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        KafkaSettings(**bad)  # type: ignore[arg-type]
+
+
+def test_cors_wildcard_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="explicitly"):
+        ApiSettings(cors_origins=["*"])
+
+
+def test_loopback_detection() -> None:
+    assert ApiSettings(host="127.0.0.1").is_loopback()
+    assert ApiSettings(host="localhost").is_loopback()
+    assert not ApiSettings(host="0.0.0.0").is_loopback()
+
+
+def test_cluster_id_is_kafka_uuid_text() -> None:
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", new_cluster_id())
+
+
+def test_three_node_properties_replicate() -> None:
+    s = KafkaSettings(bootstrap_servers=None, brokers=3, port=19092)
+    props = LocalKafka(s, Path("/state"), Path("/libs")).server_properties(2)
+    kv = dict(line.split("=", 1) for line in props.splitlines())
+    assert kv["node.id"] == "2"
+    assert kv["listeners"] == "PLAINTEXT://127.0.0.1:19094,CONTROLLER://127.0.0.1:19095"
+    assert kv["controller.quorum.voters"] == "1@127.0.0.1:19093,2@127.0.0.1:19095,3@127.0.0.1:19097"
+    assert kv["default.replication.factor"] == "3"
+    assert kv["min.insync.replicas"] == "2"
+    assert kv["auto.create.topics.enable"] == "false"
