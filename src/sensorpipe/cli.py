@@ -162,6 +162,27 @@ def status(
     Console().print(table)
 
 
+@app.command()
+def consumer(
+    batch_max: Annotated[int | None, typer.Option(min=1, max=100_000, help="Events per transaction.")] = None,
+    batch_wait_ms: Annotated[int | None, typer.Option(min=1, max=60_000, help="Longest wait to fill a batch.")] = None,
+    slowdown_ms: Annotated[int | None, typer.Option(min=0, max=60_000, help="Artificial DB latency per batch.")] = None,
+    metrics_port: Annotated[int | None, typer.Option(min=0, max=65535, help="Prometheus port; 0 disables.")] = None,
+) -> None:
+    """Consume sensor_metrics into PostgreSQL: idempotent batches, offsets after commit, DLQ."""
+    from sensorpipe.consumer.main import run_consumer
+    from sensorpipe.settings import ConsumerSettings
+
+    flags = {
+        "batch_max": batch_max,
+        "batch_wait_ms": batch_wait_ms,
+        "slowdown_ms": slowdown_ms,
+        "metrics_port": metrics_port,
+    }
+    settings = ConsumerSettings.model_validate({k: v for k, v in flags.items() if v is not None})
+    run_consumer(settings, KafkaSettings(), DatabaseSettings())
+
+
 def main() -> None:
     """Run the CLI; usage errors and platform problems each print one clear line."""
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sensorpipe.contracts.topics import DLQ_TOPIC, PARTITIONS, TOPIC
+from sensorpipe.contracts.topics import CONSUMER_GROUP, DLQ_TOPIC, PARTITIONS, TOPIC
 
 
 def _env(prefix: str) -> SettingsConfigDict:
@@ -131,3 +131,19 @@ class AdminSettings(BaseSettings):
     model_config = _env("SENSORPIPE_")
 
     admin_token: SecretStr | None = Field(default=None, description="Bearer token required for PUT requests.")
+
+
+class ConsumerSettings(BaseSettings):
+    """The consumer service."""
+
+    model_config = _env("SENSORPIPE_CONSUMER_")
+
+    group_id: str = Field(default=CONSUMER_GROUP, min_length=1)
+    batch_max: int = Field(default=5000, ge=1, le=100_000, description="Most events written in one transaction.")
+    batch_wait_ms: int = Field(default=200, ge=1, le=60_000, description="Longest wait to fill a batch.")
+    max_message_bytes: int = Field(default=65_536, ge=256, description="Larger messages are poison.")
+    future_window_s: int = Field(default=86_400, ge=0, description="Accepted event-time lead over the clock.")
+    slowdown_ms: int = Field(default=0, ge=0, le=60_000, description="Artificial DB latency per batch.")
+    config_poll_s: float = Field(default=2.0, gt=0, description="How often the slowdown knob is re-read.")
+    metrics_port: int = Field(default=9400, ge=0, le=65535, description="Prometheus port; 0 disables.")
+    retry_max_s: float = Field(default=30.0, gt=0, description="Longest backoff after a DB or broker error.")

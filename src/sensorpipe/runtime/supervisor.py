@@ -37,6 +37,7 @@ class Component:
     name: str
     argv: list[str]
     address: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
     stop_signal: int = signal.SIGTERM
     stop_timeout: float = 30.0
     proc: subprocess.Popen[bytes] | None = None
@@ -46,8 +47,10 @@ class Component:
     backoff: float = field(default=1.0)
 
 
-def python_component(name: str, args: Sequence[str], address: str | None = None) -> Component:
-    return Component(name=name, argv=[sys.executable, "-m", "sensorpipe", *args], address=address)
+def python_component(
+    name: str, args: Sequence[str], address: str | None = None, env: dict[str, str] | None = None
+) -> Component:
+    return Component(name=name, argv=[sys.executable, "-m", "sensorpipe", *args], address=address, env=env or {})
 
 
 class Platform:
@@ -119,6 +122,14 @@ class Platform:
             self.run.remove("postgres")
             self.pg_proc = None
 
+    def restart_postgres(self) -> None:
+        """Start the local cluster again after it was stopped (e.g. by `pg_ctl stop -m immediate`)."""
+        assert self.pg is not None
+        if self.pg_proc is not None:
+            self.pg_proc.wait(timeout=60)
+        self.pg_proc = self.pg.start()
+        self._record("postgres", self.pg_proc, self.db_settings.dsn(), self.pg.log_path)
+
     def child_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["SENSORPIPE_KAFKA_BOOTSTRAP_SERVERS"] = self.kafka_settings.bootstrap()
@@ -144,7 +155,7 @@ class Supervisor:
 
     def _start(self, c: Component) -> None:
         log_path = self.platform.state_dir / "logs" / f"{c.name}.log"
-        c.proc = spawn(c.argv, log_path, env=self.platform.child_env())
+        c.proc = spawn(c.argv, log_path, env={**self.platform.child_env(), **c.env})
         c.started_at = time.monotonic()
         started = start_time(c.proc.pid)
         if started is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sensorpipe.runtime.supervisor import Component, Log, Platform, Supervisor, python_component
-from sensorpipe.settings import ApiSettings, DatabaseSettings, KafkaSettings
+from sensorpipe.settings import ApiSettings, ConsumerSettings, DatabaseSettings, KafkaSettings
 
 
 def build_stack(
@@ -26,7 +26,16 @@ def build_stack(
     if api:
         api_settings = ApiSettings()
         components.append(python_component("api", ["api"], address=api_settings.url()))
-    components += [python_component(f"consumer-{i}", ["consumer"]) for i in range(consumers)]
+    base_port = ConsumerSettings().metrics_port
+    components += [
+        python_component(
+            f"consumer-{i}",
+            ["consumer"],
+            # each consumer serves its own Prometheus port: base, base+1, ...
+            env={"SENSORPIPE_CONSUMER_METRICS_PORT": str(base_port + i if base_port else 0)},
+        )
+        for i in range(consumers)
+    ]
     if producer:
         components.append(python_component("producer", ["producer", "--rate", str(rate), "--sensors", str(sensors)]))
     return Supervisor(platform, components, log)

@@ -29,8 +29,9 @@ CREATE TABLE metrics (
     ingested_at     timestamptz      NOT NULL DEFAULT clock_timestamp()
 ) PARTITION BY RANGE (ts);
 
+-- Sensor queries use this index; whole-range queries prune to day partitions and read the
+-- rollups instead, so no (ts) index is paid for on every insert.
 CREATE INDEX metrics_sensor_ts ON metrics (sensor_id, ts);
-CREATE INDEX metrics_ts ON metrics (ts);
 
 -- Per-minute rollups of new rows only: count, sum, min, max per sensor and minute.
 CREATE TABLE metrics_1m (
@@ -41,7 +42,7 @@ CREATE TABLE metrics_1m (
     min       double precision NOT NULL,
     max       double precision NOT NULL,
     PRIMARY KEY (sensor_id, minute)
-);
+) WITH (fillfactor = 70);  -- room for HOT updates: each batch updates the current minute
 CREATE INDEX metrics_1m_minute ON metrics_1m (minute);
 
 -- Per-sensor running state, kept by the consumer in the batch transaction.
@@ -54,23 +55,33 @@ CREATE TABLE sensor_stats (
     seq_gaps         bigint           NOT NULL DEFAULT 0,
     order_violations bigint           NOT NULL DEFAULT 0,
     updated_at       timestamptz      NOT NULL DEFAULT clock_timestamp()
-);
+) WITH (fillfactor = 50);  -- updated on every batch; HOT updates keep the index untouched
 
 -- Counters are kept per Kafka partition: a partition has one owner at a time, so
 -- consumers never contend on one hot row.
+-- duplicates:   an event_id already stored, delivered again from another Kafka offset
+--               (the producer re-sent it);
+-- redeliveries: the same Kafka offset consumed again (a consumer restart or rewind);
+-- conflicts:    an event_id already stored, with different content.
 CREATE TABLE ingest_counters (
     kafka_partition integer PRIMARY KEY,
     stored          bigint  NOT NULL DEFAULT 0,
     duplicates      bigint  NOT NULL DEFAULT 0,
+    redeliveries    bigint  NOT NULL DEFAULT 0,
     conflicts       bigint  NOT NULL DEFAULT 0,
     updated_at      timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 
-CREATE TABLE dlq_counts (
-    reason          text    NOT NULL,
-    kafka_partition integer NOT NULL,
-    count           bigint  NOT NULL DEFAULT 0,
-    PRIMARY KEY (reason, kafka_partition)
+-- One row per dead-lettered Kafka message, keyed by its source position, so a redelivered
+-- poison message is counted once. The message itself is on the DLQ topic.
+CREATE TABLE dead_letters (
+    kafka_partition integer     NOT NULL,
+    kafka_offset    bigint      NOT NULL,
+    reason          text        NOT NULL,
+    detail          text        NOT NULL,
+    poison_label    text,                  -- the producer's sensorpipe.poison header, if any
+    dead_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (kafka_partition, kafka_offset)
 );
 
 -- An event_id seen again with different content: kept visible, never merged.

@@ -1,0 +1,33 @@
+"""Prometheus metrics of one consumer process, in a registry of its own (no globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class ConsumerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        self.consumed = Counter("sensorpipe_consumer_consumed", "Messages consumed", registry=r)
+        self.stored = Counter("sensorpipe_consumer_stored", "Events newly stored", registry=r)
+        self.duplicates = Counter("sensorpipe_consumer_duplicates", "Duplicate events ignored", registry=r)
+        self.redeliveries = Counter("sensorpipe_consumer_redeliveries", "Offsets consumed again", registry=r)
+        self.conflicts = Counter("sensorpipe_consumer_conflicts", "Reused event ids, other content", registry=r)
+        self.dlq = Counter("sensorpipe_consumer_dlq", "Messages dead-lettered", ["reason"], registry=r)
+        self.retries = Counter("sensorpipe_consumer_batch_retries", "Batches retried after an outage", registry=r)
+        self.commit_skipped = Counter(
+            "sensorpipe_consumer_commit_skipped", "Offset commits skipped after a rebalance", registry=r
+        )
+        self.batch_size = Histogram(
+            "sensorpipe_consumer_batch_size",
+            "Messages per batch",
+            buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000, 10000, 20000),
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "sensorpipe_consumer_batch_seconds", "DLQ + database transaction time per batch", registry=r
+        )
+        self.commit_seconds = Histogram("sensorpipe_consumer_commit_seconds", "Offset commit time", registry=r)
+        self.lag = Gauge("sensorpipe_consumer_lag", "Consumer lag in messages", ["partition"], registry=r)
+        self.assigned = Gauge("sensorpipe_consumer_assigned_partitions", "Partitions assigned", registry=r)
+        self.slowdown_ms = Gauge("sensorpipe_consumer_slowdown_ms", "Effective slowdown knob", registry=r)

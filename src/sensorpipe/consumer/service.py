@@ -1,0 +1,369 @@
+"""The consumer service: Kafka batches -> validation -> DLQ + one PostgreSQL transaction -> offsets.
+
+The batching contract, per call of `ConsumerService.step`:
+
+1. consume up to `batch_max` messages, waiting at most `batch_wait_ms`;
+2. decode and validate each; poison is produced to the DLQ topic and *acknowledged* there
+   before anything else happens (a poison message is never committed past un-dead-lettered);
+3. write the valid events and the dead-letter records in one database transaction;
+4. only after that commit, commit the Kafka offsets (synchronously, checking each partition),
+   and only for partitions still assigned to us.
+
+If step 2 or 3 fails (broker or database outage), nothing is committed: each partition of
+the batch is rewound to its first offset in the batch, i.e. its last committed offset, and
+the batch is retried after an exponential backoff. Outages are never dead-lettered.
+Redelivery after a crash is absorbed by `processed_events` (see storage.writer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import orjson
+import psycopg
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from sensorpipe.consumer.metrics import ConsumerMetrics
+from sensorpipe.contracts import events as ev
+from sensorpipe.contracts.config import PipelineConfig
+from sensorpipe.settings import ConsumerSettings, DatabaseSettings, KafkaSettings
+from sensorpipe.storage import config_store
+from sensorpipe.storage.writer import BatchResult, BatchWriter, Columns, DeadLetter
+
+log = logging.getLogger("sensorpipe.consumer")
+
+# Commit errors that mean "this partition is no longer ours" (a rebalance or a revoke in the
+# middle of the commit). The new owner re-reads from the last committed offset and
+# processed_events absorbs the overlap, so these are logged, not fatal.
+_TOLERATED_COMMIT_ERRORS = {
+    KafkaError._STATE,
+    KafkaError.ILLEGAL_GENERATION,
+    KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError.REBALANCE_IN_PROGRESS,
+    KafkaError._ASSIGNMENT_LOST,
+    KafkaError._NO_OFFSET,
+}
+
+
+class TransientError(RuntimeError):
+    """A broker or database problem: retry the batch, never dead-letter it."""
+
+
+@dataclass
+class Batch:
+    cols: Columns = field(default_factory=Columns)
+    dead: list[DeadLetter] = field(default_factory=list)
+    dlq: list[Message] = field(default_factory=list)
+    first: dict[int, int] = field(default_factory=dict)  # partition -> first offset in the batch
+    last: dict[int, int] = field(default_factory=dict)  # partition -> last offset in the batch
+    consumed: int = 0
+
+
+@dataclass
+class Knobs:
+    """The effective slowdown knob: the larger of the flag and the stored configuration."""
+
+    slowdown_ms: int = 0
+    batch_max: int = 5000
+    version: int | None = None
+
+
+class ConsumerService:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        settings: ConsumerSettings,
+        db: DatabaseSettings,
+        metrics: ConsumerMetrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.kafka = kafka
+        self.settings = settings
+        self.db = db
+        self.metrics = metrics
+        self.clock = clock
+        self.decoder = ev.EventDecoder(settings.max_message_bytes)
+        self.writer = BatchWriter(db.dsn(), db.retention_days)
+        self.assigned: set[int] = set()
+        self.knobs = Knobs(settings.slowdown_ms, settings.batch_max)
+        self._config_conn: psycopg.Connection[Any] | None = None
+        self._next_config = 0.0
+        self._next_maintain = 0.0
+        self._backoff = 0.5
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": kafka.bootstrap(),
+                "group.id": settings.group_id,
+                "client.id": f"sensorpipe-consumer-{id(self):x}",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 2_000,
+                "max.poll.interval.ms": 300_000,
+                "queued.max.messages.kbytes": 32_768,  # bounds prefetch memory
+                "fetch.wait.max.ms": 50,
+                "statistics.interval.ms": 5_000,
+                "stats_cb": self._on_stats,
+                "error_cb": self._on_error,
+                "log_level": 3,
+            }
+        )
+        self.dlq_producer = Producer(
+            {
+                "bootstrap.servers": kafka.bootstrap(),
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "error_cb": self._on_error,
+            }
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self.consumer.subscribe(
+            [self.kafka.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until `stop` is set; the batch in hand is finished first."""
+        self.start()
+        try:
+            while not stop.is_set():
+                self.step(stop)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        try:
+            self.consumer.close()  # leaves the group; offsets were committed per batch
+        finally:
+            self.dlq_producer.flush(10)
+            self.writer.close()
+            if self._config_conn is not None:
+                self._config_conn.close()
+
+    # -- rebalance callbacks (called from inside consume(), never mid-batch) -----------------
+    def _on_assign(self, _c: Consumer, parts: list[TopicPartition]) -> None:
+        self.assigned |= {p.partition for p in parts}
+        log.info("assigned %s; now %s", sorted(p.partition for p in parts), sorted(self.assigned))
+        self.metrics.assigned.set(len(self.assigned))
+
+    def _on_revoke(self, _c: Consumer, parts: list[TopicPartition]) -> None:
+        self.assigned -= {p.partition for p in parts}
+        log.info("revoked %s; now %s", sorted(p.partition for p in parts), sorted(self.assigned))
+        for p in parts:
+            with contextlib.suppress(KeyError):  # no lag reported yet for it
+                self.metrics.lag.remove(str(p.partition))
+        self.metrics.assigned.set(len(self.assigned))
+
+    def _on_lost(self, c: Consumer, parts: list[TopicPartition]) -> None:
+        log.warning("lost %s (session expired); their offsets will not be committed", parts)
+        self._on_revoke(c, parts)
+
+    def _on_stats(self, raw: str) -> None:
+        stats = orjson.loads(raw)
+        for p, info in stats.get("topics", {}).get(self.kafka.topic, {}).get("partitions", {}).items():
+            if p != "-1" and int(p) in self.assigned and info.get("consumer_lag", -1) >= 0:
+                self.metrics.lag.labels(partition=p).set(info["consumer_lag"])
+
+    def _on_error(self, err: KafkaError) -> None:
+        log.warning("kafka: %s", err)
+
+    # -- the batch ---------------------------------------------------------------------------
+    def step(self, stop: threading.Event | None = None) -> BatchResult | None:
+        """One batch: consume, decode, write, commit. Returns what was written, if anything."""
+        now = self.clock()
+        self._refresh_knobs(now)
+        self._maintain(now)
+        msgs = self.consumer.consume(num_messages=self.knobs.batch_max, timeout=self.settings.batch_wait_ms / 1000)
+        if not msgs:
+            return None
+        batch = self._decode(msgs)
+        if batch.consumed == 0:
+            return None
+        t0 = time.perf_counter()
+        try:
+            self._dead_letter(batch)
+            result = self.writer.write(batch.cols, batch.dead, self.knobs.slowdown_ms)
+        except (psycopg.Error, TransientError, OSError) as e:
+            self.metrics.retries.inc()
+            log.warning("batch of %d not written (%s); rewinding, retry in %.1fs", batch.consumed, e, self._backoff)
+            self.writer.reset()
+            self._rewind(batch)
+            self._sleep(self._backoff, stop)
+            self._backoff = min(self._backoff * 2, self.settings.retry_max_s)
+            return None
+        self._backoff = 0.5
+        t1 = time.perf_counter()
+        self._commit(batch)
+        t2 = time.perf_counter()
+        self._observe(batch, result, t1 - t0, t2 - t1)
+        return result
+
+    def _decode(self, msgs: list[Message]) -> Batch:
+        batch = Batch()
+        now_us = int(self.clock() * 1_000_000)
+        window = ev.Window(now_us, self.db.retention_days * 86_400, self.settings.future_window_s)
+        decode = self.decoder.decode
+        content_hash = ev.content_hash
+        append = batch.cols.append
+        first, last = batch.first, batch.last
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume error: %s", err)
+                continue
+            part, off = cast(int, m.partition()), cast(int, m.offset())  # set on every data message
+            if part not in first:
+                first[part] = off
+            last[part] = off
+            batch.consumed += 1
+            out = decode(m.key(), m.value(), window)
+            if isinstance(out, ev.SensorEvent):
+                append(out.event_id, out.sensor_id, out.ts_micros(), out.value, out.seq, part, off, content_hash(out))
+            else:
+                batch.dlq.append(m)
+                label = _header(m, ev.H_POISON)
+                batch.dead.append(DeadLetter(part, off, out.reason.value, out.detail, label))
+        return batch
+
+    def _dead_letter(self, batch: Batch) -> None:
+        """Produce every poison message to the DLQ and wait for the broker's acks."""
+        if not batch.dlq:
+            return
+        failures: list[str] = []
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        for m, d in zip(batch.dlq, batch.dead, strict=True):
+            headers: list[tuple[str, str | bytes | None]] = [*_header_list(m)]
+            headers += [
+                (ev.H_REASON, d.reason),
+                (ev.H_DETAIL, d.detail[:1024]),
+                (ev.H_SOURCE_TOPIC, m.topic() or ""),
+                (ev.H_SOURCE_PARTITION, str(d.kafka_partition)),
+                (ev.H_SOURCE_OFFSET, str(d.kafka_offset)),
+            ]
+            self.dlq_producer.produce(
+                self.kafka.dlq_topic, key=m.key(), value=m.value(), headers=headers, on_delivery=on_delivery
+            )
+        remaining = self.dlq_producer.flush(30)
+        if remaining or failures:
+            raise TransientError(f"DLQ produce failed ({remaining} unacked, errors: {failures[:3]})")
+
+    def _commit(self, batch: Batch) -> None:
+        offsets = [
+            TopicPartition(self.kafka.topic, p, off + 1) for p, off in sorted(batch.last.items()) if p in self.assigned
+        ]
+        if not offsets:
+            return
+        try:
+            results = self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as e:
+            if e.args[0].code() in _TOLERATED_COMMIT_ERRORS:
+                log.info("offset commit skipped after a rebalance (%s); the new owner re-reads", e.args[0])
+                self.metrics.commit_skipped.inc()
+                return
+            raise
+        for tp in results or []:
+            if tp.error is not None:
+                log.warning("offset commit for partition %d failed: %s", tp.partition, tp.error)
+                self.metrics.commit_skipped.inc()
+
+    def _rewind(self, batch: Batch) -> None:
+        """Seek each partition of the failed batch back to its first offset (= last committed)."""
+        for p, off in batch.first.items():
+            if p not in self.assigned:
+                continue
+            try:
+                self.consumer.seek(TopicPartition(self.kafka.topic, p, off))
+            except KafkaException as e:
+                log.info("rewind of partition %d skipped (%s); it was revoked", p, e)
+
+    def _observe(self, batch: Batch, r: BatchResult, write_s: float, commit_s: float) -> None:
+        m = self.metrics
+        m.consumed.inc(batch.consumed)
+        m.stored.inc(r.stored)
+        m.duplicates.inc(r.duplicates)
+        m.redeliveries.inc(r.redeliveries)
+        m.conflicts.inc(r.conflicts)
+        for d in batch.dead:
+            m.dlq.labels(reason=d.reason).inc()
+        m.batch_size.observe(batch.consumed)
+        m.batch_seconds.observe(write_s)
+        m.commit_seconds.observe(commit_s)
+
+    # -- housekeeping ------------------------------------------------------------------------
+    def _refresh_knobs(self, now: float) -> None:
+        if now < self._next_config:
+            return
+        self._next_config = now + self.settings.config_poll_s
+        stored: PipelineConfig | None = None
+        try:
+            if self._config_conn is None or self._config_conn.closed:
+                self._config_conn = psycopg.connect(self.db.dsn(), autocommit=True, connect_timeout=3)
+            row = config_store.latest_or_none(self._config_conn)
+            stored = row.config if row else None
+            version = row.version if row else None
+        except psycopg.Error as e:
+            log.debug("config store unreachable (%s); keeping the current knobs", e)
+            if self._config_conn is not None:
+                self._config_conn.close()
+            self._config_conn = None
+            return
+        slowdown = max(self.settings.slowdown_ms, stored.consumer_slowdown_ms if stored else 0)
+        batch_max = self.settings.batch_max
+        if stored is not None and stored.consumer_batch_max is not None:
+            batch_max = min(batch_max, stored.consumer_batch_max)
+        if (slowdown, batch_max) != (self.knobs.slowdown_ms, self.knobs.batch_max):
+            log.info("slowdown knob: %d ms per batch, batch max %d (config v%s)", slowdown, batch_max, version)
+        self.knobs = Knobs(slowdown, batch_max, version)
+        self.metrics.slowdown_ms.set(slowdown)
+
+    def _maintain(self, now: float) -> None:
+        """Create the coming days' partitions and apply retention, at start and every 10 minutes."""
+        if now < self._next_maintain:
+            return
+        try:
+            created, dropped = self.writer.maintain(datetime.fromtimestamp(now, UTC).date())
+        except psycopg.Error as e:
+            log.warning("partition maintenance failed (%s); retrying in 30s", e)
+            self.writer.reset()
+            self._next_maintain = now + 30
+            return
+        if created or dropped:
+            log.info("partitions: %d created, %d dropped by retention", created, dropped)
+        self._next_maintain = now + 600
+
+    @staticmethod
+    def _sleep(seconds: float, stop: threading.Event | None) -> None:
+        if stop is None:
+            time.sleep(seconds)
+        else:
+            stop.wait(seconds)
+
+
+def _header_list(m: Message) -> list[tuple[str, str | bytes | None]]:
+    h = m.headers()
+    if h is None:
+        return []
+    return list(h.items()) if isinstance(h, dict) else list(h)
+
+
+def _header(m: Message, name: str) -> str | None:
+    for k, v in _header_list(m):
+        if k == name and v is not None:
+            return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+    return None

@@ -1,0 +1,220 @@
+r"""The event contract of topic `sensor_metrics`, and its validation.
+
+Key: `sensor_id` as UTF-8. Value: a JSON object with exactly these fields:
+
+- `sensor_id`: string, 1-64 characters without `"`, `\` or control characters, equal to the key;
+- `event_id`: string, same rules, globally unique (UUIDv7 from our producer);
+- `timestamp`: either an RFC 3339 / ISO 8601 date-time string *with* a zone (`Z` or `±HH:MM`;
+  `T` or a space between date and time; fractional seconds allowed, kept to microseconds), or
+  an integer number of milliseconds since the Unix epoch. It must lie within the accepted
+  window: not more than `future_s` ahead of the consumer's clock, and not older than
+  `past_s` (the retention);
+- `value`: a finite JSON number with |value| <= 1e15 (booleans are not numbers);
+- `seq`: an integer, 0 <= seq < 2**63, increasing by one per event of a sensor.
+
+Anything else is poison, with one of the `Reason` codes below. Decoding is two-tier: the
+fast path is a compiled msgspec decoder; only a message it rejects is examined again, more
+slowly, to name the precise reason.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import msgspec
+import orjson
+
+MAX_ID_LEN = 64
+VALUE_LIMIT = 1e15
+SEQ_LIMIT = 2**63 - 1
+FIELDS = ("sensor_id", "event_id", "timestamp", "value", "seq")
+
+# DLQ headers: the original key and bytes are kept as they came; these explain why.
+H_REASON = "sensorpipe.reason"
+H_DETAIL = "sensorpipe.detail"
+H_SOURCE_TOPIC = "sensorpipe.source.topic"
+H_SOURCE_PARTITION = "sensorpipe.source.partition"
+H_SOURCE_OFFSET = "sensorpipe.source.offset"
+# Set by the producer's poison injector so tests and the audit can count deliberate poison.
+H_POISON = "sensorpipe.poison"
+
+# Ids may hold any character but `"`, `\` and control characters: the store passes ids to
+# PostgreSQL inside quoted array literals, which these would break.
+ID_PATTERN = r'^[^"\\\x00-\x1f\x7f]+\Z'
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LEN, pattern=ID_PATTERN)]
+Seq = Annotated[int, msgspec.Meta(ge=0, le=SEQ_LIMIT)]
+ZonedDateTime = Annotated[datetime, msgspec.Meta(tz=True)]
+EpochMillis = Annotated[int, msgspec.Meta(ge=0, le=32503680000000)]  # up to year 3000
+
+
+class SensorEvent(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    sensor_id: Id
+    event_id: Id
+    timestamp: ZonedDateTime | EpochMillis
+    value: float
+    seq: Seq
+
+    def ts_micros(self) -> int:
+        """Event time as microseconds since the epoch (UTC)."""
+        ts = self.timestamp
+        if isinstance(ts, int):
+            return ts * 1000
+        delta = ts - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ID_RE = re.compile(ID_PATTERN)
+
+
+class Reason(enum.StrEnum):
+    """Why a message was dead-lettered."""
+
+    TOO_LARGE = "too_large"
+    EMPTY = "empty"
+    NOT_UTF8 = "not_utf8"
+    MALFORMED_JSON = "malformed_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_FIELD = "missing_field"
+    UNKNOWN_FIELD = "unknown_field"
+    WRONG_TYPE = "wrong_type"
+    NON_FINITE_VALUE = "non_finite_value"
+    VALUE_OUT_OF_RANGE = "value_out_of_range"
+    NEGATIVE_SEQ = "negative_seq"
+    SEQ_OUT_OF_RANGE = "seq_out_of_range"
+    BAD_ID = "bad_id"
+    KEY_MISMATCH = "key_mismatch"
+    TIMESTAMP_NO_ZONE = "timestamp_no_zone"
+    TIMESTAMP_INVALID = "timestamp_invalid"
+    TIMESTAMP_OUT_OF_WINDOW = "timestamp_out_of_window"
+
+
+@dataclass(frozen=True, slots=True)
+class Poison:
+    reason: Reason
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The accepted event-time window, relative to `now_us`."""
+
+    now_us: int
+    past_s: int
+    future_s: int
+
+    def contains(self, ts_us: int) -> bool:
+        return self.now_us - self.past_s * 1_000_000 <= ts_us <= self.now_us + self.future_s * 1_000_000
+
+
+class EventDecoder:
+    """Decodes and validates one message against the contract. Build one per consumer."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._decoder = msgspec.json.Decoder(SensorEvent)
+
+    def decode(self, key: bytes | None, value: bytes | None, window: Window) -> SensorEvent | Poison:
+        if not value:
+            return Poison(Reason.EMPTY, "empty message value")
+        if len(value) > self.max_bytes:
+            return Poison(Reason.TOO_LARGE, f"{len(value)} bytes > limit {self.max_bytes}")
+        try:
+            ev = self._decoder.decode(value)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            return diagnose(key, value)
+        if not math.isfinite(ev.value):
+            return Poison(Reason.NON_FINITE_VALUE, f"value {ev.value!r} is not finite")
+        if abs(ev.value) > VALUE_LIMIT:
+            return Poison(Reason.VALUE_OUT_OF_RANGE, f"|value| > {VALUE_LIMIT:g}")
+        if key is None or key != ev.sensor_id.encode():
+            return Poison(Reason.KEY_MISMATCH, f"key {key!r} != sensor_id {ev.sensor_id!r}")
+        ts = ev.ts_micros()
+        if not window.contains(ts):
+            return Poison(Reason.TIMESTAMP_OUT_OF_WINDOW, f"timestamp {ev.timestamp} is outside the accepted window")
+        return ev
+
+
+def _type_name(v: Any) -> str:
+    return "null" if v is None else type(v).__name__
+
+
+def diagnose(key: bytes | None, value: bytes) -> Poison:
+    """The slow path: name precisely why `value` failed the fast decoder."""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return Poison(Reason.NOT_UTF8, f"invalid UTF-8 at byte {e.start}")
+    literals = False
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError as e:
+        # The stdlib parser also takes NaN/Infinity literals and overflowing numbers (as inf),
+        # which orjson refuses; either way the message is poison, but we can say why.
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            return Poison(Reason.MALFORMED_JSON, str(e)[:200])
+        literals = True
+    if not isinstance(obj, dict):
+        return Poison(Reason.NOT_AN_OBJECT, f"top-level JSON is {_type_name(obj)}")
+    unknown = sorted(set(obj) - set(FIELDS))
+    if unknown:
+        return Poison(Reason.UNKNOWN_FIELD, f"unknown field(s): {', '.join(unknown)[:200]}")
+    missing = [f for f in FIELDS if f not in obj]
+    if missing:
+        return Poison(Reason.MISSING_FIELD, f"missing field(s): {', '.join(missing)}")
+    for f in ("sensor_id", "event_id"):
+        if not isinstance(obj[f], str):
+            return Poison(Reason.WRONG_TYPE, f"{f} must be a string, got {_type_name(obj[f])}")
+        if not 1 <= len(obj[f]) <= MAX_ID_LEN or not _ID_RE.match(obj[f]):
+            return Poison(Reason.BAD_ID, f'{f} must be 1-{MAX_ID_LEN} characters without ", \\ or controls')
+    v = obj["value"]
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return Poison(Reason.WRONG_TYPE, f"value must be a number, got {_type_name(v)}")
+    if isinstance(v, float) and not math.isfinite(v):
+        if math.isnan(v) or (literals and "Infinity" in text):
+            return Poison(Reason.NON_FINITE_VALUE, f"value is {v!r}")
+        return Poison(Reason.VALUE_OUT_OF_RANGE, "value overflows a double")
+    if abs(v) > VALUE_LIMIT:
+        return Poison(Reason.VALUE_OUT_OF_RANGE, f"|value| > {VALUE_LIMIT:g}")
+    s = obj["seq"]
+    if isinstance(s, bool) or not isinstance(s, int):
+        return Poison(Reason.WRONG_TYPE, f"seq must be an integer, got {_type_name(s)}")
+    if s < 0:
+        return Poison(Reason.NEGATIVE_SEQ, f"seq {s} < 0")
+    if s > SEQ_LIMIT:
+        return Poison(Reason.SEQ_OUT_OF_RANGE, f"seq {s} >= 2**63")
+    ts = obj["timestamp"]
+    if isinstance(ts, bool) or not isinstance(ts, str | int):
+        return Poison(Reason.WRONG_TYPE, f"timestamp must be a string or integer, got {_type_name(ts)}")
+    if isinstance(ts, int):
+        return Poison(Reason.TIMESTAMP_INVALID, f"epoch milliseconds {ts} out of range")
+    try:
+        parsed = datetime.fromisoformat(ts)
+    except ValueError:
+        return Poison(Reason.TIMESTAMP_INVALID, f"not an ISO 8601 date-time: {ts[:64]!r}")
+    if parsed.tzinfo is None:
+        return Poison(Reason.TIMESTAMP_NO_ZONE, f"timestamp {ts[:64]!r} has no zone")
+    return Poison(Reason.TIMESTAMP_INVALID, f"timestamp {ts[:64]!r} is not RFC 3339")
+
+
+def content_hash(ev: SensorEvent) -> int:
+    """A signed 64-bit hash of the event's canonical content (event time normalised to
+    microseconds), so the same event re-encoded differently still counts as a duplicate
+    and a different event under a reused id counts as a conflict."""
+    canon = f"{ev.sensor_id}\x1f{ev.event_id}\x1f{ev.ts_micros()}\x1f{ev.value!r}\x1f{ev.seq}".encode()
+    return int.from_bytes(hashlib.blake2b(canon, digest_size=8).digest(), "big", signed=True)
+
+
+def encode_event(sensor_id: str, event_id: str, ts_ms: int, value: float, seq: int) -> bytes:
+    """The producer's encoding: ISO 8601 UTC with milliseconds, as the contract prefers."""
+    ts = datetime.fromtimestamp(ts_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return orjson.dumps({"sensor_id": sensor_id, "event_id": event_id, "timestamp": ts, "value": value, "seq": seq})

@@ -1,0 +1,37 @@
+"""Helpers shared by every long-running process: logging, stop signals, the metrics server."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM, so the process can finish what it has in hand."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        logging.getLogger("sensorpipe").info("received %s; finishing", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def serve_metrics(registry: CollectorRegistry, port: int, what: str) -> None:
+    """Expose `registry` on 127.0.0.1:port; a busy port costs the metrics, not the process."""
+    if port == 0:
+        return
+    try:
+        start_http_server(port, addr="127.0.0.1", registry=registry)
+    except OSError as e:
+        logging.getLogger("sensorpipe").warning("%s metrics not served: port %d: %s", what, port, e)
