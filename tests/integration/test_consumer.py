@@ -3,6 +3,7 @@ database outages, scale-out and day partitions."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -50,10 +51,8 @@ def make_consumer(topics: Topics, db_dsn: str, group: str) -> Iterator[Factory]:
 
     yield factory
     for svc in made:
-        try:
+        with contextlib.suppress(RuntimeError):  # already closed by the test
             svc.close()
-        except RuntimeError:
-            pass  # already closed by the test
 
 
 def drain(svc: ConsumerService, pred: Callable[[], bool], timeout: float = 60) -> None:
@@ -310,4 +309,4 @@ def test_consumers_share_the_partitions_without_duplicates(topics: Topics, db_ds
             " FROM metrics GROUP BY 1, 2 ORDER BY 1, 2"
         ).fetchall()
         rolled = conn.execute("SELECT sensor_id, minute, count, sum, min, max FROM metrics_1m ORDER BY 1, 2").fetchall()
-    assert [r[:3] + (pytest.approx(r[3]),) + r[4:] for r in raw] == rolled
+    assert [(*r[:3], pytest.approx(r[3]), *r[4:]) for r in raw] == rolled
