@@ -183,6 +183,44 @@ def consumer(
     run_consumer(settings, KafkaSettings(), DatabaseSettings())
 
 
+@app.command()
+def producer(
+    rate: Annotated[float | None, typer.Option(min=0, max=1_000_000, help="Target events/s.")] = None,
+    sensors: Annotated[int | None, typer.Option(min=1, max=100_000, help="Simulated sensors.")] = None,
+    duplicate_ratio: Annotated[float | None, typer.Option(min=0, max=1, help="Share re-sent as-is.")] = None,
+    poison_ratio: Annotated[float | None, typer.Option(min=0, max=1, help="Share of poison messages.")] = None,
+    burst_multiplier: Annotated[float | None, typer.Option(min=1, max=100, help="Rate factor in a burst.")] = None,
+    burst_every: Annotated[float | None, typer.Option(min=0, help="Seconds between bursts.")] = None,
+    burst_duration: Annotated[float | None, typer.Option(min=0, help="Seconds per burst.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, max=64, help="Processes, each a shard of sensors.")] = None,
+    ledger: Annotated[Path | None, typer.Option(help="Record every delivery report here.")] = None,
+    api_url: Annotated[str | None, typer.Option(help="Poll this API for the live configuration.")] = None,
+    metrics_port: Annotated[int | None, typer.Option(min=0, max=65535, help="Prometheus port; 0 disables.")] = None,
+    duration: Annotated[float | None, typer.Option(min=0, help="Stop after this many seconds.")] = None,
+    shard: Annotated[int | None, typer.Option(hidden=True, min=0)] = None,
+) -> None:
+    """Simulate sensors and produce their events to sensor_metrics."""
+    from sensorpipe.producer.main import run_producer
+    from sensorpipe.settings import ProducerSettings
+
+    flags = {
+        "rate": rate,
+        "sensors": sensors,
+        "duplicate_ratio": duplicate_ratio,
+        "poison_ratio": poison_ratio,
+        "burst_multiplier": burst_multiplier,
+        "burst_every_s": burst_every,
+        "burst_duration_s": burst_duration,
+        "workers": workers,
+        "api_url": api_url,
+        "metrics_port": metrics_port,
+    }
+    settings = ProducerSettings.model_validate({k: v for k, v in flags.items() if v is not None})
+    argv = [a for a in sys.argv[2:]]
+    code = run_producer(settings, KafkaSettings(), _state_dir(), ledger, duration, shard, argv)
+    raise typer.Exit(code)
+
+
 def main() -> None:
     """Run the CLI; usage errors and platform problems each print one clear line."""
     try:

@@ -147,3 +147,27 @@ class ConsumerSettings(BaseSettings):
     config_poll_s: float = Field(default=2.0, gt=0, description="How often the slowdown knob is re-read.")
     metrics_port: int = Field(default=9400, ge=0, le=65535, description="Prometheus port; 0 disables.")
     retry_max_s: float = Field(default=30.0, gt=0, description="Longest backoff after a DB or broker error.")
+
+
+class ProducerSettings(BaseSettings):
+    """The sensor simulator. The live fields mirror `contracts.config.PipelineConfig`;
+    these values apply until (and whenever) the API's configuration cannot be fetched."""
+
+    model_config = _env("SENSORPIPE_PRODUCER_")
+
+    rate: float = Field(default=5000.0, ge=0, le=1_000_000, description="Target events/s (all workers).")
+    sensors: int = Field(default=1000, ge=1, le=100_000)
+    duplicate_ratio: float = Field(default=0.0, ge=0, le=1)
+    poison_ratio: float = Field(default=0.0, ge=0, le=1)
+    burst_multiplier: float = Field(default=1.0, ge=1, le=100)
+    burst_every_s: float = Field(default=0.0, ge=0)
+    burst_duration_s: float = Field(default=0.0, ge=0)
+    workers: int = Field(default=1, ge=1, le=64, description="Processes; each owns a fixed shard of sensors.")
+    api_url: str | None = Field(default=None, description="Where to poll /api/producer-config; unset: flags only.")
+    config_poll_s: float = Field(default=3.0, gt=0)
+    metrics_port: int = Field(default=9300, ge=0, le=65535, description="Prometheus port; 0 disables.")
+    linger_ms: int = Field(default=20, ge=0, le=1000)
+    compression: str = Field(default="none", pattern=r"^(none|lz4|zstd|snappy|gzip)$")
+    queue_max_messages: int = Field(default=200_000, ge=1000, description="librdkafka queue bound (memory bound).")
+    delivery_timeout_ms: int = Field(default=120_000, ge=1000, description="After this, a message is 'unknown'.")
+    seed: int = Field(default=42, description="Signal shapes are reproducible per sensor.")

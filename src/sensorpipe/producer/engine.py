@@ -1,0 +1,347 @@
+"""The producer's engine: a token bucket, a round-robin over the shard's sensors, and
+librdkafka's delivery reports as the only source of truth about what was written.
+
+Ordering: events of one sensor are produced in `seq` order, keyed by `sensor_id`, with
+`enable.idempotence=true` and `acks=all`, so librdkafka's retries neither reorder nor
+duplicate them. A deliberate duplicate is the same bytes produced right after the
+original, before the sensor's next event, so order holds for duplicates too.
+
+Backpressure: when librdkafka's queue is full (`BufferError`), the engine serves delivery
+reports until there is room. Nothing is dropped, and memory stays bounded by the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import uuid_utils
+from confluent_kafka import KafkaError, Message, Producer
+from pydantic import ValidationError
+
+from sensorpipe.contracts.config import PipelineConfig
+from sensorpipe.contracts.events import H_POISON
+from sensorpipe.producer.ledger import Ledger
+from sensorpipe.producer.metrics import ProducerMetrics
+from sensorpipe.producer.poison import poison
+from sensorpipe.producer.sensors import Fleet
+from sensorpipe.producer.seqstore import SeqStore
+from sensorpipe.settings import KafkaSettings, ProducerSettings
+
+log = logging.getLogger("sensorpipe.producer")
+
+
+@dataclass
+class Counts:
+    produced: int = 0
+    acked: int = 0
+    failed: int = 0
+    unknown: int = 0
+    duplicates_sent: int = 0
+    poison_sent: int = 0
+    queue_full_waits: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def config_from_settings(s: ProducerSettings) -> PipelineConfig:
+    return PipelineConfig(
+        rate=s.rate,
+        sensors=s.sensors,
+        duplicate_ratio=s.duplicate_ratio,
+        poison_ratio=s.poison_ratio,
+        burst_multiplier=s.burst_multiplier,
+        burst_every_s=s.burst_every_s,
+        burst_duration_s=s.burst_duration_s,
+    )
+
+
+class ConfigPoller:
+    """Polls GET /api/producer-config in a thread; the engine picks up `latest` when it changes.
+
+    Unreachable API: the last good configuration stays (or the flags, if none was ever
+    fetched). An invalid configuration is rejected and the last good one stays.
+    """
+
+    def __init__(self, api_url: str, interval_s: float, fallback: PipelineConfig) -> None:
+        self.url = api_url.rstrip("/") + "/api/producer-config"
+        self.interval_s = interval_s
+        self.latest = fallback
+        self.version: int | None = None
+        self.reachable: bool | None = None
+        self._thread = threading.Thread(target=self._loop, name="config-poller", daemon=True)
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        self.poll_once()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.poll_once()
+
+    def poll_once(self) -> None:
+        try:
+            r = httpx.get(self.url, timeout=2.0)
+        except httpx.HTTPError as e:
+            if self.reachable is not False:
+                log.warning(
+                    "configuration API unreachable (%s); keeping %s",
+                    e,
+                    f"configuration v{self.version}" if self.version else "the flags and env settings",
+                )
+            self.reachable = False
+            return
+        if self.reachable is False:
+            log.info("configuration API reachable again")
+        self.reachable = True
+        if r.status_code == 404:  # nothing stored yet: the flags stay in force
+            return
+        try:
+            r.raise_for_status()
+            body = r.json()
+            cfg = PipelineConfig.model_validate(body["config"])
+            version = int(body["version"])
+        except (httpx.HTTPStatusError, ValueError, KeyError, TypeError, ValidationError) as e:
+            log.warning("rejected the configuration from the API (%s); keeping the last good one", e)
+            return
+        if version != self.version:
+            log.info("configuration v%d: %s", version, cfg.model_dump())
+        self.latest, self.version = cfg, version
+
+
+class ProducerEngine:
+    def __init__(
+        self,
+        settings: ProducerSettings,
+        kafka: KafkaSettings,
+        state_dir: Path,
+        metrics: ProducerMetrics,
+        shard: int = 0,
+        shards: int = 1,
+        ledger: Ledger | None = None,
+        poller: ConfigPoller | None = None,
+    ) -> None:
+        self.settings = settings
+        self.kafka = kafka
+        self.shard, self.shards = shard, shards
+        self.metrics = metrics
+        self.ledger = ledger
+        self.poller = poller
+        self.counts = Counts()
+        self.fleet = Fleet(settings.seed, shard, shards)
+        self.seqs = SeqStore(state_dir / "producer", shard, shards)
+        self.rng = random.Random(settings.seed + 17 * shard)
+        self.config = config_from_settings(settings)
+        self._slot = 0
+        self._sensors_total = 0
+        self._ms = -1
+        self._iso = ""
+        self._started = time.monotonic()
+        self.producer = Producer(
+            {
+                "bootstrap.servers": kafka.bootstrap(),
+                "client.id": f"sensorpipe-producer-{shard}",
+                "enable.idempotence": True,
+                "acks": "all",
+                "partitioner": "murmur2_random",  # same partition as Java clients for a key
+                "linger.ms": settings.linger_ms,
+                "batch.size": 1_000_000,
+                "compression.type": settings.compression,
+                "queue.buffering.max.messages": settings.queue_max_messages,
+                "queue.buffering.max.kbytes": 262_144,
+                "delivery.timeout.ms": settings.delivery_timeout_ms,
+                "on_delivery": self._on_event_delivery,
+                "error_cb": self._on_error,
+                "log_level": 3,
+            }
+        )
+        self.apply(self.config)
+
+    # -- configuration ---------------------------------------------------------------------
+    def apply(self, cfg: PipelineConfig) -> None:
+        if cfg.sensors != self._sensors_total:
+            self.fleet.resize(cfg.sensors)
+            self.seqs.ensure(self.fleet.ids)
+            self._sensors_total = cfg.sensors
+            self._slot = 0
+        self.config = cfg
+        self.metrics.configured_rate.set(cfg.rate)
+
+    def rate_now(self, t: float) -> float:
+        """This shard's target rate at monotonic time `t`, bursts included."""
+        c = self.config
+        rate = c.rate / self.shards
+        bursting = c.burst_every_s > 0 and c.burst_duration_s > 0 and c.burst_multiplier > 1
+        if bursting and (t - self._started) % c.burst_every_s < c.burst_duration_s:
+            rate *= c.burst_multiplier
+        return rate
+
+    # -- delivery reports (run inside poll()/flush(), on this thread) --------------------------
+    def _settle(self, err: KafkaError | None, kind: str, msg: Message, ident: str | None = None) -> None:
+        c = self.counts
+        if err is None:
+            c.acked += 1
+            status = "acked"
+        elif err.code() == KafkaError._MSG_TIMED_OUT:
+            c.unknown += 1  # may still have been written: the audit treats it as maybe-delivered
+            status = "unknown"
+        else:
+            c.failed += 1
+            c.errors[err.name()] = c.errors.get(err.name(), 0) + 1
+            status = "failed"
+        if self.ledger is not None:
+            self.ledger.record(kind, ident if ident is not None else _event_id(msg.value()), status)
+
+    def _on_event_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        self._settle(err, "e", msg)
+
+    def _on_dup_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        self._settle(err, "d", msg)
+
+    def _on_poison_delivery(self, reason: str, err: KafkaError | None, msg: Message) -> None:
+        self._settle(err, "p", msg, reason)
+
+    def _on_error(self, err: KafkaError) -> None:
+        log.warning("kafka: %s", err)
+
+    # -- producing ---------------------------------------------------------------------------
+    def _produce(self, key: bytes | None, value: bytes, **kw: Any) -> None:
+        while True:
+            try:
+                self.producer.produce(self.kafka.topic, value, key, **kw)
+                self.counts.produced += 1
+                return
+            except BufferError:
+                # librdkafka's queue is full: the broker is slower than we are. Wait for
+                # delivery reports instead of dropping or growing memory.
+                self.counts.queue_full_waits += 1
+                self.producer.poll(0.05)
+
+    def emit(self, n: int) -> None:
+        """Produce the next `n` events of the round-robin (plus any injected extras)."""
+        fleet = self.fleet
+        size = len(fleet)
+        ids, keys = fleet.ids, fleet.keys
+        take = self.seqs.take
+        reading = fleet.reading
+        cfg = self.config
+        dup, bad = cfg.duplicate_ratio, cfg.poison_ratio
+        rng = self.rng
+        wall = time.time()
+        ms = int(wall * 1000)
+        if ms != self._ms:
+            self._ms = ms
+            self._iso = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+        iso = self._iso
+        slot = self._slot
+        for _ in range(n):
+            sid, key = ids[slot], keys[slot]
+            value = orjson.dumps(
+                {
+                    "sensor_id": sid,
+                    "event_id": str(uuid_utils.uuid7()),
+                    "timestamp": iso,
+                    "value": reading(slot, wall),
+                    "seq": take(sid),
+                }
+            )
+            self._produce(key, value)
+            if dup and rng.random() < dup:
+                self._produce(key, value, on_delivery=self._on_dup_delivery)
+                self.counts.duplicates_sent += 1
+            if bad and rng.random() < bad:
+                reason, pkey, pvalue = poison(rng, sid, str(uuid_utils.uuid7()), ms)
+                self._produce(
+                    pkey,
+                    pvalue,
+                    headers=[(H_POISON, reason.value)],
+                    on_delivery=partial(self._on_poison_delivery, reason.value),
+                )
+                self.counts.poison_sent += 1
+            slot += 1
+            if slot == size:
+                slot = 0
+        self._slot = slot
+
+    def run(self, stop: threading.Event, on_tick: Callable[[ProducerEngine], None] | None = None) -> int:
+        """Produce until `stop`; then flush and return the exit status (non-zero if any
+        delivery failed or stayed unknown)."""
+        if self.poller is not None:
+            self.poller.start()
+        last = time.monotonic()
+        tokens = 0.0
+        next_tick = last
+        try:
+            while not stop.is_set():
+                now = time.monotonic()
+                if self.poller is not None and self.poller.latest is not self.config:
+                    self.apply(self.poller.latest)
+                rate = self.rate_now(now)
+                # a bucket of at most 50 ms of events: smooth, and no burst after a stall
+                tokens = min(tokens + (now - last) * rate, max(rate * 0.05, 1.0))
+                last = now
+                n = int(tokens)
+                if n:
+                    tokens -= n
+                    self.emit(n)
+                    self.producer.poll(0)
+                else:
+                    wait = (1.0 - tokens) / rate if rate > 0 else 0.1
+                    self.producer.poll(min(wait, 0.1))
+                if now >= next_tick:
+                    next_tick = now + 0.5
+                    self._sync_metrics(now)
+                    if on_tick is not None:
+                        on_tick(self)
+        finally:
+            if self.poller is not None:
+                self.poller.stop()
+        return self.shutdown()
+
+    def shutdown(self, timeout: float = 30.0) -> int:
+        remaining = self.producer.flush(timeout)
+        if remaining:
+            log.warning("%d messages still unconfirmed after %.0fs; counted as unknown", remaining, timeout)
+            self.counts.unknown += remaining
+        self.seqs.close()
+        if self.ledger is not None:
+            self.ledger.close()
+        self._sync_metrics(time.monotonic())
+        c = self.counts
+        log.info(
+            "final: produced=%d acked=%d failed=%d unknown=%d duplicates_sent=%d poison_sent=%d",
+            c.produced,
+            c.acked,
+            c.failed,
+            c.unknown,
+            c.duplicates_sent,
+            c.poison_sent,
+        )
+        return 1 if c.failed or c.unknown else 0
+
+    def _sync_metrics(self, now: float) -> None:
+        self.metrics.sync(self.counts, len(self.producer), now)
+
+
+def _event_id(value: bytes | None) -> str:
+    """The event id inside our own encoding, found without parsing the JSON."""
+    if not value:
+        return "?"
+    i = value.find(b'"event_id":"')
+    if i < 0:
+        return "?"
+    i += 12
+    return value[i : value.index(b'"', i)].decode()

@@ -1,0 +1,116 @@
+"""Simulated sensors: stable ids, a kind each, and a realistic signal per kind.
+
+A reading is `base + daily cycle + slow drift + noise`, with rare spikes. The drift is a
+mean-reverting random walk, so a sensor wanders but stays plausible for its kind. Every
+sensor's shape is derived from (seed, index), so a restarted producer simulates the same
+fleet. State is kept column-wise in lists: this is the producer's hot path.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    base: tuple[float, float]  # range of a sensor's baseline
+    cycle: float  # daily amplitude
+    noise: float  # standard deviation of the noise
+    drift: float  # step of the random walk
+    spike: float  # size of a spike
+    decimals: int
+
+
+KINDS = (
+    Kind("temperature", (15.0, 30.0), 4.0, 0.15, 0.02, 12.0, 2),
+    Kind("humidity", (30.0, 70.0), 10.0, 0.5, 0.05, 25.0, 1),
+    Kind("pressure", (990.0, 1030.0), 2.0, 0.3, 0.05, 15.0, 1),
+    Kind("co2", (400.0, 900.0), 80.0, 5.0, 0.5, 600.0, 0),
+    Kind("vibration", (0.5, 3.0), 0.3, 0.08, 0.005, 9.0, 3),
+)
+SPIKE_P = 0.0005
+_DAY_S = 86_400.0
+
+
+def sensor_id(index: int) -> str:
+    return f"sensor-{index:05d}"
+
+
+def kind_of(index: int) -> Kind:
+    return KINDS[index % len(KINDS)]
+
+
+class Fleet:
+    """The sensors of one shard (index % shards == shard), with their signal state."""
+
+    def __init__(self, seed: int, shard: int = 0, shards: int = 1) -> None:
+        self.seed = seed
+        self.shard = shard
+        self.shards = shards
+        self.indices: list[int] = []
+        self.ids: list[str] = []
+        self.keys: list[bytes] = []
+        self._base: list[float] = []
+        self._cycle: list[float] = []
+        self._phase: list[float] = []
+        self._noise: list[float] = []
+        self._drift_step: list[float] = []
+        self._spike: list[float] = []
+        self._round: list[int] = []
+        self._drift: list[float] = []
+        self._rng = random.Random(seed * 1_000_003 + shard)
+
+    def resize(self, total: int) -> None:
+        """Own the sensors 0..total-1 that fall in this shard; existing ones keep their state."""
+        wanted = [i for i in range(self.shard, total, self.shards)]
+        have = len(self.indices)
+        if len(wanted) < have:
+            del self.indices[len(wanted) :], self.ids[len(wanted) :], self.keys[len(wanted) :]
+            for col in (
+                self._base,
+                self._cycle,
+                self._phase,
+                self._noise,
+                self._drift_step,
+                self._spike,
+                self._round,
+                self._drift,
+            ):
+                del col[len(wanted) :]
+            return
+        for i in wanted[have:]:
+            k = kind_of(i)
+            r = random.Random(self.seed * 7_919 + i)
+            self.indices.append(i)
+            sid = sensor_id(i)
+            self.ids.append(sid)
+            self.keys.append(sid.encode())
+            self._base.append(r.uniform(*k.base))
+            self._cycle.append(k.cycle * r.uniform(0.5, 1.0))
+            self._phase.append(r.uniform(0, 2 * math.pi))
+            self._noise.append(k.noise)
+            self._drift_step.append(k.drift)
+            self._spike.append(k.spike)
+            self._round.append(k.decimals)
+            self._drift.append(0.0)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def reading(self, slot: int, t: float) -> float:
+        """The next reading of the sensor in `slot` at epoch time `t` (seconds)."""
+        rng = self._rng
+        d = self._drift[slot] * 0.999 + (rng.random() - 0.5) * self._drift_step[slot]
+        self._drift[slot] = d
+        v = (
+            self._base[slot]
+            + self._cycle[slot] * math.sin(self._phase[slot] + t * (2 * math.pi / _DAY_S))
+            + d
+            + rng.gauss(0.0, self._noise[slot])
+        )
+        if rng.random() < SPIKE_P:
+            v += self._spike[slot] * (1 if rng.random() < 0.7 else -1)
+        return round(v, self._round[slot])
