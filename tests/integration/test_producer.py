@@ -1,0 +1,254 @@
+"""The producer against the real broker: order, duplicates, poison, backpressure, restarts."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import orjson
+import pytest
+
+from sensorpipe.contracts.events import H_POISON, EventDecoder, Poison, SensorEvent, Window
+from sensorpipe.runtime.supervisor import Platform
+
+from .conftest import Topics
+from .helpers import consume_all
+
+
+def _env(topics: Topics, state: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SENSORPIPE_KAFKA_BOOTSTRAP_SERVERS": topics.settings.bootstrap(),
+        "SENSORPIPE_KAFKA_TOPIC": topics.main,
+        "SENSORPIPE_STATE_DIR": str(state),
+        "SENSORPIPE_PRODUCER_METRICS_PORT": "0",
+    }
+
+
+def run_producer(topics: Topics, state: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sensorpipe", "producer", *args],
+        env=_env(topics, state),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def ledger_counts(path: Path) -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for line in path.read_text().splitlines():
+        kind, _ident, status = line.split(",")
+        counts[(kind, status)] += 1
+    return counts
+
+
+def by_sensor(msgs: list) -> dict[str, list[tuple[int, int, int]]]:  # type: ignore[type-arg]
+    """sensor -> [(partition, offset, seq)] in topic order within each partition."""
+    out: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+    for m in sorted(msgs, key=lambda m: (m.partition(), m.offset())):
+        if m.headers() and any(k == H_POISON for k, _ in m.headers()):
+            continue
+        ev = orjson.loads(m.value())
+        out[ev["sensor_id"]].append((m.partition(), m.offset(), ev["seq"]))
+    return out
+
+
+def test_per_sensor_order_and_one_partition_per_sensor(topics: Topics, tmp_path: Path) -> None:
+    out = run_producer(
+        topics,
+        tmp_path,
+        "--rate",
+        "20000",
+        "--sensors",
+        "500",
+        "--duration",
+        "3",
+        "--ledger",
+        str(tmp_path / "ledger.csv"),
+    )
+    assert out.returncode == 0, out.stderr
+    acked = ledger_counts(tmp_path / "ledger.csv")[("e", "acked")]
+    assert acked > 20_000
+    msgs = consume_all(topics.settings.bootstrap(), topics.main, acked)
+    assert len(msgs) == acked
+    sensors = by_sensor(msgs)
+    assert len(sensors) == 500
+    decoder = EventDecoder(65536)
+    window = Window(int(time.time() * 1e6), 86_400, 86_400)
+    for m in msgs[:2000]:
+        assert isinstance(decoder.decode(m.key(), m.value(), window), SensorEvent)  # valid by the contract
+    for sid, rows in sensors.items():
+        assert len({p for p, _, _ in rows}) == 1, f"{sid} spans partitions"
+        seqs = [s for _, _, s in rows]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"{sid} out of order or with gaps"
+
+
+def test_duplicates_are_byte_identical_and_ratio_holds(topics: Topics, tmp_path: Path) -> None:
+    out = run_producer(
+        topics,
+        tmp_path,
+        "--rate",
+        "20000",
+        "--sensors",
+        "200",
+        "--duration",
+        "2",
+        "--duplicate-ratio",
+        "0.1",
+        "--ledger",
+        str(tmp_path / "l.csv"),
+    )
+    assert out.returncode == 0, out.stderr
+    counts = ledger_counts(tmp_path / "l.csv")
+    events, dups = counts[("e", "acked")], counts[("d", "acked")]
+    msgs = consume_all(topics.settings.bootstrap(), topics.main, events + dups)
+    assert len(msgs) == events + dups
+    seen: dict[str, bytes] = {}
+    repeats = 0
+    for m in msgs:
+        eid = orjson.loads(m.value())["event_id"]
+        if eid in seen:
+            assert seen[eid] == m.value()  # byte-identical
+            repeats += 1
+        seen[eid] = m.value()
+    assert repeats == dups
+    assert 0.08 < dups / events < 0.12  # 10% within tolerance (n > 20,000)
+    # a duplicate follows its original before that sensor's next event: order still holds
+    for sid, rows in by_sensor(msgs).items():
+        seqs = [s for _, _, s in rows]
+        assert all(b >= a for a, b in itertools.pairwise(seqs)), sid
+
+
+def test_poison_is_labelled_and_invalid(topics: Topics, tmp_path: Path) -> None:
+    out = run_producer(
+        topics,
+        tmp_path,
+        "--rate",
+        "5000",
+        "--sensors",
+        "50",
+        "--duration",
+        "2",
+        "--poison-ratio",
+        "0.05",
+        "--ledger",
+        str(tmp_path / "l.csv"),
+    )
+    assert out.returncode == 0, out.stderr
+    counts = ledger_counts(tmp_path / "l.csv")
+    total = counts[("e", "acked")] + counts[("p", "acked")]
+    msgs = consume_all(topics.settings.bootstrap(), topics.main, total)
+    decoder = EventDecoder(65536)
+    window = Window(int(time.time() * 1e6), 86_400, 86_400)
+    labelled = 0
+    for m in msgs:
+        label = dict(m.headers() or []).get(H_POISON)
+        result = decoder.decode(m.key(), m.value(), window)
+        if label is None:
+            assert isinstance(result, SensorEvent)
+        else:
+            labelled += 1
+            assert isinstance(result, Poison) and result.reason.value == label.decode()
+    assert labelled == counts[("p", "acked")] > 0
+
+
+def test_restart_continues_seq(topics: Topics, tmp_path: Path) -> None:
+    for _ in range(2):
+        out = run_producer(topics, tmp_path, "--rate", "2000", "--sensors", "20", "--duration", "1.5")
+        assert out.returncode == 0, out.stderr
+    # a crash: SIGKILL mid-run, then a third run
+    p = subprocess.Popen(
+        [sys.executable, "-m", "sensorpipe", "producer", "--rate", "2000", "--sensors", "20"],
+        env=_env(topics, tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(3)
+    p.send_signal(signal.SIGKILL)
+    p.wait(10)
+    out = run_producer(topics, tmp_path, "--rate", "2000", "--sensors", "20", "--duration", "1.5")
+    assert out.returncode == 0, out.stderr
+    msgs = consume_all(topics.settings.bootstrap(), topics.main, 10**9, timeout=10)  # everything there is
+    for sid, rows in by_sensor(msgs).items():
+        seqs = [s for _, _, s in rows]
+        assert len(seqs) == len(set(seqs)), f"{sid} reused a seq"
+        assert seqs == sorted(seqs), f"{sid} went backwards"
+        assert seqs[0] == 0
+
+
+def test_broker_paused_then_resumed_loses_nothing(topics: Topics, tmp_path: Path, platform: Platform) -> None:
+    broker = platform.kafka_procs[0]
+    ledger = tmp_path / "l.csv"
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sensorpipe",
+            "producer",
+            "--rate",
+            "20000",
+            "--sensors",
+            "1000",
+            "--ledger",
+            str(ledger),
+        ],
+        env=_env(topics, tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    rss: list[int] = []
+    try:
+        time.sleep(3)
+        os.kill(broker.pid, signal.SIGSTOP)
+        try:
+            for _ in range(20):
+                time.sleep(1)
+                rss.append(_rss_mb(p.pid))
+        finally:
+            os.kill(broker.pid, signal.SIGCONT)
+        time.sleep(8)
+        assert p.poll() is None, "the producer died while the broker was paused"
+    finally:
+        p.send_signal(signal.SIGTERM)
+        code = p.wait(120)
+    assert max(rss) < 300, f"producer memory grew to {max(rss)} MB while the broker was paused"
+    counts = ledger_counts(ledger)
+    assert counts[("e", "failed")] == 0
+    acked = counts[("e", "acked")]
+    assert acked > 20_000
+    msgs = consume_all(topics.settings.bootstrap(), topics.main, acked + counts[("e", "unknown")], timeout=90)
+    on_topic = {orjson.loads(m.value())["event_id"] for m in msgs}
+    acked_ids = {line.split(",")[1] for line in ledger.read_text().splitlines() if line.endswith(",acked")}
+    assert acked_ids <= on_topic  # every acked event is on the topic
+    assert code == (0 if counts[("e", "unknown")] == 0 else 1)
+
+
+def _rss_mb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--rate", "-5"], "--rate"),
+        (["--duplicate-ratio", "1.5"], "--duplicate-ratio"),
+        (["--sensors", "0"], "--sensors"),
+        (["--workers", "0"], "--workers"),
+    ],
+)
+def test_bad_flags_get_one_clear_line(topics: Topics, tmp_path: Path, args: list[str], needle: str) -> None:
+    out = run_producer(topics, tmp_path, *args, timeout=30)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], out.stderr
