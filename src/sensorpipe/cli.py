@@ -221,6 +221,20 @@ def producer(
     raise typer.Exit(code)
 
 
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Listen address (beyond loopback needs a token).")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Listen port.")] = None,
+) -> None:
+    """Serve the read-only API and the dashboard."""
+    from sensorpipe.api.main import run_api
+    from sensorpipe.settings import AdminSettings, ApiSettings, ConsumerSettings
+
+    flags = {"host": host, "port": port}
+    settings = ApiSettings.model_validate({k: v for k, v in flags.items() if v is not None})
+    run_api(settings, DatabaseSettings(), KafkaSettings(), AdminSettings(), ConsumerSettings())
+
+
 def main() -> None:
     """Run the CLI; usage errors and platform problems each print one clear line."""
     try:

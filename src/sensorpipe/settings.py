@@ -105,6 +105,7 @@ class ApiSettings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Listen address. Non-loopback requires an admin token.")
     port: int = Field(default=8000, ge=1, le=65535)
     cors_origins: list[str] = Field(default_factory=list, description="Extra allowed origins; never '*'.")
+    dashboard_dir: Path = Field(default=Path("dashboard/out"), description="The dashboard's static export.")
 
     @field_validator("cors_origins")
     @classmethod

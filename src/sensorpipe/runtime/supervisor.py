@@ -56,7 +56,15 @@ def python_component(
 class Platform:
     """Kafka and PostgreSQL: local ones owned by us, or external ones named in settings."""
 
-    def __init__(self, kafka: KafkaSettings, db: DatabaseSettings, state_dir: Path, log: Log) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        db: DatabaseSettings,
+        state_dir: Path,
+        log: Log,
+        after_start: Callable[[Platform], None] | None = None,
+    ) -> None:
+        self.after_start = after_start
         self.kafka_settings = kafka
         self.db_settings = db
         self.state_dir = state_dir
@@ -101,6 +109,8 @@ class Platform:
             if applied:
                 self.log(f"applied migrations {applied}")
             ensure_topics(self.kafka_settings)
+            if self.after_start is not None:
+                self.after_start(self)
         except BaseException:
             self.stop()
             raise

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sensorpipe.contracts.config import PipelineConfig
 from sensorpipe.runtime.supervisor import Component, Log, Platform, Supervisor, python_component
 from sensorpipe.settings import ApiSettings, ConsumerSettings, DatabaseSettings, KafkaSettings
+from sensorpipe.storage import config_store
 
 
 def build_stack(
@@ -21,10 +23,17 @@ def build_stack(
     log: Log,
 ) -> Supervisor:
     """The supervisor for `sensorpipe up`: the platform plus every component that exists."""
-    platform = Platform(kafka, db, state_dir, log)
+    demo = PipelineConfig(rate=rate, sensors=sensors)
+
+    def seed(p: Platform) -> None:
+        # The store starts with the load `up` runs, so the dashboard shows what the producer does.
+        if config_store.seed_if_empty(p.db_settings.dsn(), demo) is not None:
+            log(f"stored the initial producer configuration: {rate:g} events/s from {sensors} sensors")
+
+    platform = Platform(kafka, db, state_dir, log, after_start=seed)
     components: list[Component] = []
+    api_settings = ApiSettings()
     if api:
-        api_settings = ApiSettings()
         components.append(python_component("api", ["api"], address=api_settings.url()))
     base_port = ConsumerSettings().metrics_port
     components += [

@@ -68,3 +68,12 @@ def put(conn: psycopg.Connection[Any], config: PipelineConfig, updated_by: str) 
     row = conn.execute(_INSERT, (Jsonb(config.model_dump(mode="json")), updated_by)).fetchone()
     assert row is not None
     return _row(row)
+
+
+def seed_if_empty(dsn: str, config: PipelineConfig) -> StoredConfig | None:
+    """Store `config` as version 1 when the store is empty (what `sensorpipe up` runs with)."""
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
+        conn.execute("LOCK TABLE producer_config IN EXCLUSIVE MODE")
+        if conn.execute("SELECT 1 FROM producer_config LIMIT 1").fetchone():
+            return None
+        return put(conn, config, "sensorpipe up")

@@ -6,130 +6,100 @@ of the batch is committed and the caller must not move any offset.
 
 Idempotency comes from `processed_events.event_id` (PRIMARY KEY) and ON CONFLICT DO NOTHING:
 only rows newly inserted there are written to `metrics`, `metrics_1m` and `sensor_stats`.
-Every row of the batch is classified in the same statement as new, duplicate (already
+Every row of the batch is classified, in the same transaction, as new, duplicate (already
 stored, from another offset), redelivery (same offset again) or conflict (same id, other
 content), and the per-partition counters are bumped accordingly.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
 
-# Columns travel as one array parameter each and are unnested server-side: one round trip
-# per batch, never a statement per row. Rows are numbered (ord) in Kafka order.
+# Columns travel as one array parameter each and are unnested server-side: a batch costs two
+# statements, never one per row.
 #
 # The arrays are sent as array *literals* built with str.join, not as Python lists: psycopg
 # adapts a list element by element in Python (about 2 us per element, 100 ms for a batch of
 # 5,000), while a joined literal costs a few ms and the server parses it in C. This is safe
 # because every element is a number or an id that the contract forbids to contain `"` or
 # `\` (see contracts.events), and every text element is quoted, so none reads as NULL.
-_WRITE_BATCH = """
+#
+# Statement 1 claims the batch's event ids in processed_events and returns the ids that were
+# already there (normally none). Statement 2 writes only the rows that were new: metrics,
+# plus rollups, sensor statistics and counters pre-aggregated in Python, so the server does
+# no sorting or grouping. Statement 3 runs only when something was not new: it classifies
+# those rows as duplicates, redeliveries or conflicts.
+_CLAIM = """
 WITH b AS (
-    SELECT *
-    FROM unnest(%(event_id)s::text[], %(sensor_id)s::text[], %(ts_us)s::int8[], %(value)s::float8[],
-                %(seq)s::int8[], %(kpart)s::int4[], %(koff)s::int8[], %(chash)s::int8[])
-         WITH ORDINALITY AS u(event_id, sensor_id, ts_us, value, seq, kpart, koff, chash, ord)
-),
-bt AS (
-    SELECT b.*, timestamptz 'epoch' + ts_us * interval '1 microsecond' AS ts FROM b
-),
-first AS (                      -- the first copy of each event_id within the batch
-    SELECT DISTINCT ON (event_id) event_id, ord, chash FROM bt ORDER BY event_id, ord
-),
-prev AS (                       -- what was stored before this statement (its snapshot)
-    SELECT p.event_id, p.kafka_partition, p.kafka_offset, p.content_hash
-    FROM processed_events p
-    WHERE p.event_id IN (SELECT event_id FROM first)
+    SELECT * FROM unnest(%(event_id)s::text[], %(kpart)s::int4[], %(koff)s::int8[], %(chash)s::int8[],
+                         %(ts_us)s::int8[]) AS u(event_id, kpart, koff, chash, ts_us)
 ),
 ins AS (
     INSERT INTO processed_events (event_id, kafka_partition, kafka_offset, content_hash, event_ts)
-    SELECT bt.event_id, bt.kpart, bt.koff, bt.chash, bt.ts
-    FROM bt JOIN first f ON f.ord = bt.ord
-    ORDER BY bt.event_id
+    SELECT event_id, kpart, koff, chash, timestamptz 'epoch' + ts_us * interval '1 microsecond' FROM b
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
-),
-cls AS (
-    SELECT bt.*,
-        CASE
-            WHEN i.event_id IS NOT NULL AND f.ord = bt.ord THEN 'new'
-            WHEN pr.event_id IS NOT NULL THEN
-                CASE WHEN pr.content_hash <> bt.chash THEN 'conflict'
-                     WHEN pr.kafka_partition = bt.kpart AND pr.kafka_offset = bt.koff THEN 'redelivery'
-                     ELSE 'duplicate' END
-            WHEN f.ord <> bt.ord AND f.chash <> bt.chash THEN 'conflict'
-            ELSE 'duplicate'    -- a later copy in this batch, or a concurrent writer won the insert
-        END AS kind,
-        coalesce(pr.content_hash, f.chash) AS stored_hash
-    FROM bt
-    JOIN first f USING (event_id)
-    LEFT JOIN ins i ON i.event_id = bt.event_id AND f.ord = bt.ord
-    LEFT JOIN prev pr ON pr.event_id = bt.event_id
-),
-new_rows AS (
-    SELECT * FROM cls WHERE kind = 'new'
-),
-m AS (
+)
+SELECT b.event_id FROM b LEFT JOIN ins USING (event_id) WHERE ins.event_id IS NULL
+"""
+
+_WRITE_NEW = """
+WITH m AS (
     INSERT INTO metrics (ts, sensor_id, event_id, value, seq, kafka_partition, kafka_offset)
-    SELECT ts, sensor_id, event_id, value, seq, kpart, koff FROM new_rows ORDER BY ord
+    SELECT timestamptz 'epoch' + ts_us * interval '1 microsecond', sensor_id, event_id, value, seq, kpart, koff
+    FROM unnest(%(sensor_id)s::text[], %(event_id)s::text[], %(ts_us)s::int8[], %(value)s::float8[],
+                %(seq)s::int8[], %(kpart)s::int4[], %(koff)s::int8[])
+         WITH ORDINALITY AS u(sensor_id, event_id, ts_us, value, seq, kpart, koff, ord)
+    ORDER BY ord
 ),
-r AS (                          -- minute buckets by integer division: no time-zone work per row
+r AS (
     INSERT INTO metrics_1m AS t (sensor_id, minute, count, sum, min, max)
-    SELECT sensor_id, timestamptz 'epoch' + (ts_us / 60000000) * interval '1 minute',
-           count(*), sum(value), min(value), max(value)
-    FROM new_rows GROUP BY sensor_id, ts_us / 60000000 ORDER BY 1, 2
+    SELECT sensor_id, timestamptz 'epoch' + minute * interval '1 minute', count, sum, min, max
+    FROM unnest(%(r_sensor)s::text[], %(r_minute)s::int8[], %(r_count)s::int8[], %(r_sum)s::float8[],
+                %(r_min)s::float8[], %(r_max)s::float8[]) AS u(sensor_id, minute, count, sum, min, max)
     ON CONFLICT (sensor_id, minute) DO UPDATE SET
         count = t.count + excluded.count, sum = t.sum + excluded.sum,
         min = least(t.min, excluded.min), max = greatest(t.max, excluded.max)
 ),
-seqs AS (
-    SELECT sensor_id, seq, value, ts, ord,
-           lag(seq) OVER w AS prev_seq, row_number() OVER w AS pos, count(*) OVER (PARTITION BY sensor_id) AS n
-    FROM new_rows
-    WINDOW w AS (PARTITION BY sensor_id ORDER BY ord)
-),
-per_sensor AS (                 -- one row per sensor: its last event, plus gaps/violations vs the previous seq
-    SELECT s.sensor_id, s.n, s.seq AS last_seq, s.value AS last_value, s.ts AS last_ts,
-           g.gaps + CASE WHEN st.last_seq IS NOT NULL AND g.first_seq > st.last_seq + 1 THEN 1 ELSE 0 END AS gaps,
-           g.violations + CASE WHEN st.last_seq IS NOT NULL AND g.first_seq <= st.last_seq THEN 1 ELSE 0 END
-             AS violations
-    FROM seqs s
-    JOIN (SELECT sensor_id,
-                 count(*) FILTER (WHERE seq > prev_seq + 1) AS gaps,
-                 count(*) FILTER (WHERE seq <= prev_seq) AS violations,
-                 min(seq) FILTER (WHERE pos = 1) AS first_seq
-          FROM seqs GROUP BY sensor_id) g USING (sensor_id)
-    LEFT JOIN sensor_stats st USING (sensor_id)
-    WHERE s.pos = s.n
-),
-sst AS (
+sst AS (                        -- the batch's first seq of a sensor is checked against its stored last seq
     INSERT INTO sensor_stats AS t (sensor_id, events, last_value, last_ts, last_seq, seq_gaps, order_violations)
-    SELECT sensor_id, n, last_value, last_ts, last_seq, gaps, violations FROM per_sensor ORDER BY sensor_id
+    SELECT u.sensor_id, u.n, u.last_value, timestamptz 'epoch' + u.last_ts_us * interval '1 microsecond',
+           u.last_seq,
+           u.gaps + CASE WHEN prev.last_seq IS NOT NULL AND u.first_seq > prev.last_seq + 1 THEN 1 ELSE 0 END,
+           u.violations + CASE WHEN prev.last_seq IS NOT NULL AND u.first_seq <= prev.last_seq THEN 1 ELSE 0 END
+    FROM unnest(%(s_sensor)s::text[], %(s_n)s::int8[], %(s_first)s::int8[], %(s_last)s::int8[],
+                %(s_value)s::float8[], %(s_ts)s::int8[], %(s_gaps)s::int8[], %(s_viol)s::int8[])
+         AS u(sensor_id, n, first_seq, last_seq, last_value, last_ts_us, gaps, violations)
+    LEFT JOIN sensor_stats prev USING (sensor_id)
     ON CONFLICT (sensor_id) DO UPDATE SET
         events = t.events + excluded.events, last_value = excluded.last_value, last_ts = excluded.last_ts,
         last_seq = excluded.last_seq, seq_gaps = t.seq_gaps + excluded.seq_gaps,
         order_violations = t.order_violations + excluded.order_violations, updated_at = clock_timestamp()
-),
-c AS (
-    INSERT INTO event_conflicts (event_id, kafka_partition, kafka_offset, content_hash, stored_hash)
-    SELECT event_id, kpart, koff, chash, stored_hash FROM cls WHERE kind = 'conflict'
-),
-k AS (
-    INSERT INTO ingest_counters AS t (kafka_partition, stored, duplicates, redeliveries, conflicts)
-    SELECT kpart, count(*) FILTER (WHERE kind = 'new'), count(*) FILTER (WHERE kind = 'duplicate'),
-           count(*) FILTER (WHERE kind = 'redelivery'), count(*) FILTER (WHERE kind = 'conflict')
-    FROM cls GROUP BY kpart ORDER BY kpart
-    ON CONFLICT (kafka_partition) DO UPDATE SET
-        stored = t.stored + excluded.stored, duplicates = t.duplicates + excluded.duplicates,
-        redeliveries = t.redeliveries + excluded.redeliveries, conflicts = t.conflicts + excluded.conflicts,
-        updated_at = clock_timestamp()
 )
-SELECT kind, count(*) FROM cls GROUP BY kind
+INSERT INTO ingest_counters AS t (kafka_partition, stored)
+SELECT * FROM unnest(%(c_part)s::int4[], %(c_stored)s::int8[])
+ON CONFLICT (kafka_partition) DO UPDATE SET stored = t.stored + excluded.stored, updated_at = clock_timestamp()
+"""
+
+_STORED_FOR = """
+SELECT event_id, kafka_partition, kafka_offset, content_hash FROM processed_events WHERE event_id = ANY(%s::text[])
+"""
+
+_WRITE_OTHERS = """
+WITH c AS (
+    INSERT INTO event_conflicts (event_id, kafka_partition, kafka_offset, content_hash, stored_hash)
+    SELECT * FROM unnest(%(x_event)s::text[], %(x_part)s::int4[], %(x_off)s::int8[], %(x_hash)s::int8[],
+                         %(x_stored)s::int8[])
+)
+INSERT INTO ingest_counters AS t (kafka_partition, duplicates, redeliveries, conflicts)
+SELECT * FROM unnest(%(c_part)s::int4[], %(c_dup)s::int8[], %(c_red)s::int8[], %(c_conf)s::int8[])
+ON CONFLICT (kafka_partition) DO UPDATE SET
+    duplicates = t.duplicates + excluded.duplicates, redeliveries = t.redeliveries + excluded.redeliveries,
+    conflicts = t.conflicts + excluded.conflicts, updated_at = clock_timestamp()
 """
 
 _WRITE_DEAD = """
@@ -157,6 +127,14 @@ class Columns:
 
     def __len__(self) -> int:
         return len(self.event_id)
+
+    def take(self, idx: list[int]) -> Columns:
+        """The rows at `idx`, in that order."""
+        out = Columns()
+        for name in ("event_id", "sensor_id", "ts_us", "value", "seq", "kpart", "koff", "chash"):
+            col = getattr(self, name)
+            setattr(out, name, [col[i] for i in idx])
+        return out
 
     def append(
         self, event_id: str, sensor_id: str, ts_us: int, value: float, seq: int, kpart: int, koff: int, chash: int
@@ -254,30 +232,62 @@ class BatchWriter:
         return created, int(row[0]) if row else 0
 
     def write(self, cols: Columns, dead: list[DeadLetter], slowdown_ms: int = 0) -> BatchResult:
-        if cols.ts_us:
-            first, last = utc_day(min(cols.ts_us)), utc_day(max(cols.ts_us))
+        n = len(cols)
+        # The first copy of each event id in the batch is the candidate; later copies are
+        # duplicates (or conflicts) of it and are classified in Python.
+        seen: dict[str, int] = {}
+        later: list[int] = []
+        for i, eid in enumerate(cols.event_id):
+            if eid in seen:
+                later.append(i)
+            else:
+                seen[eid] = i
+        cand = cols if not later else cols.take(sorted(seen.values()))
+        if cand.ts_us:
+            first, last = utc_day(min(cand.ts_us)), utc_day(max(cand.ts_us))
             if first not in self._known_days or last not in self._known_days:
                 self.ensure_partitions(first, last)
         conn = self._connection()
-        kinds: Counter[str] = Counter()
+        stored = 0
+        others = _Others()
         with conn.transaction():
             if slowdown_ms > 0:
                 conn.execute("SELECT pg_sleep(%s)", (slowdown_ms / 1000,))
-            if cols:
-                rows = conn.execute(
-                    _WRITE_BATCH,
-                    {
-                        "event_id": _texts(cols.event_id),
-                        "sensor_id": _texts(cols.sensor_id),
-                        "ts_us": _ints(cols.ts_us),
-                        "value": _floats(cols.value),
-                        "seq": _ints(cols.seq),
-                        "kpart": _ints(cols.kpart),
-                        "koff": _ints(cols.koff),
-                        "chash": _ints(cols.chash),
-                    },
-                ).fetchall()
-                kinds.update({str(k): int(n) for k, n in rows})
+            if n:
+                lit = _Literals(cand)
+                existing = {
+                    str(r[0])
+                    for r in conn.execute(
+                        _CLAIM,
+                        {
+                            "event_id": lit.event_id,
+                            "kpart": lit.kpart,
+                            "koff": lit.koff,
+                            "chash": lit.chash,
+                            "ts_us": lit.ts_us,
+                        },
+                    ).fetchall()
+                }
+                new = cand
+                if existing:
+                    keep = [i for i, e in enumerate(cand.event_id) if e not in existing]
+                    new = cand.take(keep)
+                    lit = _Literals(new)
+                    stored_rows = {
+                        str(r[0]): (int(r[1]), int(r[2]), int(r[3]))
+                        for r in conn.execute(_STORED_FOR, (_texts(sorted(existing)),)).fetchall()
+                    }
+                    for i, e in enumerate(cand.event_id):
+                        if e in existing:
+                            others.classify(cand, i, stored_rows.get(e))
+                if new.event_id:
+                    conn.execute(_WRITE_NEW, {**lit.metrics(), **_aggregates(new)})
+                    stored = len(new)
+                for i in later:  # later copies within the batch: compared with the first copy
+                    j = seen[cols.event_id[i]]
+                    others.classify(cols, i, (cols.kpart[j], cols.koff[j], cols.chash[j]))
+                if others.any():
+                    conn.execute(_WRITE_OTHERS, others.params())
             if dead:
                 conn.execute(
                     _WRITE_DEAD,
@@ -289,4 +299,121 @@ class BatchWriter:
                         [d.poison_label for d in dead],
                     ),
                 )
-        return BatchResult(kinds["new"], kinds["duplicate"], kinds["redelivery"], kinds["conflict"], len(dead))
+        return BatchResult(stored, others.duplicates, others.redeliveries, others.conflicts, len(dead))
+
+
+class _Literals:
+    """Array literals of a batch's columns, built once."""
+
+    def __init__(self, c: Columns) -> None:
+        self.c = c
+        self.event_id = _texts(c.event_id)
+        self.kpart = _ints(c.kpart)
+        self.koff = _ints(c.koff)
+        self.chash = _ints(c.chash)
+        self.ts_us = _ints(c.ts_us)
+
+    def metrics(self) -> dict[str, str]:
+        c = self.c
+        return {
+            "sensor_id": _texts(c.sensor_id),
+            "event_id": self.event_id,
+            "ts_us": self.ts_us,
+            "value": _floats(c.value),
+            "seq": _ints(c.seq),
+            "kpart": self.kpart,
+            "koff": self.koff,
+        }
+
+
+def _aggregates(c: Columns) -> dict[str, str]:
+    """Rollups per (sensor, minute), running state per sensor and stored counts per partition,
+    computed here so the database only applies them."""
+    roll: dict[tuple[str, int], list[float]] = {}
+    sens: dict[str, list[float]] = {}  # n, first, last, value, ts, gaps, violations
+    parts: dict[int, int] = {}
+    for sid, ts, v, seq, kp in zip(c.sensor_id, c.ts_us, c.value, c.seq, c.kpart, strict=True):
+        key = (sid, ts // 60_000_000)
+        r = roll.get(key)
+        if r is None:
+            roll[key] = [1, v, v, v]
+        else:
+            r[0] += 1
+            r[1] += v
+            r[2] = min(r[2], v)
+            r[3] = max(r[3], v)
+        st = sens.get(sid)
+        if st is None:
+            sens[sid] = [1, seq, seq, v, ts, 0, 0]
+        else:
+            prev = st[2]
+            if seq > prev + 1:
+                st[5] += 1
+            elif seq <= prev:
+                st[6] += 1
+            st[0] += 1
+            st[2], st[3], st[4] = seq, v, ts
+        parts[kp] = parts.get(kp, 0) + 1
+    rk = sorted(roll)  # a fixed lock order keeps concurrent writers from deadlocking
+    sk = sorted(sens)
+    pk = sorted(parts)
+    return {
+        "r_sensor": _texts([k[0] for k in rk]),
+        "r_minute": _ints([k[1] for k in rk]),
+        "r_count": _ints([int(roll[k][0]) for k in rk]),
+        "r_sum": _floats([roll[k][1] for k in rk]),
+        "r_min": _floats([roll[k][2] for k in rk]),
+        "r_max": _floats([roll[k][3] for k in rk]),
+        "s_sensor": _texts(sk),
+        "s_n": _ints([int(sens[k][0]) for k in sk]),
+        "s_first": _ints([int(sens[k][1]) for k in sk]),
+        "s_last": _ints([int(sens[k][2]) for k in sk]),
+        "s_value": _floats([sens[k][3] for k in sk]),
+        "s_ts": _ints([int(sens[k][4]) for k in sk]),
+        "s_gaps": _ints([int(sens[k][5]) for k in sk]),
+        "s_viol": _ints([int(sens[k][6]) for k in sk]),
+        "c_part": _ints(pk),
+        "c_stored": _ints([parts[k] for k in pk]),
+    }
+
+
+class _Others:
+    """Rows that were not new: duplicates (another offset), redeliveries (the same offset
+    again) and conflicts (other content), counted per partition."""
+
+    def __init__(self) -> None:
+        self.counts: dict[int, list[int]] = {}
+        self.conflict_rows: list[tuple[str, int, int, int, int]] = []
+        self.duplicates = self.redeliveries = self.conflicts = 0
+
+    def classify(self, c: Columns, i: int, stored: tuple[int, int, int] | None) -> None:
+        part, off, h = c.kpart[i], c.koff[i], c.chash[i]
+        slot = self.counts.setdefault(part, [0, 0, 0])
+        if stored is not None and stored[2] != h:
+            slot[2] += 1
+            self.conflicts += 1
+            self.conflict_rows.append((c.event_id[i], part, off, h, stored[2]))
+        elif stored is not None and (stored[0], stored[1]) == (part, off):
+            slot[1] += 1
+            self.redeliveries += 1
+        else:  # another offset, same content; or a concurrent writer claimed it first
+            slot[0] += 1
+            self.duplicates += 1
+
+    def any(self) -> bool:
+        return bool(self.counts)
+
+    def params(self) -> dict[str, str]:
+        pk = sorted(self.counts)
+        x = self.conflict_rows
+        return {
+            "x_event": _texts([r[0] for r in x]),
+            "x_part": _ints([r[1] for r in x]),
+            "x_off": _ints([r[2] for r in x]),
+            "x_hash": _ints([r[3] for r in x]),
+            "x_stored": _ints([r[4] for r in x]),
+            "c_part": _ints(pk),
+            "c_dup": _ints([self.counts[p][0] for p in pk]),
+            "c_red": _ints([self.counts[p][1] for p in pk]),
+            "c_conf": _ints([self.counts[p][2] for p in pk]),
+        }

@@ -29,9 +29,11 @@ CREATE TABLE metrics (
     ingested_at     timestamptz      NOT NULL DEFAULT clock_timestamp()
 ) PARTITION BY RANGE (ts);
 
--- Sensor queries use this index; whole-range queries prune to day partitions and read the
--- rollups instead, so no (ts) index is paid for on every insert.
-CREATE INDEX metrics_sensor_ts ON metrics (sensor_id, ts);
+-- Per-sensor reads use (sensor_id, ts). Time-ordered reads across all sensors use (ts, event_id),
+-- which is also the keyset of GET /api/readings; event time is nearly monotonic, so inserts
+-- land on the index's rightmost page and stay cheap.
+CREATE INDEX metrics_sensor_ts ON metrics (sensor_id, ts, event_id);
+CREATE INDEX metrics_ts ON metrics (ts, event_id);
 
 -- Per-minute rollups of new rows only: count, sum, min, max per sensor and minute.
 CREATE TABLE metrics_1m (

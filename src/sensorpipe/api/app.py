@@ -1,0 +1,507 @@
+"""The read-only HTTP API (FastAPI). The only writes go to the configuration store; it never
+writes to Kafka. `create_app` is the one wiring function: no module-level app or pool."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import logging
+import re
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import psycopg
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry, Counter, Histogram, make_asgi_app
+from psycopg_pool import ConnectionPool, PoolTimeout
+from pydantic import AwareDatetime
+
+from sensorpipe.api import schemas as s
+from sensorpipe.api.pipeline import PipelineMonitor, as_dict
+from sensorpipe.contracts.config import PipelineConfig
+from sensorpipe.contracts.events import ID_PATTERN, MAX_ID_LEN
+from sensorpipe.storage import config_store, queries
+
+log = logging.getLogger("sensorpipe.api")
+
+MAX_SENSORS = 100
+MAX_LIMIT = 10_000
+MAX_RAW_RANGE = timedelta(days=7)
+MAX_BUCKETS = 10_000
+_BUCKET = re.compile(r"^(\d{1,5})(s|m|h|d)$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+SensorIds = Annotated[
+    list[str] | None,
+    Query(alias="sensor_id", max_length=MAX_SENSORS, description=f"Repeatable; at most {MAX_SENSORS}."),
+]
+Start = Annotated[AwareDatetime | None, Query(description="ISO 8601 with a zone. Default: end - 1 h.")]
+End = Annotated[AwareDatetime | None, Query(description="ISO 8601 with a zone, exclusive. Default: now.")]
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    dsn: str
+    bootstrap: str
+    topic: str
+    dlq_topic: str
+    group: str
+    admin_token: str | None
+    statement_timeout_ms: int
+    cors_origins: list[str]
+    dashboard_dir: Path | None
+    write_limit: int = 10  # PUTs per client per window
+    write_window_s: float = 10.0
+    monitor_interval_s: float = 1.0
+
+
+class WriteLimiter:
+    """A sliding-window limit on writes per client address."""
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self.limit, self.window_s = limit, window_s
+        self._hits: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def check(self, client: str) -> float | None:
+        """None if allowed, else seconds until the next write would be."""
+        now = time.monotonic()
+        with self._lock:
+            hits = self._hits[client]
+            while hits and hits[0] <= now - self.window_s:
+                hits.popleft()
+            if len(hits) >= self.limit:
+                return hits[0] + self.window_s - now
+            hits.append(now)
+            return None
+
+
+def _check_ids(ids: list[str] | None) -> list[str] | None:
+    if not ids:
+        return None
+    for i in ids:
+        if not 1 <= len(i) <= MAX_ID_LEN or not re.match(ID_PATTERN, i):
+            raise HTTPException(
+                422,
+                f'sensor_id {i[:80]!r} is not a valid id (1-{MAX_ID_LEN} characters, no ", \\ or control characters)',
+            )
+    return list(dict.fromkeys(ids))
+
+
+def _range(
+    start: datetime | None, end: datetime | None, default: timedelta, limit: timedelta
+) -> tuple[datetime, datetime]:
+    end = end or datetime.now(UTC)
+    start = start or end - default
+    if end <= start:
+        raise HTTPException(422, "end must be after start")
+    if end - start > limit:
+        raise HTTPException(422, f"the range may span at most {limit.days} days; narrow start/end")
+    return start, end
+
+
+def _bucket_seconds(text: str) -> int:
+    m = _BUCKET.match(text)
+    if not m:
+        raise HTTPException(422, "bucket must look like 1s, 30s, 5m, 1h or 1d")
+    secs = int(m.group(1)) * _UNITS[m.group(2)]
+    if not 1 <= secs <= 86_400:
+        raise HTTPException(422, "bucket must be between 1s and 1d")
+    return secs
+
+
+def _encode_cursor(*parts: Any) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(parts, default=str)).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, n: int) -> list[Any]:
+    try:
+        parts = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, orjson.JSONDecodeError) as e:
+        raise HTTPException(400, "cursor is not one this API issued") from e
+    if not isinstance(parts, list) or len(parts) != n:
+        raise HTTPException(400, "cursor is not one this API issued")
+    return parts
+
+
+def _parse_ts(text: Any) -> datetime:
+    try:
+        ts = datetime.fromisoformat(str(text))
+    except ValueError as e:
+        raise HTTPException(400, "cursor is not one this API issued") from e
+    if ts.tzinfo is None:
+        raise HTTPException(400, "cursor is not one this API issued")
+    return ts
+
+
+def get_conn(request: Request) -> Iterator[psycopg.Connection[Any]]:
+    """A pooled connection for one request (autocommit, under the statement timeout)."""
+    pool: ConnectionPool[psycopg.Connection[Any]] = request.app.state.pool
+    with pool.connection() as c:
+        yield c
+
+
+Conn = Annotated[psycopg.Connection[Any], Depends(get_conn)]
+
+
+def require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+    """Writes need `Authorization: Bearer <token>` whenever a token is set, and are rate-limited."""
+    cfg: ApiConfig = request.app.state.cfg
+    if cfg.admin_token is not None:
+        expected = f"Bearer {cfg.admin_token}"
+        if authorization is None or not hmac.compare_digest(authorization.encode(), expected.encode()):
+            raise HTTPException(
+                401,
+                "a valid admin token is required: Authorization: Bearer <token>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+    client = request.client.host if request.client else "unknown"
+    wait = request.app.state.limiter.check(client)
+    if wait is not None:
+        raise HTTPException(
+            429, f"too many writes; retry in {wait:.1f}s", headers={"Retry-After": str(max(1, round(wait)))}
+        )
+    return "admin" if cfg.admin_token else client
+
+
+Admin = Annotated[str, Depends(require_admin)]
+
+
+def create_app(cfg: ApiConfig) -> FastAPI:
+    registry = CollectorRegistry()
+    req_seconds = Histogram("sensorpipe_api_request_seconds", "Request latency", ["route"], registry=registry)
+    req_errors = Counter("sensorpipe_api_errors", "Responses with status >= 500", ["route"], registry=registry)
+    limiter = WriteLimiter(cfg.write_limit, cfg.write_window_s)
+
+    def configure(conn: psycopg.Connection[Any]) -> None:
+        conn.execute(f"SET statement_timeout = {int(cfg.statement_timeout_ms)}")
+        conn.execute("SET default_transaction_read_only = off")
+        conn.commit()
+
+    pool = ConnectionPool(
+        cfg.dsn,
+        min_size=2,
+        max_size=12,
+        open=False,
+        configure=configure,
+        kwargs={"autocommit": True, "connect_timeout": 3},
+        timeout=5,
+    )
+
+    def stored_total() -> int | None:
+        try:
+            with pool.connection(timeout=2) as conn:
+                return int(queries.counters(conn).get("stored", 0))
+        except (psycopg.Error, PoolTimeout):
+            return None
+
+    monitor = PipelineMonitor(
+        cfg.bootstrap, cfg.topic, cfg.dlq_topic, cfg.group, stored_total, interval_s=cfg.monitor_interval_s
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        pool.open(wait=False)
+        monitor.start()
+        try:
+            yield
+        finally:
+            monitor.stop()
+            pool.close()
+
+    app = FastAPI(
+        title="sensorpipe API",
+        version="1.0",
+        summary="Read-only metrics, summaries and pipeline health; the producer configuration store.",
+        lifespan=lifespan,
+    )
+    app.state.pool = pool
+    app.state.monitor = monitor
+    app.state.cfg = cfg
+    app.state.limiter = limiter
+    if cfg.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cfg.cors_origins,
+            allow_methods=["GET", "PUT"],
+            allow_headers=["Authorization", "Content-Type"],
+            allow_credentials=True,
+        )
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Any) -> Response:
+        t0 = time.perf_counter()
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "other")
+        req_seconds.labels(name).observe(time.perf_counter() - t0)
+        if response.status_code >= 500:
+            req_errors.labels(name).inc()
+        return response
+
+    @app.exception_handler(psycopg.errors.QueryCanceled)
+    async def too_slow(_r: Request, _e: Exception) -> JSONResponse:
+        return JSONResponse(
+            {"detail": "the query exceeded the statement timeout; narrow the range or sensors"}, status_code=503
+        )
+
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def db_down(_r: Request, e: Exception) -> JSONResponse:
+        log.warning("database unavailable: %s", e)
+        return JSONResponse(
+            {"detail": "the database is unavailable; retry shortly"}, status_code=503, headers={"Retry-After": "2"}
+        )
+
+    # -- readings ---------------------------------------------------------------------------
+    @app.get("/api/readings", response_model=s.ReadingsPage, tags=["metrics"])
+    def get_readings(
+        c: Conn,
+        sensor_id: SensorIds = None,
+        start: Start = None,
+        end: End = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 1000,
+        cursor: Annotated[str | None, Query(max_length=512)] = None,
+    ) -> s.ReadingsPage:
+        """Raw readings in time order, with keyset pagination (at most 7 days per request)."""
+        ids = _check_ids(sensor_id)
+        lo, hi = _range(start, end, timedelta(hours=1), MAX_RAW_RANGE)
+        after = None
+        if cursor:
+            ts, eid = _decode_cursor(cursor, 2)
+            after = (_parse_ts(ts), str(eid))
+        rows = queries.readings(c, ids, lo, hi, limit + 1, after)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        data = [
+            s.ReadingPublic(
+                sensor_id=r["sensor_id"], event_id=r["event_id"], timestamp=r["ts"], value=r["value"], seq=r["seq"]
+            )
+            for r in rows
+        ]
+        nxt = _encode_cursor(rows[-1]["ts"].isoformat(), rows[-1]["event_id"]) if more and rows else None
+        return s.ReadingsPage(data=data, next_cursor=nxt)
+
+    @app.get("/api/readings/aggregate", response_model=s.AggregatePage, tags=["metrics"])
+    def get_aggregate(
+        c: Conn,
+        sensor_id: SensorIds = None,
+        start: Start = None,
+        end: End = None,
+        bucket: Annotated[str, Query(max_length=8, description="1s to 1d, e.g. 10s, 1m, 15m, 1h, 1d.")] = "1m",
+    ) -> s.AggregatePage:
+        """count, min, max and avg per bucket and sensor; buckets of whole minutes come from the rollup."""
+        ids = _check_ids(sensor_id)
+        secs = _bucket_seconds(bucket)
+        lo, hi = _range(start, end, timedelta(hours=1), timedelta(days=31))
+        if (hi - lo).total_seconds() / secs > MAX_BUCKETS:
+            raise HTTPException(422, f"at most {MAX_BUCKETS} buckets per sensor: use a larger bucket")
+        rows, source = queries.aggregate(c, ids, lo, hi, secs)
+        return s.AggregatePage(data=[s.AggregatePublic(**r) for r in rows], bucket_seconds=secs, source=source)
+
+    @app.get("/api/summary", response_model=s.SummaryPublic, tags=["metrics"])
+    def get_summary(c: Conn, sensor_id: SensorIds = None, start: Start = None, end: End = None) -> s.SummaryPublic:
+        """Totals and value statistics over a range (default: the last 24 h)."""
+        ids = _check_ids(sensor_id)
+        lo, hi = _range(start, end, timedelta(hours=24), timedelta(days=31))
+        r = queries.summary(c, ids, lo, hi)
+        return s.SummaryPublic(
+            start=lo,
+            end=hi,
+            events=r.events,
+            sensors=r.sensors,
+            first_event=r.first,
+            last_event=r.last,
+            count=r.events,
+            min=r.min,
+            max=r.max,
+            avg=r.avg,
+            p50=r.p50,
+            p95=r.p95,
+            percentiles_exact=r.percentiles_exact,
+            stored_total=r.stored_total,
+            duplicates_ignored=r.duplicates,
+            redeliveries=r.redeliveries,
+            conflicts=r.conflicts,
+            dlq_by_reason=r.dlq,
+        )
+
+    # -- sensors and events -----------------------------------------------------------------
+    def _sensor(r: dict[str, Any]) -> s.SensorPublic:
+        return s.SensorPublic(
+            sensor_id=r["sensor_id"],
+            count=r["events"],
+            last_value=r["last_value"],
+            last_timestamp=r["last_ts"],
+            last_seen=r["last_seen"],
+            last_seq=r["last_seq"],
+            seq_gaps=r["seq_gaps"],
+            order_violations=r["order_violations"],
+        )
+
+    @app.get("/api/sensors", response_model=s.SensorsPage, tags=["sensors"])
+    def get_sensors(
+        c: Conn,
+        q: Annotated[str | None, Query(max_length=MAX_ID_LEN, description="Substring of the sensor id.")] = None,
+        sort: Annotated[
+            str, Query(pattern="^(sensor_id|events|last_seen|last_value|seq_gaps|order_violations)$")
+        ] = "sensor_id",
+        order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        cursor: Annotated[str | None, Query(max_length=512)] = None,
+    ) -> s.SensorsPage:
+        """Per sensor: count, last value, last seen, last seq, seq gaps and order violations."""
+        after = None
+        if cursor:
+            val, sid = _decode_cursor(cursor, 2)
+            after = (_parse_ts(val) if sort == "last_seen" else val, str(sid))
+        rows = queries.sensors(c, q, sort, order == "desc", limit + 1, after)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        nxt = None
+        if more and rows:
+            col = queries.SENSOR_SORTS[sort]
+            last = rows[-1]
+            val = last["last_seen" if col == "updated_at" else col]
+            nxt = _encode_cursor(val.isoformat() if isinstance(val, datetime) else val, last["sensor_id"])
+        return s.SensorsPage(data=[_sensor(r) for r in rows], next_cursor=nxt)
+
+    @app.get(
+        "/api/sensors/{sensor_id}",
+        response_model=s.SensorPublic,
+        responses={404: {"model": s.Problem}},
+        tags=["sensors"],
+    )
+    def get_sensor(c: Conn, sensor_id: Annotated[str, PathParam(max_length=MAX_ID_LEN)]) -> s.SensorPublic:
+        """One sensor's running statistics."""
+        _check_ids([sensor_id])
+        r = queries.sensor(c, sensor_id)
+        if r is None:
+            raise HTTPException(404, f"no sensor {sensor_id!r} has been stored")
+        return _sensor(r)
+
+    @app.get(
+        "/api/events/{event_id}", response_model=s.EventPublic, responses={404: {"model": s.Problem}}, tags=["metrics"]
+    )
+    def get_event(c: Conn, event_id: Annotated[str, PathParam(max_length=MAX_ID_LEN)]) -> s.EventPublic:
+        """A processed event: where it came from and the stored reading."""
+        _check_ids([event_id])
+        r = queries.event(c, event_id)
+        if r is None:
+            raise HTTPException(404, f"event {event_id!r} was not processed (or is older than retention)")
+        reading = None
+        if r["sensor_id"] is not None:
+            reading = s.ReadingPublic(
+                sensor_id=r["sensor_id"], event_id=r["event_id"], timestamp=r["ts"], value=r["value"], seq=r["seq"]
+            )
+        return s.EventPublic(
+            event_id=r["event_id"],
+            partition=r["kafka_partition"],
+            offset=r["kafka_offset"],
+            processed_at=r["processed_at"],
+            reading=reading,
+        )
+
+    # -- pipeline ---------------------------------------------------------------------------
+    @app.get("/api/pipeline", response_model=s.PipelinePublic, responses={503: {"model": s.Problem}}, tags=["pipeline"])
+    def get_pipeline() -> Any:
+        """Lag per partition, its trend and drain estimate, the group, rates, stalls and the DLQ size."""
+        sample = monitor.latest
+        if sample is None:
+            raise HTTPException(503, "no pipeline sample yet; Kafka may be starting", headers={"Retry-After": "1"})
+        return as_dict(sample)
+
+    # -- configuration store ----------------------------------------------------------------
+    def _public(sc: config_store.StoredConfig) -> s.ConfigPublic:
+        return s.ConfigPublic(version=sc.version, updated_at=sc.updated_at, updated_by=sc.updated_by, config=sc.config)
+
+    @app.get(
+        "/api/producer-config", response_model=s.ConfigPublic, responses={404: {"model": s.Problem}}, tags=["config"]
+    )
+    def get_config(c: Conn) -> s.ConfigPublic:
+        """The current producer configuration (and the consumer's slowdown knob)."""
+        sc = config_store.latest_or_none(c)
+        if sc is None:
+            raise HTTPException(404, "no configuration stored yet; the producer runs on its flags")
+        return _public(sc)
+
+    @app.put(
+        "/api/producer-config",
+        response_model=s.ConfigPublic,
+        responses={401: {"model": s.Problem}, 429: {"model": s.Problem}},
+        tags=["config"],
+    )
+    def put_config(c: Conn, body: PipelineConfig, who: Admin) -> s.ConfigPublic:
+        """Store a new configuration version; unknown fields and out-of-range values are refused."""
+        return _public(config_store.put(c, body, who))
+
+    @app.get("/api/producer-config/history", response_model=s.ConfigHistoryPage, tags=["config"])
+    def get_history(
+        c: Conn,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> s.ConfigHistoryPage:
+        """Past versions, newest first."""
+        before = None
+        if cursor:
+            (before,) = _decode_cursor(cursor, 1)
+            if not isinstance(before, int):
+                raise HTTPException(400, "cursor is not one this API issued")
+        rows = config_store.history(c, limit + 1, before)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return s.ConfigHistoryPage(
+            data=[_public(r) for r in rows], next_cursor=_encode_cursor(rows[-1].version) if more and rows else None
+        )
+
+    # -- health -----------------------------------------------------------------------------
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"model": s.Problem}})
+    def readyz() -> JSONResponse:
+        """The database and Kafka are reachable."""
+        checks: dict[str, str] = {}
+        try:
+            with pool.connection(timeout=2) as c:
+                checks["database"] = "ok" if queries.ping(c) else "failed"
+        except (psycopg.Error, PoolTimeout) as e:
+            checks["database"] = f"unreachable: {type(e).__name__}"
+        sample = monitor.latest
+        if sample is None:
+            checks["kafka"] = "no sample yet"
+        elif sample.error:
+            checks["kafka"] = f"unreachable: {sample.error[:120]}"
+        elif time.time() - sample.at > 15:
+            checks["kafka"] = "stale sample"
+        else:
+            checks["kafka"] = "ok"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+
+    app.mount("/metrics", make_asgi_app(registry=registry))
+
+    if cfg.dashboard_dir is not None and (cfg.dashboard_dir / "index.html").is_file():
+        app.mount("/", StaticFiles(directory=cfg.dashboard_dir, html=True), name="dashboard")
+    else:
+
+        @app.get("/", include_in_schema=False)
+        def no_dashboard() -> JSONResponse:
+            return JSONResponse({"detail": "the dashboard is not built (run `make setup`); the API is at /docs"})
+
+    return app

@@ -1,0 +1,140 @@
+"""Response models of the API. Names say their role: `XPublic` for one item, `XPage` for a
+list of the shape `{data, next_cursor}`. Floats are finite by construction: the store only
+holds finite values, and empty aggregates are null, never NaN."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from sensorpipe.contracts.config import PipelineConfig
+
+
+class ReadingPublic(BaseModel):
+    sensor_id: str
+    event_id: str
+    timestamp: datetime
+    value: float
+    seq: int
+
+
+class ReadingsPage(BaseModel):
+    data: list[ReadingPublic]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class AggregatePublic(BaseModel):
+    sensor_id: str | None = Field(description="Null when no sensor was given: one series over all sensors.")
+    bucket: datetime
+    count: int
+    min: float
+    max: float
+    avg: float
+
+
+class AggregatePage(BaseModel):
+    data: list[AggregatePublic]
+    next_cursor: None = None
+    bucket_seconds: int
+    source: str = Field(description="`metrics_1m` (rollup, whole minutes) or `metrics` (raw rows).")
+
+
+class SummaryPublic(BaseModel):
+    start: datetime
+    end: datetime
+    events: int = Field(description="Events stored in the range (from the rollup).")
+    sensors: int = Field(description="Distinct sensors with events in the range.")
+    first_event: datetime | None
+    last_event: datetime | None
+    count: int
+    min: float | None
+    max: float | None
+    avg: float | None
+    p50: float | None
+    p95: float | None
+    percentiles_exact: bool = Field(description="False when p50/p95 were estimated from a sample.")
+    stored_total: int = Field(description="All events ever stored (not filtered).")
+    duplicates_ignored: int = Field(description="Re-sent events ignored (not filtered).")
+    redeliveries: int = Field(description="Offsets consumed again after a restart or rewind (not filtered).")
+    conflicts: int = Field(description="Reused event ids with other content (not filtered).")
+    dlq_by_reason: dict[str, int]
+
+
+class SensorPublic(BaseModel):
+    sensor_id: str
+    count: int
+    last_value: float
+    last_timestamp: datetime
+    last_seen: datetime
+    last_seq: int
+    seq_gaps: int
+    order_violations: int
+
+
+class SensorsPage(BaseModel):
+    data: list[SensorPublic]
+    next_cursor: str | None
+
+
+class EventPublic(BaseModel):
+    event_id: str
+    partition: int
+    offset: int
+    processed_at: datetime
+    reading: ReadingPublic | None = Field(description="Null once retention dropped the reading.")
+
+
+class PartitionPublic(BaseModel):
+    partition: int
+    high_watermark: int
+    committed: int | None
+    lag: int
+    lag_seconds: float
+    stalled: bool
+
+
+class MemberPublic(BaseModel):
+    member_id: str
+    client_id: str
+    host: str
+    partitions: list[int]
+
+
+class TrendPoint(BaseModel):
+    at: float
+    lag: int
+
+
+class PipelinePublic(BaseModel):
+    at: float = Field(description="When the sample was taken (epoch seconds).")
+    topic: str
+    group: str
+    partitions: list[PartitionPublic]
+    total_lag: int
+    group_state: str
+    members: list[MemberPublic]
+    dlq_messages: int
+    produced_per_s: float | None
+    consumed_per_s: float | None
+    stored_per_s: float | None
+    trend: list[TrendPoint] = Field(description="Total lag over the last 10 minutes.")
+    drain_seconds: float | None = Field(description="Estimated time to zero lag; null when lag is not falling.")
+    stalled_partitions: list[int]
+    error: str | None
+
+
+class ConfigPublic(BaseModel):
+    version: int
+    updated_at: datetime
+    updated_by: str
+    config: PipelineConfig
+
+
+class ConfigHistoryPage(BaseModel):
+    data: list[ConfigPublic]
+    next_cursor: str | None
+
+
+class Problem(BaseModel):
+    detail: str

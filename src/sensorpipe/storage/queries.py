@@ -1,0 +1,274 @@
+"""The read side: every query the API runs, as static parameterised SQL.
+
+Routes never build SQL. Where a filter is optional, there is one static statement per
+combination (rather than `param IS NULL OR ...`), so each gets a plan that uses its index.
+Every connection of the API's pool runs under a `statement_timeout`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+Row = dict[str, Any]
+
+# -- readings ---------------------------------------------------------------------------------
+_READINGS = {
+    (False, False): """
+        SELECT sensor_id, event_id, ts, value, seq FROM metrics
+        WHERE ts >= %(start)s AND ts < %(end)s
+        ORDER BY ts, event_id LIMIT %(limit)s""",
+    (False, True): """
+        SELECT sensor_id, event_id, ts, value, seq FROM metrics
+        WHERE ts >= %(start)s AND ts < %(end)s AND (ts, event_id) > (%(cts)s, %(ceid)s)
+        ORDER BY ts, event_id LIMIT %(limit)s""",
+    (True, False): """
+        SELECT sensor_id, event_id, ts, value, seq FROM metrics
+        WHERE sensor_id = ANY(%(sensors)s) AND ts >= %(start)s AND ts < %(end)s
+        ORDER BY ts, event_id LIMIT %(limit)s""",
+    (True, True): """
+        SELECT sensor_id, event_id, ts, value, seq FROM metrics
+        WHERE sensor_id = ANY(%(sensors)s) AND ts >= %(start)s AND ts < %(end)s
+          AND (ts, event_id) > (%(cts)s, %(ceid)s)
+        ORDER BY ts, event_id LIMIT %(limit)s""",
+}
+
+
+def readings(
+    conn: psycopg.Connection[Any],
+    sensors: list[str] | None,
+    start: datetime,
+    end: datetime,
+    limit: int,
+    after: tuple[datetime, str] | None,
+) -> list[Row]:
+    """Raw readings in (ts, event_id) order; `after` is the keyset cursor (exclusive)."""
+    sql = _READINGS[(bool(sensors), after is not None)]
+    params: dict[str, Any] = {"sensors": sensors, "start": start, "end": end, "limit": limit}
+    if after is not None:
+        params["cts"], params["ceid"] = after
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(sql, params).fetchall()
+
+
+# -- aggregates ---------------------------------------------------------------------------------
+# Buckets of a minute or more come from the metrics_1m rollup (start and end then count in
+# whole minutes); shorter buckets are computed from raw rows. Without sensors, one series
+# across all sensors is returned (sensor_id NULL).
+_AGG_ROLLUP = {
+    True: """
+        SELECT sensor_id, date_bin(%(bucket)s, minute, timestamptz 'epoch') AS bucket,
+               sum(count)::bigint AS count, min(min) AS min, max(max) AS max, sum(sum) / sum(count) AS avg
+        FROM metrics_1m
+        WHERE sensor_id = ANY(%(sensors)s) AND minute >= %(start)s AND minute < %(end)s
+        GROUP BY 1, 2 ORDER BY 2, 1""",
+    False: """
+        SELECT NULL::text AS sensor_id, date_bin(%(bucket)s, minute, timestamptz 'epoch') AS bucket,
+               sum(count)::bigint AS count, min(min) AS min, max(max) AS max, sum(sum) / sum(count) AS avg
+        FROM metrics_1m
+        WHERE minute >= %(start)s AND minute < %(end)s
+        GROUP BY 2 ORDER BY 2""",
+}
+_AGG_RAW = {
+    True: """
+        SELECT sensor_id, date_bin(%(bucket)s, ts, timestamptz 'epoch') AS bucket,
+               count(*) AS count, min(value) AS min, max(value) AS max, avg(value) AS avg
+        FROM metrics
+        WHERE sensor_id = ANY(%(sensors)s) AND ts >= %(start)s AND ts < %(end)s
+        GROUP BY 1, 2 ORDER BY 2, 1""",
+    False: """
+        SELECT NULL::text AS sensor_id, date_bin(%(bucket)s, ts, timestamptz 'epoch') AS bucket,
+               count(*) AS count, min(value) AS min, max(value) AS max, avg(value) AS avg
+        FROM metrics
+        WHERE ts >= %(start)s AND ts < %(end)s
+        GROUP BY 2 ORDER BY 2""",
+}
+
+
+def aggregate(
+    conn: psycopg.Connection[Any], sensors: list[str] | None, start: datetime, end: datetime, bucket_s: int
+) -> tuple[list[Row], str]:
+    """Per bucket and sensor: count, min, max, avg. Returns (rows, source)."""
+    use_rollup = bucket_s >= 60 and bucket_s % 60 == 0
+    sql = (_AGG_ROLLUP if use_rollup else _AGG_RAW)[bool(sensors)]
+    params = {"sensors": sensors, "start": start, "end": end, "bucket": timedelta(seconds=bucket_s)}
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(sql, params).fetchall()
+    return rows, "metrics_1m" if use_rollup else "metrics"
+
+
+# -- summary ----------------------------------------------------------------------------------
+_SUMMARY_ROLLUP = {
+    True: """
+        SELECT coalesce(sum(count), 0)::bigint AS count, min(min) AS min, max(max) AS max,
+               sum(sum) / nullif(sum(count), 0) AS avg, count(DISTINCT sensor_id) AS sensors
+        FROM metrics_1m WHERE sensor_id = ANY(%(sensors)s) AND minute >= %(start)s AND minute < %(end)s""",
+    False: """
+        SELECT coalesce(sum(count), 0)::bigint AS count, min(min) AS min, max(max) AS max,
+               sum(sum) / nullif(sum(count), 0) AS avg, count(DISTINCT sensor_id) AS sensors
+        FROM metrics_1m WHERE minute >= %(start)s AND minute < %(end)s""",
+}
+_FIRST_LAST = {
+    True: """
+        SELECT (SELECT min(ts) FROM metrics WHERE sensor_id = ANY(%(sensors)s)
+                  AND ts >= %(start)s AND ts < %(end)s) AS first,
+               (SELECT max(ts) FROM metrics WHERE sensor_id = ANY(%(sensors)s)
+                  AND ts >= %(start)s AND ts < %(end)s) AS last""",
+    False: """
+        SELECT (SELECT min(ts) FROM metrics WHERE ts >= %(start)s AND ts < %(end)s) AS first,
+               (SELECT max(ts) FROM metrics WHERE ts >= %(start)s AND ts < %(end)s) AS last""",
+}
+# Percentiles read raw values. Up to SAMPLE_ROWS matching rows they are exact; beyond, they
+# are estimated from a Bernoulli sample of about SAMPLE_ROWS rows.
+SAMPLE_ROWS = 50_000
+_PCT_EXACT = {
+    True: """
+        SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY value) AS p50,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY value) AS p95
+        FROM metrics WHERE sensor_id = ANY(%(sensors)s) AND ts >= %(start)s AND ts < %(end)s""",
+    False: """
+        SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY value) AS p50,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY value) AS p95
+        FROM metrics WHERE ts >= %(start)s AND ts < %(end)s""",
+}
+_PCT_SAMPLED = {
+    True: """
+        SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY value) AS p50,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY value) AS p95
+        FROM metrics TABLESAMPLE SYSTEM (%(pct)s) REPEATABLE (1)
+        WHERE sensor_id = ANY(%(sensors)s) AND ts >= %(start)s AND ts < %(end)s""",
+    False: """
+        SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY value) AS p50,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY value) AS p95
+        FROM metrics TABLESAMPLE SYSTEM (%(pct)s) REPEATABLE (1)
+        WHERE ts >= %(start)s AND ts < %(end)s""",
+}
+_COUNTERS = """
+    SELECT coalesce(sum(stored), 0)::bigint AS stored, coalesce(sum(duplicates), 0)::bigint AS duplicates,
+           coalesce(sum(redeliveries), 0)::bigint AS redeliveries, coalesce(sum(conflicts), 0)::bigint AS conflicts
+    FROM ingest_counters"""
+_DLQ_BY_REASON = "SELECT reason, count(*) AS count FROM dead_letters GROUP BY reason ORDER BY reason"
+
+
+@dataclass(frozen=True)
+class Summary:
+    events: int
+    sensors: int
+    first: datetime | None
+    last: datetime | None
+    min: float | None
+    max: float | None
+    avg: float | None
+    p50: float | None
+    p95: float | None
+    percentiles_exact: bool
+    stored_total: int
+    duplicates: int
+    redeliveries: int
+    conflicts: int
+    dlq: dict[str, int]
+
+
+def summary(conn: psycopg.Connection[Any], sensors: list[str] | None, start: datetime, end: datetime) -> Summary:
+    s = bool(sensors)
+    params: dict[str, Any] = {"sensors": sensors, "start": start, "end": end}
+    with conn.cursor(row_factory=dict_row) as cur:
+        agg = cur.execute(_SUMMARY_ROLLUP[s], params).fetchone() or {}
+        fl = cur.execute(_FIRST_LAST[s], params).fetchone() or {}
+        count = int(agg.get("count") or 0)
+        exact = count <= SAMPLE_ROWS
+        if count == 0:
+            pct: Row = {}
+        elif exact:
+            pct = cur.execute(_PCT_EXACT[s], params).fetchone() or {}
+        else:
+            params["pct"] = max(0.01, min(100.0, 100.0 * SAMPLE_ROWS / count))
+            pct = cur.execute(_PCT_SAMPLED[s], params).fetchone() or {}
+        counters = cur.execute(_COUNTERS).fetchone() or {}
+        dlq = {r["reason"]: int(r["count"]) for r in cur.execute(_DLQ_BY_REASON).fetchall()}
+    return Summary(
+        events=count,
+        sensors=int(agg.get("sensors") or 0),
+        first=fl.get("first"),
+        last=fl.get("last"),
+        min=agg.get("min"),
+        max=agg.get("max"),
+        avg=agg.get("avg"),
+        p50=pct.get("p50"),
+        p95=pct.get("p95"),
+        percentiles_exact=exact,
+        stored_total=int(counters.get("stored", 0)),
+        duplicates=int(counters.get("duplicates", 0)),
+        redeliveries=int(counters.get("redeliveries", 0)),
+        conflicts=int(counters.get("conflicts", 0)),
+        dlq=dlq,
+    )
+
+
+def counters(conn: psycopg.Connection[Any]) -> Row:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(_COUNTERS).fetchone() or {}
+
+
+# -- sensors ----------------------------------------------------------------------------------
+SENSOR_SORTS = {
+    "sensor_id": "sensor_id",
+    "events": "events",
+    "last_seen": "updated_at",
+    "last_value": "last_value",
+    "seq_gaps": "seq_gaps",
+    "order_violations": "order_violations",
+}
+_SENSOR_COLS = """sensor_id, events, last_value, last_ts, last_seq, seq_gaps, order_violations,
+                  updated_at AS last_seen"""
+
+
+def _sensor_list_sql(sort: str, desc: bool, with_cursor: bool, with_query: bool) -> str:
+    col = SENSOR_SORTS[sort]  # a whitelisted column name, never user text
+    op, order = ("<", "DESC") if desc else (">", "ASC")
+    where = []
+    if with_query:
+        where.append("strpos(sensor_id, %(q)s) > 0")
+    if with_cursor:
+        where.append(f"({col}, sensor_id) {op} (%(cval)s, %(cid)s)")
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    return f"SELECT {_SENSOR_COLS} FROM sensor_stats {clause} ORDER BY {col} {order}, sensor_id {order} LIMIT %(limit)s"  # noqa: S608
+
+
+def sensors(
+    conn: psycopg.Connection[Any], q: str | None, sort: str, desc: bool, limit: int, after: tuple[Any, str] | None
+) -> list[Row]:
+    sql = _sensor_list_sql(sort, desc, after is not None, bool(q))
+    params: dict[str, Any] = {"q": q, "limit": limit}
+    if after is not None:
+        params["cval"], params["cid"] = after
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(sql.encode(), params).fetchall()
+
+
+def sensor(conn: psycopg.Connection[Any], sensor_id: str) -> Row | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"SELECT {_SENSOR_COLS} FROM sensor_stats WHERE sensor_id = %s".encode(),  # noqa: S608
+            (sensor_id,),
+        ).fetchone()
+
+
+def event(conn: psycopg.Connection[Any], event_id: str) -> Row | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """SELECT p.event_id, p.kafka_partition, p.kafka_offset, p.processed_at,
+                      m.sensor_id, m.ts, m.value, m.seq, m.ingest_id
+               FROM processed_events p
+               LEFT JOIN metrics m ON m.event_id = p.event_id AND m.ts = p.event_ts
+               WHERE p.event_id = %s""",
+            (event_id,),
+        ).fetchone()
+
+
+def ping(conn: psycopg.Connection[Any]) -> bool:
+    return conn.execute("SELECT 1").fetchone() == (1,)
