@@ -32,7 +32,7 @@ from pydantic import AwareDatetime
 from sensorpipe.api import schemas as s
 from sensorpipe.api.pipeline import PipelineMonitor, as_dict
 from sensorpipe.contracts.config import PipelineConfig
-from sensorpipe.contracts.events import ID_PATTERN, MAX_ID_LEN
+from sensorpipe.contracts.events import ID_PATTERN, ID_PATTERN_PORTABLE, MAX_ID_LEN
 from sensorpipe.storage import config_store, queries
 
 log = logging.getLogger("sensorpipe.api")
@@ -48,6 +48,11 @@ SensorIds = Annotated[
     list[str] | None,
     Query(alias="sensor_id", max_length=MAX_SENSORS, description=f"Repeatable; at most {MAX_SENSORS}."),
 ]
+# Error responses every data route may give, documented so clients (and schemathesis) know them.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": s.Problem, "description": "A bad range, bucket, id or cursor; `detail` says which."},
+    503: {"model": s.Problem, "description": "The database is unavailable or the query timed out."},
+}
 Start = Annotated[AwareDatetime | None, Query(description="ISO 8601 with a zone. Default: end - 1 h.")]
 End = Annotated[AwareDatetime | None, Query(description="ISO 8601 with a zone, exclusive. Default: now.")]
 
@@ -94,10 +99,7 @@ def _check_ids(ids: list[str] | None) -> list[str] | None:
         return None
     for i in ids:
         if not 1 <= len(i) <= MAX_ID_LEN or not re.match(ID_PATTERN, i):
-            raise HTTPException(
-                422,
-                f'sensor_id {i[:80]!r} is not a valid id (1-{MAX_ID_LEN} characters, no ", \\ or control characters)',
-            )
+            raise HTTPException(400, f"{i[:80]!r} is not a valid id: 1-{MAX_ID_LEN} letters, digits or ._:@/+=-")
     return list(dict.fromkeys(ids))
 
 
@@ -107,19 +109,19 @@ def _range(
     end = end or datetime.now(UTC)
     start = start or end - default
     if end <= start:
-        raise HTTPException(422, "end must be after start")
+        raise HTTPException(400, "end must be after start")
     if end - start > limit:
-        raise HTTPException(422, f"the range may span at most {limit.days} days; narrow start/end")
+        raise HTTPException(400, f"the range may span at most {limit.days} days; narrow start/end")
     return start, end
 
 
 def _bucket_seconds(text: str) -> int:
     m = _BUCKET.match(text)
     if not m:
-        raise HTTPException(422, "bucket must look like 1s, 30s, 5m, 1h or 1d")
+        raise HTTPException(400, "bucket must look like 1s, 30s, 5m, 1h or 1d")
     secs = int(m.group(1)) * _UNITS[m.group(2)]
     if not 1 <= secs <= 86_400:
-        raise HTTPException(422, "bucket must be between 1s and 1d")
+        raise HTTPException(400, "bucket must be between 1s and 1d")
     return secs
 
 
@@ -267,7 +269,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         )
 
     # -- readings ---------------------------------------------------------------------------
-    @app.get("/api/readings", response_model=s.ReadingsPage, tags=["metrics"])
+    @app.get("/api/readings", response_model=s.ReadingsPage, responses=ERRORS, tags=["metrics"])
     def get_readings(
         c: Conn,
         sensor_id: SensorIds = None,
@@ -295,7 +297,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         nxt = _encode_cursor(rows[-1]["ts"].isoformat(), rows[-1]["event_id"]) if more and rows else None
         return s.ReadingsPage(data=data, next_cursor=nxt)
 
-    @app.get("/api/readings/aggregate", response_model=s.AggregatePage, tags=["metrics"])
+    @app.get("/api/readings/aggregate", response_model=s.AggregatePage, responses=ERRORS, tags=["metrics"])
     def get_aggregate(
         c: Conn,
         sensor_id: SensorIds = None,
@@ -308,11 +310,11 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         secs = _bucket_seconds(bucket)
         lo, hi = _range(start, end, timedelta(hours=1), timedelta(days=31))
         if (hi - lo).total_seconds() / secs > MAX_BUCKETS:
-            raise HTTPException(422, f"at most {MAX_BUCKETS} buckets per sensor: use a larger bucket")
+            raise HTTPException(400, f"at most {MAX_BUCKETS} buckets per sensor: use a larger bucket")
         rows, source = queries.aggregate(c, ids, lo, hi, secs)
         return s.AggregatePage(data=[s.AggregatePublic(**r) for r in rows], bucket_seconds=secs, source=source)
 
-    @app.get("/api/summary", response_model=s.SummaryPublic, tags=["metrics"])
+    @app.get("/api/summary", response_model=s.SummaryPublic, responses=ERRORS, tags=["metrics"])
     def get_summary(c: Conn, sensor_id: SensorIds = None, start: Start = None, end: End = None) -> s.SummaryPublic:
         """Totals and value statistics over a range (default: the last 24 h)."""
         ids = _check_ids(sensor_id)
@@ -352,10 +354,12 @@ def create_app(cfg: ApiConfig) -> FastAPI:
             order_violations=r["order_violations"],
         )
 
-    @app.get("/api/sensors", response_model=s.SensorsPage, tags=["sensors"])
+    @app.get("/api/sensors", response_model=s.SensorsPage, responses=ERRORS, tags=["sensors"])
     def get_sensors(
         c: Conn,
-        q: Annotated[str | None, Query(max_length=MAX_ID_LEN, description="Substring of the sensor id.")] = None,
+        q: Annotated[
+            str | None, Query(max_length=MAX_ID_LEN, pattern=ID_PATTERN_PORTABLE, description="Substring of the sensor id.")
+        ] = None,
         sort: Annotated[
             str, Query(pattern="^(sensor_id|events|last_seen|last_value|seq_gaps|order_violations)$")
         ] = "sensor_id",
@@ -382,7 +386,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
     @app.get(
         "/api/sensors/{sensor_id}",
         response_model=s.SensorPublic,
-        responses={404: {"model": s.Problem}},
+        responses={**ERRORS, 404: {"model": s.Problem}},
         tags=["sensors"],
     )
     def get_sensor(c: Conn, sensor_id: Annotated[str, PathParam(max_length=MAX_ID_LEN)]) -> s.SensorPublic:
@@ -394,7 +398,10 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         return _sensor(r)
 
     @app.get(
-        "/api/events/{event_id}", response_model=s.EventPublic, responses={404: {"model": s.Problem}}, tags=["metrics"]
+        "/api/events/{event_id}",
+        response_model=s.EventPublic,
+        responses={**ERRORS, 404: {"model": s.Problem}},
+        tags=["metrics"],
     )
     def get_event(c: Conn, event_id: Annotated[str, PathParam(max_length=MAX_ID_LEN)]) -> s.EventPublic:
         """A processed event: where it came from and the stored reading."""
@@ -429,7 +436,10 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         return s.ConfigPublic(version=sc.version, updated_at=sc.updated_at, updated_by=sc.updated_by, config=sc.config)
 
     @app.get(
-        "/api/producer-config", response_model=s.ConfigPublic, responses={404: {"model": s.Problem}}, tags=["config"]
+        "/api/producer-config",
+        response_model=s.ConfigPublic,
+        responses={**ERRORS, 404: {"model": s.Problem}},
+        tags=["config"],
     )
     def get_config(c: Conn) -> s.ConfigPublic:
         """The current producer configuration (and the consumer's slowdown knob)."""
@@ -441,14 +451,14 @@ def create_app(cfg: ApiConfig) -> FastAPI:
     @app.put(
         "/api/producer-config",
         response_model=s.ConfigPublic,
-        responses={401: {"model": s.Problem}, 429: {"model": s.Problem}},
+        responses={**ERRORS, 401: {"model": s.Problem}, 429: {"model": s.Problem}},
         tags=["config"],
     )
     def put_config(c: Conn, body: PipelineConfig, who: Admin) -> s.ConfigPublic:
         """Store a new configuration version; unknown fields and out-of-range values are refused."""
         return _public(config_store.put(c, body, who))
 
-    @app.get("/api/producer-config/history", response_model=s.ConfigHistoryPage, tags=["config"])
+    @app.get("/api/producer-config/history", response_model=s.ConfigHistoryPage, responses=ERRORS, tags=["config"])
     def get_history(
         c: Conn,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,

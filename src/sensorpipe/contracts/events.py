@@ -2,7 +2,7 @@ r"""The event contract of topic `sensor_metrics`, and its validation.
 
 Key: `sensor_id` as UTF-8. Value: a JSON object with exactly these fields:
 
-- `sensor_id`: string, 1-64 characters without `"`, `\` or control characters, equal to the key;
+- `sensor_id`: string of 1-64 letters, digits or `._:@/+=-`, equal to the key;
 - `event_id`: string, same rules, globally unique (UUIDv7 from our producer);
 - `timestamp`: either an RFC 3339 / ISO 8601 date-time string *with* a zone (`Z` or `±HH:MM`;
   `T` or a space between date and time; fractional seconds allowed, kept to microseconds), or
@@ -45,9 +45,11 @@ H_SOURCE_OFFSET = "sensorpipe.source.offset"
 # Set by the producer's poison injector so tests and the audit can count deliberate poison.
 H_POISON = "sensorpipe.poison"
 
-# Ids may hold any character but `"`, `\` and control characters: the store passes ids to
-# PostgreSQL inside quoted array literals, which these would break.
-ID_PATTERN = r'^[^"\\\x00-\x1f\x7f]+\Z'
+# Ids are letters, digits and `._:@/+=-`: enough for names and UUIDs, and nothing that could
+# break the quoted array literals the store sends to PostgreSQL, or look like SQL or markup.
+ID_PATTERN = r"^[A-Za-z0-9._:@/+=-]+\Z"
+# The same rule for JSON Schema / pydantic (Rust regex), where `$` already means end of text.
+ID_PATTERN_PORTABLE = r"^[A-Za-z0-9._:@/+=-]+$"
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LEN, pattern=ID_PATTERN)]
 Seq = Annotated[int, msgspec.Meta(ge=0, le=SEQ_LIMIT)]
 ZonedDateTime = Annotated[datetime, msgspec.Meta(tz=True)]
@@ -175,7 +177,7 @@ def diagnose(key: bytes | None, value: bytes) -> Poison:
         if not isinstance(obj[f], str):
             return Poison(Reason.WRONG_TYPE, f"{f} must be a string, got {_type_name(obj[f])}")
         if not 1 <= len(obj[f]) <= MAX_ID_LEN or not _ID_RE.match(obj[f]):
-            return Poison(Reason.BAD_ID, f'{f} must be 1-{MAX_ID_LEN} characters without ", \\ or controls')
+            return Poison(Reason.BAD_ID, f"{f} must be 1-{MAX_ID_LEN} letters, digits or ._:@/+=-")
     v = obj["value"]
     if isinstance(v, bool) or not isinstance(v, int | float):
         return Poison(Reason.WRONG_TYPE, f"value must be a number, got {_type_name(v)}")
