@@ -358,7 +358,8 @@ def create_app(cfg: ApiConfig) -> FastAPI:
     def get_sensors(
         c: Conn,
         q: Annotated[
-            str | None, Query(max_length=MAX_ID_LEN, pattern=ID_PATTERN_PORTABLE, description="Substring of the sensor id.")
+            str | None,
+            Query(max_length=MAX_ID_LEN, pattern=ID_PATTERN_PORTABLE, description="Substring of the sensor id."),
         ] = None,
         sort: Annotated[
             str, Query(pattern="^(sensor_id|events|last_seen|last_value|seq_gaps|order_violations)$")
