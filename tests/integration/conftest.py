@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import uvicorn
 
+from sensorpipe.api.app import ApiConfig, create_app
 from sensorpipe.runtime.bootstrap import ensure_topics
 from sensorpipe.runtime.supervisor import Platform, down
 from sensorpipe.settings import DatabaseSettings, KafkaSettings
@@ -57,6 +62,47 @@ def db_dsn(platform: Platform) -> str:
     dsn = platform.pg.create_database(f"t_{uuid.uuid4().hex[:12]}")
     migrate(dsn)
     return dsn
+
+
+@pytest.fixture
+def start_api() -> Iterator[Callable[[ApiConfig], str]]:
+    """Serve the real API app on a free loopback port (uvicorn in a thread); returns its URL."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(cfg: ApiConfig) -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        server = uvicorn.Server(uvicorn.Config(create_app(cfg), host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.started, "the API did not start"
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(30)
+
+
+def api_config(dsn: str, topics: Topics, token: str | None = None) -> ApiConfig:
+    return ApiConfig(
+        dsn=dsn,
+        bootstrap=topics.settings.bootstrap(),
+        topic=topics.main,
+        dlq_topic=topics.dlq,
+        group=f"g-{uuid.uuid4().hex[:8]}",
+        admin_token=token,
+        statement_timeout_ms=5000,
+        cors_origins=[],
+        dashboard_dir=None,
+        write_limit=1000,
+        monitor_interval_s=0.5,
+    )
 
 
 @dataclass(frozen=True)

@@ -5,20 +5,25 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import orjson
+import psycopg
 import pytest
 
+from sensorpipe.api.app import ApiConfig
 from sensorpipe.contracts.events import H_POISON, EventDecoder, Poison, SensorEvent, Window
 from sensorpipe.runtime.supervisor import Platform
 
-from .conftest import Topics
-from .helpers import consume_all
+from .conftest import Topics, api_config
+from .helpers import consume_all, wait_until
 
 
 def _env(topics: Topics, state: Path) -> dict[str, str]:
@@ -252,3 +257,51 @@ def test_bad_flags_get_one_clear_line(topics: Topics, tmp_path: Path, args: list
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], out.stderr
+
+
+def _gauge(url: str, name: str) -> float | None:
+    try:
+        text = httpx.get(url, timeout=2).text
+    except httpx.HTTPError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def test_live_configuration_is_applied_without_restart_and_bad_config_rejected(
+    topics: Topics, db_dsn: str, tmp_path: Path, start_api: Callable[[ApiConfig], str]
+) -> None:
+    url = start_api(api_config(db_dsn, topics))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        mport = s.getsockname()[1]
+    env = {**_env(topics, tmp_path), "SENSORPIPE_PRODUCER_METRICS_PORT": str(mport)}
+    p = subprocess.Popen(
+        [sys.executable, "-m", "sensorpipe", "producer", "--rate", "500", "--sensors", "10", "--api-url", url],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics = f"http://127.0.0.1:{mport}/metrics"
+    rate = "sensorpipe_producer_configured_rate"
+    try:
+        wait_until(lambda: _gauge(metrics, rate) == 500.0, 30, "the flag rate (nothing stored yet)")
+        r = httpx.put(f"{url}/api/producer-config", json={"rate": 1500, "sensors": 20})
+        assert r.status_code == 200, r.text
+        wait_until(lambda: _gauge(metrics, rate) == 1500.0, 20, "the stored rate to be applied")
+        # A configuration that does not validate (written around the API) is refused; the last
+        # good one stays in force.
+        with psycopg.connect(db_dsn, autocommit=True) as conn:
+            conn.execute('INSERT INTO producer_config (config) VALUES (\'{"rate": -7, "sensors": 0}\')')
+        assert httpx.get(f"{url}/api/producer-config").status_code == 503
+        time.sleep(8)
+        assert _gauge(metrics, rate) == 1500.0
+        assert p.poll() is None
+    finally:
+        p.send_signal(signal.SIGTERM)
+        _out, err = p.communicate(timeout=60)
+    assert "rejected the configuration" in err
+    assert p.returncode == 0, err[-2000:]

@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Counter, Histogram, make_asgi_app
 from psycopg_pool import ConnectionPool, PoolTimeout
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, ValidationError
 
 from sensorpipe.api import schemas as s
 from sensorpipe.api.pipeline import PipelineMonitor, as_dict
@@ -444,7 +444,13 @@ def create_app(cfg: ApiConfig) -> FastAPI:
     )
     def get_config(c: Conn) -> s.ConfigPublic:
         """The current producer configuration (and the consumer's slowdown knob)."""
-        sc = config_store.latest_or_none(c)
+        try:
+            sc = config_store.latest(c)
+        except ValidationError as e:
+            raise HTTPException(
+                503,
+                f"the newest stored configuration is invalid ({e.error_count()} errors); store a valid one with PUT",
+            ) from e
         if sc is None:
             raise HTTPException(404, "no configuration stored yet; the producer runs on its flags")
         return _public(sc)
