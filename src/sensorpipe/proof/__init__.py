@@ -1,0 +1,1 @@
+"""Proof tools: the demo scenarios and the audit."""
