@@ -302,6 +302,33 @@ def audit(
     raise typer.Exit(1 if report.anomalies else 0)
 
 
+@app.command()
+def bench(
+    stage: Annotated[str, typer.Argument(help="producer, consumer, e2e, api or all")] = "all",
+    quick: Annotated[bool, typer.Option("--quick", help="Smaller sizes, for a smoke run.")] = False,
+    out: Annotated[Path, typer.Option(help="Raw JSON and charts.")] = Path("artifacts/bench"),
+    report: Annotated[Path, typer.Option(help="The Markdown report.")] = Path("BENCHMARKS.md"),
+) -> None:
+    """Measure every stage against its reference on the local stack; write BENCHMARKS.md."""
+    from sensorpipe.proof.bench import STAGES, Bench
+    from sensorpipe.proof.demo import Stack
+    from sensorpipe.proof.report import charts, render
+
+    stages = list(STAGES) if stage == "all" else [stage]
+    if any(s not in STAGES for s in stages):
+        raise typer.BadParameter(f"unknown stage {stage!r}: choose {', '.join(STAGES)} or all")
+    stack = Stack(_state_dir(), _say)
+    stack.ensure(("--no-producer", "--no-api", "--consumers", "0"))
+    try:
+        results = Bench(_state_dir(), out, _say, quick=quick).run(stages)
+    finally:
+        stack.stop()
+    charts(results, out)
+    command = "make bench" if stage == "all" and not quick else " ".join(["sensorpipe", *sys.argv[1:]])
+    report.write_text(render(results, command))
+    _say(f"wrote {report} and {out / 'bench.json'}")
+
+
 def main() -> None:
     """Run the CLI; usage errors and platform problems each print one clear line."""
     try:

@@ -1,0 +1,516 @@
+"""`sensorpipe bench [producer|consumer|e2e|api|all]`: every stage against a reference measured in
+the same run, on the real local stack. Writes BENCHMARKS.md, raw JSON and PNG charts.
+
+Each stage uses topics, consumer groups and databases of its own, so stages never see each
+other's data. Processes run as they do in production (subprocesses of `sensorpipe`), and
+their CPU time and peak RSS are read from /proc.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform as pyplatform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+from confluent_kafka import Consumer, TopicPartition
+
+from sensorpipe.contracts.events import encode_event
+from sensorpipe.runtime.bootstrap import ensure_topics
+from sensorpipe.runtime.kafka import classpath
+from sensorpipe.runtime.postgres import LocalPostgres
+from sensorpipe.runtime.procs import PlatformError
+from sensorpipe.settings import DatabaseSettings, KafkaSettings
+from sensorpipe.storage import bench as bq
+from sensorpipe.storage.migrate import migrate
+from sensorpipe.storage.writer import BatchWriter
+
+Log = Callable[[str], None]
+STAGES = ("producer", "consumer", "e2e", "api")
+
+
+@dataclass
+class ProcStats:
+    """CPU seconds and peak RSS of a process, sampled from /proc while it runs."""
+
+    pid: int
+    peak_rss_mb: float = 0.0
+    cpu_s: float = 0.0
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> ProcStats:
+        threading.Thread(target=self._loop, daemon=True).start()
+        return self
+
+    def _loop(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        while not self._stop.is_set():
+            try:
+                status = Path(f"/proc/{self.pid}/status").read_text()
+                stat = Path(f"/proc/{self.pid}/stat").read_text()
+            except (FileNotFoundError, ProcessLookupError):
+                return
+            m = re.search(r"VmRSS:\s+(\d+)", status)
+            if m:
+                self.peak_rss_mb = max(self.peak_rss_mb, int(m.group(1)) / 1024)
+            fields = stat[stat.rindex(")") + 2 :].split()
+            self.cpu_s = (int(fields[11]) + int(fields[12])) / tick
+            time.sleep(0.25)
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        return {"peak_rss_mb": round(self.peak_rss_mb, 1), "cpu_s": round(self.cpu_s, 2)}
+
+
+class Bench:
+    def __init__(self, state_dir: Path, out_dir: Path, log: Log, quick: bool = False) -> None:
+        self.kafka = KafkaSettings()
+        self.db = DatabaseSettings()
+        if not self.db.local:
+            raise PlatformError("the benchmark creates databases of its own: run it on the local stack")
+        self.pg = LocalPostgres(self.db, state_dir)
+        self.state_dir = state_dir
+        self.out = out_dir
+        self.log = log
+        self.quick = quick
+        self.results: dict[str, Any] = {}
+
+    # -- helpers -----------------------------------------------------------------------------
+    def topic(self, name: str) -> KafkaSettings:
+        t = f"bench_{name}_{uuid.uuid4().hex[:6]}"
+        k = self.kafka.model_copy(update={"topic": t, "dlq_topic": f"{t}.dlq"})
+        ensure_topics(k, topic=t, dlq_topic=f"{t}.dlq")
+        return k
+
+    def database(self, name: str) -> str:
+        dsn = self.pg.create_database(f"bench_{name}")
+        migrate(dsn)
+        BatchWriter(dsn, self.db.retention_days).maintain(datetime.now(UTC).date())
+        return dsn
+
+    def env(self, k: KafkaSettings, dsn: str | None = None, **extra: str) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "SENSORPIPE_KAFKA_BOOTSTRAP_SERVERS": k.bootstrap(),
+            "SENSORPIPE_KAFKA_TOPIC": k.topic,
+            "SENSORPIPE_KAFKA_DLQ_TOPIC": k.dlq_topic,
+            "SENSORPIPE_PRODUCER_METRICS_PORT": "0",
+            "SENSORPIPE_CONSUMER_METRICS_PORT": "0",
+            "SENSORPIPE_STATE_DIR": str(self.state_dir / "bench"),
+        }
+        if dsn:
+            env["SENSORPIPE_DATABASE_URL"] = dsn
+        env.update(extra)
+        return env
+
+    def spawn(self, args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "sensorpipe", *args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def high_watermark(self, k: KafkaSettings) -> int:
+        c = Consumer({"bootstrap.servers": k.bootstrap(), "group.id": "bench-hw", "log_level": 0})
+        try:
+            md = c.list_topics(k.topic, timeout=10)
+            return sum(
+                c.get_watermark_offsets(TopicPartition(k.topic, p), timeout=10)[1]
+                for p in md.topics[k.topic].partitions
+            )
+        finally:
+            c.close()
+
+    # -- 1. producer ---------------------------------------------------------------------------
+    def producer(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"runs": []}
+        window = 8.0 if self.quick else 15.0
+        for sensors in (1000, 5000):
+            k = self.topic(f"prod{sensors}")
+            self.log(f"producer: {sensors} sensors, unthrottled, {window:.0f}s window")
+            p = self.spawn(
+                ["producer", "--rate", "1000000", "--sensors", str(sensors), "--duration", str(window + 4)], self.env(k)
+            )
+            stats = ProcStats(p.pid).start()
+            time.sleep(2.0)  # warm-up: connections, the first batches
+            hw0, t0 = self.high_watermark(k), time.monotonic()
+            time.sleep(window)
+            hw1, t1 = self.high_watermark(k), time.monotonic()
+            p.wait(120)
+            res = stats.stop()
+            out["runs"].append(
+                {"sensors": sensors, "events_per_s": round((hw1 - hw0) / (t1 - t0)), "exit": p.returncode, **res}
+            )
+        size = len(encode_event("sensor-00042", str(uuid.uuid4()), int(time.time() * 1000), 21.53, 123456))
+        k = self.topic("perf")
+        records = 1_000_000 if self.quick else 3_000_000
+        self.log(f"producer: Kafka ProducerPerformance, {records:,} records of {size} bytes, acks=all, idempotent")
+        cmd = [
+            "java",
+            "-Xmx512m",
+            "-cp",
+            classpath(self.kafka.libs_dir),
+            "org.apache.kafka.tools.ProducerPerformance",
+            "--topic",
+            k.topic,
+            "--num-records",
+            str(records),
+            "--record-size",
+            str(size),
+            "--throughput",
+            "-1",
+            "--producer-props",
+            f"bootstrap.servers={k.bootstrap()}",
+            "acks=all",
+            "enable.idempotence=true",
+            "linger.ms=20",
+            "batch.size=1000000",
+            "compression.type=none",
+        ]
+        perf = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
+        m = re.search(r"(\d+) records sent, ([\d.]+) records/sec", perf.stdout)
+        if not m:
+            raise PlatformError(f"ProducerPerformance failed: {perf.stderr[-500:]}")
+        out["reference"] = {
+            "tool": "org.apache.kafka.tools.ProducerPerformance",
+            "record_bytes": size,
+            "events_per_s": round(float(m.group(2))),
+        }
+        for r in out["runs"]:
+            r["ratio_to_reference"] = round(r["events_per_s"] / out["reference"]["events_per_s"], 2)
+        return out
+
+    # -- 2. consumer ---------------------------------------------------------------------------
+    def preload(self, n: int) -> KafkaSettings:
+        k = self.topic("cons")
+        self.log(f"consumer: preloading {n:,} events")
+        p = self.spawn(["producer", "--rate", "1000000", "--sensors", "2000", "--duration", "600"], self.env(k))
+        deadline = time.monotonic() + 600
+        while self.high_watermark(k) < n and time.monotonic() < deadline:
+            time.sleep(0.5)
+        p.send_signal(signal.SIGTERM)
+        p.wait(120)
+        return k
+
+    def drain(
+        self,
+        k: KafkaSettings,
+        dsn: str,
+        consumers: int,
+        expect: int,
+        count: Callable[[str], int],
+        group: str | None = None,
+    ) -> dict[str, Any]:
+        group = group or f"bench-{uuid.uuid4().hex[:8]}"
+        procs = [
+            self.spawn(["consumer"], self.env(k, dsn, SENSORPIPE_CONSUMER_GROUP_ID=group)) for _ in range(consumers)
+        ]
+        stats = [ProcStats(p.pid).start() for p in procs]
+        first_t: float | None = None
+        start_n = count(dsn)
+        t_start = time.monotonic()
+        deadline = t_start + 900
+        n = start_n
+        while time.monotonic() < deadline:
+            n = count(dsn)
+            if first_t is None and n > start_n:
+                first_t = time.monotonic()
+            if n - start_n >= expect:
+                break
+            time.sleep(0.1)
+        t_end = time.monotonic()
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(60)
+        res = [s.stop() for s in stats]
+        done = n - start_n
+        elapsed = t_end - (first_t or t_start)
+        return {
+            "consumers": consumers,
+            "events": done,
+            "seconds": round(elapsed, 2),
+            "events_per_s": round(done / elapsed) if elapsed > 0 else None,
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in res),
+            "cpu_s": round(sum(r["cpu_s"] for r in res), 1),
+        }
+
+    def consumer(self) -> dict[str, Any]:
+        n = 200_000 if self.quick else 1_000_000
+        k = self.preload(n)
+        out: dict[str, Any] = {"events": n}
+        dsn = self.database("cons1")
+        self.log("consumer: 1 process, dedupe and rollups on")
+        out["one"] = self.drain(k, dsn, 1, n, bq.stored)
+        self.log("consumer: pure-duplicate replay (a new group re-reads everything)")
+        out["replay"] = self.drain(k, dsn, 1, n, bq.replayed)
+        for c in (2, 3):
+            dsn_c = self.database(f"cons{c}")
+            self.log(f"consumer: {c} processes")
+            out[f"x{c}"] = self.drain(k, dsn_c, c, n, bq.stored)
+        self.log("consumer: reference ceiling, a plain binary COPY of the same rows")
+        rows = bq.rows_of(dsn)
+        dsn_copy = self.database("copy")
+        t0 = time.perf_counter()
+        bq.copy_rows(dsn_copy, rows)
+        copy_s = time.perf_counter() - t0
+        out["copy"] = {"events": len(rows), "seconds": round(copy_s, 2), "events_per_s": round(len(rows) / copy_s)}
+        self.log("consumer: reference floor, a naive consumer with one transaction per event (20 s)")
+        dsn_naive = self.database("naive")
+        out["naive"] = naive_consume(k, dsn_naive, seconds=10 if self.quick else 20)
+        one = out["one"]["events_per_s"]
+        out["ratio_to_copy"] = round(one / out["copy"]["events_per_s"], 2)
+        out["ratio_to_naive"] = round(one / out["naive"]["events_per_s"], 1)
+        return out
+
+    # -- 3. end to end -------------------------------------------------------------------------
+    def run_rate(self, rate: int, seconds: float) -> dict[str, Any]:
+        k = self.topic(f"e2e{rate}")
+        dsn = self.database(f"e2e{rate}")
+        group = f"bench-e2e-{uuid.uuid4().hex[:6]}"
+        cons = self.spawn(["consumer"], self.env(k, dsn, SENSORPIPE_CONSUMER_GROUP_ID=group))
+        time.sleep(3)
+        prod = self.spawn(
+            ["producer", "--rate", str(rate), "--sensors", "2000", "--duration", str(seconds)], self.env(k)
+        )
+        stats = {"producer": ProcStats(prod.pid).start(), "consumer": ProcStats(cons.pid).start()}
+        for name, pid in _platform_pids(self.state_dir).items():
+            stats[name] = ProcStats(pid).start()
+        lags: list[tuple[float, int]] = []
+        t0 = time.monotonic()
+        while prod.poll() is None:
+            lags.append((round(time.monotonic() - t0, 1), consumer_lag(k, group, self.high_watermark(k))))
+            time.sleep(1.0)
+        end = time.monotonic()
+        hw = self.high_watermark(k)
+        drain_deadline = end + 120
+        while bq.stored(dsn) < hw and time.monotonic() < drain_deadline:
+            lags.append((round(time.monotonic() - t0, 1), consumer_lag(k, group, hw)))
+            time.sleep(1.0)
+        drained = bq.stored(dsn) >= hw
+        cons.send_signal(signal.SIGTERM)
+        cons.wait(60)
+        res = {name: s.stop() for name, s in stats.items()}
+        lat = bq.latency(dsn)
+        tail = [lag for t, lag in lags if t > seconds * 0.5 and t <= seconds]
+        return {
+            "rate": rate,
+            "seconds": seconds,
+            "produced": hw,
+            "drained": drained,
+            "max_lag": max((lag for _, lag in lags), default=0),
+            "lag_end_of_load": lags[[t for t, _ in lags].index(max(t for t, _ in lags if t <= seconds))][1]
+            if any(t <= seconds for t, _ in lags)
+            else None,
+            "lag_steady": bool(tail) and max(tail) < max(rate, 2000),
+            "latency_ms": lat,
+            "resources": res,
+            "lag_series": lags,
+        }
+
+    def e2e(self) -> dict[str, Any]:
+        seconds = 20.0 if self.quick else 60.0
+        out: dict[str, Any] = {"rates": []}
+        for rate in (5000, 10000, 20000):
+            self.log(f"e2e: {rate:,} events/s for {seconds:.0f}s")
+            out["rates"].append(self.run_rate(rate, seconds))
+        probe_s = 15.0 if self.quick else 30.0
+        lo, hi = 20000, 60000
+        best = 20000 if out["rates"][-1]["lag_steady"] else 0
+        if best:
+            for _ in range(3):
+                mid = (lo + hi) // 2 // 1000 * 1000
+                self.log(f"e2e: probing {mid:,} events/s for {probe_s:.0f}s")
+                r = self.run_rate(mid, probe_s)
+                out.setdefault("probes", []).append({k: r[k] for k in ("rate", "max_lag", "lag_steady", "drained")})
+                if r["lag_steady"]:
+                    best, lo = mid, mid
+                else:
+                    hi = mid
+        out["max_sustainable"] = best
+        return out
+
+    # -- 4. api --------------------------------------------------------------------------------
+    def api(self) -> dict[str, Any]:
+        rows = 1_000_000 if self.quick else 10_000_000
+        dsn = self.database("api")
+        self.log(f"api: loading {rows:,} readings (2,000 sensors over the last 24 h) with SQL")
+        t0 = time.perf_counter()
+        bq.load_readings(dsn, rows, sensors=2000)
+        load_s = time.perf_counter() - t0
+        k = self.topic("api")
+        port = _free_port()
+        env = self.env(k, dsn, SENSORPIPE_API_PORT=str(port), SENSORPIPE_API_DASHBOARD_DIR="/nonexistent")
+        api = self.spawn(["api"], env)
+        url = f"http://127.0.0.1:{port}"
+        _wait_http(f"{url}/api/pipeline", 60)
+        stats = ProcStats(api.pid).start()
+        end = datetime.now(UTC)
+        start = end - timedelta(hours=24)
+        q = f"start={start.isoformat().replace('+00:00', 'Z')}&end={end.isoformat().replace('+00:00', 'Z')}"
+        targets = {
+            "aggregate (1 sensor, 24 h, 1 m)": f"{url}/api/readings/aggregate?sensor_id=sensor-00042&bucket=1m&{q}",
+            "summary (24 h)": f"{url}/api/summary?{q}",
+            "pipeline": f"{url}/api/pipeline",
+        }
+        out: dict[str, Any] = {"rows": rows, "load_seconds": round(load_s, 1), "endpoints": {}}
+        for name, target in targets.items():
+            self.log(f"api: wrk -c10 -t2 -d{10 if self.quick else 20}s --latency {name}")
+            out["endpoints"][name] = _wrk(target, 10 if self.quick else 20)
+        out["api_process"] = stats.stop()
+        api.send_signal(signal.SIGTERM)
+        api.wait(30)
+        return out
+
+    def run(self, stages: list[str]) -> dict[str, Any]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.results = {"machine": machine(), "started_at": datetime.now(UTC).isoformat(), "quick": self.quick}
+        for stage in stages:
+            t0 = time.monotonic()
+            self.results[stage] = getattr(self, stage)()
+            self.results[stage]["stage_seconds"] = round(time.monotonic() - t0, 1)
+            (self.out / "bench.json").write_bytes(orjson.dumps(self.results, option=orjson.OPT_INDENT_2))
+        return self.results
+
+
+def naive_consume(k: KafkaSettings, dsn: str, seconds: float) -> dict[str, Any]:
+    """The floor: decode each message and write it in a transaction of its own, then commit
+    its offset. Runs for `seconds` and reports the rate it reached."""
+    from sensorpipe.contracts.events import EventDecoder, SensorEvent, Window
+
+    c = Consumer(
+        {
+            "bootstrap.servers": k.bootstrap(),
+            "group.id": f"bench-naive-{uuid.uuid4().hex[:6]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "log_level": 0,
+        }
+    )
+    c.subscribe([k.topic])
+    decoder = EventDecoder(65536)
+    n = 0
+    with psycopg.connect(dsn) as conn:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            m = c.poll(1.0)
+            if m is None or m.error() is not None:
+                continue
+            window = Window(int(time.time() * 1e6), 7 * 86_400, 86_400)
+            ev = decoder.decode(m.key(), m.value(), window)
+            if isinstance(ev, SensorEvent):
+                ts = datetime.fromtimestamp(ev.ts_micros() / 1e6, UTC)
+                bq.naive_insert(
+                    conn, ev.event_id, ev.sensor_id, ts, ev.value, ev.seq, int(m.partition() or 0), int(m.offset() or 0)
+                )
+            c.commit(message=m, asynchronous=False)
+            n += 1
+        elapsed = time.monotonic() - t0
+    c.close()
+    return {"events": n, "seconds": round(elapsed, 1), "events_per_s": round(n / elapsed, 1)}
+
+
+def consumer_lag(k: KafkaSettings, group: str, high_watermark: int) -> int:
+    c = Consumer({"bootstrap.servers": k.bootstrap(), "group.id": group, "log_level": 0})
+    try:
+        parts = c.list_topics(k.topic, timeout=10).topics[k.topic].partitions
+        committed = c.committed([TopicPartition(k.topic, p) for p in parts], timeout=10)
+        return high_watermark - sum(tp.offset for tp in committed if tp.offset >= 0)
+    finally:
+        c.close()
+
+
+def _platform_pids(state_dir: Path) -> dict[str, int]:
+    from sensorpipe.runtime.procs import RunDir
+
+    return {r.name: r.pid for r in RunDir(state_dir).all() if r.name in ("kafka", "postgres") and r.alive()}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise PlatformError(f"{url} did not answer within {timeout:.0f}s")
+
+
+_WRK_LINE = re.compile(r"^\s+(50|75|90|99)(?:\.\d+)?%\s+([\d.]+)(us|ms|s)\s*$")
+
+
+def _wrk(url: str, seconds: int) -> dict[str, Any]:
+    if shutil.which("wrk") is None:
+        raise PlatformError("the API benchmark needs wrk: apt-get install wrk (`make bench` installs it)")
+    out = subprocess.run(
+        ["wrk", "-c10", "-t2", f"-d{seconds}s", "--latency", "--timeout", "10s", url],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=seconds + 60,
+    )
+    pct: dict[str, float] = {}
+    for line in out.stdout.splitlines():
+        m = _WRK_LINE.match(line)
+        if m:
+            value = float(m.group(2)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(3)]
+            pct[f"p{m.group(1)}_ms"] = round(value, 2)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out.stdout)
+    return {
+        **pct,
+        "requests_per_s": float(rps.group(1)) if rps else None,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+    }
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))  # type: ignore[union-attr]
+    import confluent_kafka
+
+    pg = subprocess.run(["psql", "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "python": pyplatform.python_version(),
+        "librdkafka": confluent_kafka.libversion()[0],
+        "confluent_kafka": importlib.metadata.version("confluent-kafka"),
+        "postgresql": pg,
+        "kafka": next(
+            (p.name[len("kafka_2.13-") : -4] for p in Path(".cache/kafka/libs").glob("kafka_2.13-*.jar")), "KAFKA_HOME"
+        ),
+    }

@@ -1,0 +1,114 @@
+"""SQL of the benchmark: counts, the reference writers (plain COPY, one transaction per event),
+latency percentiles, and the bulk load of readings for the API stage."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+_STORED = "SELECT coalesce(sum(stored), 0)::bigint FROM ingest_counters"
+_REPLAYED = "SELECT coalesce(sum(redeliveries), 0)::bigint FROM ingest_counters"
+_ROWS = "SELECT ts, sensor_id, event_id, value, seq, kafka_partition, kafka_offset FROM metrics"
+_COPY = "COPY metrics (ts, sensor_id, event_id, value, seq, kafka_partition, kafka_offset) FROM STDIN (FORMAT BINARY)"
+_NAIVE_CLAIM = """
+INSERT INTO processed_events (event_id, kafka_partition, kafka_offset, content_hash, event_ts)
+VALUES (%s, %s, %s, 0, %s) ON CONFLICT (event_id) DO NOTHING
+"""
+_NAIVE_ROW = """
+INSERT INTO metrics (ts, sensor_id, event_id, value, seq, kafka_partition, kafka_offset)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+"""
+# Event time to the row's insert time inside the batch transaction, which commits right after.
+_LATENCY = """
+SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - ts) * 1000),
+       count(*)
+FROM metrics
+"""
+# 10M readings: generate_series in SQL, then rollups and sensor state derived from them.
+_LOAD = """
+INSERT INTO metrics (ts, sensor_id, event_id, value, seq, kafka_partition, kafka_offset)
+SELECT now() - interval '24 hours' + (i * (86400.0 / %(rows)s)) * interval '1 second',
+       'sensor-' || lpad((i %% %(sensors)s)::text, 5, '0'),
+       md5(i::text || %(salt)s),
+       20 + 5 * sin(i / 5000.0) + (i %% 97) / 10.0,
+       i / %(sensors)s, (i %% 12)::int, i / 12
+FROM generate_series(0, %(rows)s - 1) AS g(i)
+"""
+_LOAD_ROLLUP = """
+INSERT INTO metrics_1m (sensor_id, minute, count, sum, min, max)
+SELECT sensor_id, date_trunc('minute', ts), count(*), sum(value), min(value), max(value) FROM metrics GROUP BY 1, 2
+"""
+_LOAD_STATS = """
+INSERT INTO sensor_stats (sensor_id, events, last_value, last_ts, last_seq)
+SELECT DISTINCT ON (sensor_id) sensor_id, count(*) OVER (PARTITION BY sensor_id), value, ts, seq
+FROM metrics ORDER BY sensor_id, ts DESC
+"""
+_LOAD_COUNTERS = "INSERT INTO ingest_counters (kafka_partition, stored) SELECT 0, count(*) FROM metrics"
+
+
+def _one(dsn: str, sql: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(sql).fetchone()
+        return int(row[0]) if row else 0
+
+
+def stored(dsn: str) -> int:
+    return _one(dsn, _STORED)
+
+
+def replayed(dsn: str) -> int:
+    return _one(dsn, _REPLAYED)
+
+
+def rows_of(dsn: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(_ROWS).fetchall()
+
+
+def copy_rows(dsn: str, rows: list[tuple[Any, ...]]) -> None:
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        with cur.copy(_COPY) as copy:
+            copy.set_types(["timestamptz", "text", "text", "float8", "int8", "int4", "int8"])
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+
+
+def naive_insert(
+    conn: psycopg.Connection[Any],
+    event_id: str,
+    sensor_id: str,
+    ts: datetime,
+    value: float,
+    seq: int,
+    part: int,
+    off: int,
+) -> None:
+    """One event, one transaction: the floor the batch writer is compared with."""
+    with conn.transaction():
+        cur = conn.execute(_NAIVE_CLAIM, (event_id, part, off, ts))
+        if cur.rowcount:
+            conn.execute(_NAIVE_ROW, (ts, sensor_id, event_id, value, seq, part, off))
+
+
+def latency(dsn: str) -> dict[str, float | int | None]:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(_LATENCY).fetchone()
+    if row is None or row[0] is None:
+        return {"p50": None, "p95": None, "p99": None, "rows": 0}
+    p50, p95, p99 = row[0]
+    return {"p50": round(p50, 1), "p95": round(p95, 1), "p99": round(p99, 1), "rows": int(row[1])}
+
+
+def load_readings(dsn: str, rows: int, sensors: int) -> None:
+    with psycopg.connect(dsn) as conn:
+        conn.execute(_LOAD, {"rows": rows, "sensors": sensors, "salt": str(rows)})
+        conn.execute(_LOAD_ROLLUP)
+        conn.execute(_LOAD_STATS)
+        conn.execute(_LOAD_COUNTERS)
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE metrics")
+        conn.execute("VACUUM ANALYZE metrics_1m")
