@@ -213,7 +213,7 @@ class ConsumerService:
         batch = Batch()
         now_us = int(self.clock() * 1_000_000)
         window = ev.Window(now_us, self.db.retention_days * 86_400, self.settings.future_window_s)
-        decode = self.decoder.decode
+        decode = self.decoder.decode_timed
         content_hash = ev.content_hash
         append = batch.cols.append
         first, last = batch.first, batch.last
@@ -229,12 +229,13 @@ class ConsumerService:
             last[part] = off
             batch.consumed += 1
             out = decode(m.key(), m.value(), window)
-            if isinstance(out, ev.SensorEvent):
-                append(out.event_id, out.sensor_id, out.ts_micros(), out.value, out.seq, part, off, content_hash(out))
-            else:
+            if isinstance(out, ev.Poison):
                 batch.dlq.append(m)
                 label = _header(m, ev.H_POISON)
                 batch.dead.append(DeadLetter(part, off, out.reason.value, out.detail, label))
+            else:
+                e, ts = out
+                append(e.event_id, e.sensor_id, ts, e.value, e.seq, part, off, content_hash(e, ts))
         return batch
 
     def _dead_letter(self, batch: Batch) -> None:

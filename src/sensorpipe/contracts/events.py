@@ -73,6 +73,7 @@ class SensorEvent(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_PACK = msgspec.msgpack.Encoder().encode  # a compact, canonical byte form of a tuple
 _ID_RE = re.compile(ID_PATTERN)
 
 
@@ -124,6 +125,11 @@ class EventDecoder:
         self._decoder = msgspec.json.Decoder(SensorEvent)
 
     def decode(self, key: bytes | None, value: bytes | None, window: Window) -> SensorEvent | Poison:
+        out = self.decode_timed(key, value, window)
+        return out[0] if isinstance(out, tuple) else out
+
+    def decode_timed(self, key: bytes | None, value: bytes | None, window: Window) -> tuple[SensorEvent, int] | Poison:
+        """The event and its time in epoch microseconds (computed once), or the poison reason."""
         if not value:
             return Poison(Reason.EMPTY, "empty message value")
         if len(value) > self.max_bytes:
@@ -132,16 +138,17 @@ class EventDecoder:
             ev = self._decoder.decode(value)
         except (msgspec.DecodeError, UnicodeDecodeError):
             return diagnose(key, value)
-        if not math.isfinite(ev.value):
-            return Poison(Reason.NON_FINITE_VALUE, f"value {ev.value!r} is not finite")
-        if abs(ev.value) > VALUE_LIMIT:
+        v = ev.value
+        if not -VALUE_LIMIT <= v <= VALUE_LIMIT:  # also false for NaN and the infinities
+            if not math.isfinite(v):
+                return Poison(Reason.NON_FINITE_VALUE, f"value {v!r} is not finite")
             return Poison(Reason.VALUE_OUT_OF_RANGE, f"|value| > {VALUE_LIMIT:g}")
         if key is None or key != ev.sensor_id.encode():
             return Poison(Reason.KEY_MISMATCH, f"key {key!r} != sensor_id {ev.sensor_id!r}")
         ts = ev.ts_micros()
         if not window.contains(ts):
             return Poison(Reason.TIMESTAMP_OUT_OF_WINDOW, f"timestamp {ev.timestamp} is outside the accepted window")
-        return ev
+        return ev, ts
 
 
 def _type_name(v: Any) -> str:
@@ -208,11 +215,12 @@ def diagnose(key: bytes | None, value: bytes) -> Poison:
     return Poison(Reason.TIMESTAMP_INVALID, f"timestamp {ts[:64]!r} is not RFC 3339")
 
 
-def content_hash(ev: SensorEvent) -> int:
+def content_hash(ev: SensorEvent, ts_us: int | None = None) -> int:
     """A signed 64-bit hash of the event's canonical content (event time normalised to
     microseconds), so the same event re-encoded differently still counts as a duplicate
     and a different event under a reused id counts as a conflict."""
-    canon = f"{ev.sensor_id}\x1f{ev.event_id}\x1f{ev.ts_micros()}\x1f{ev.value!r}\x1f{ev.seq}".encode()
+    ts = ev.ts_micros() if ts_us is None else ts_us
+    canon = _PACK((ev.sensor_id, ev.event_id, ts, ev.value, ev.seq))
     return int.from_bytes(hashlib.blake2b(canon, digest_size=8).digest(), "big", signed=True)
 
 

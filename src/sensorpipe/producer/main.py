@@ -37,7 +37,9 @@ def run_producer(
     index, shards = (shard, settings.workers) if shard is not None else (0, 1)
     stop = stop_on_signals()
     if duration_s is not None:
-        threading.Timer(duration_s, stop.set).start()
+        timer = threading.Timer(duration_s, stop.set)
+        timer.daemon = True  # a stop by signal must not wait for the timer
+        timer.start()
     metrics = ProducerMetrics()
     serve_metrics(metrics.registry, settings.metrics_port + index if settings.metrics_port else 0, "producer")
     ledger = None

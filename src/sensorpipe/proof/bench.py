@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from sensorpipe.contracts.events import encode_event
 from sensorpipe.runtime.bootstrap import ensure_topics
@@ -117,23 +117,31 @@ class Bench:
         env.update(extra)
         return env
 
-    def spawn(self, args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "sensorpipe", *args],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    def spawn(self, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """A `sensorpipe` subprocess; its output goes to a log file (never an unread pipe, which
+        would block it once full)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / f"{args[0]}.log", "ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "sensorpipe", *args], env=env, stdout=subprocess.DEVNULL, stderr=log
+            )
 
     def high_watermark(self, k: KafkaSettings) -> int:
+        """Sum of the topic's high watermarks; retried while a new topic's leaders settle."""
         c = Consumer({"bootstrap.servers": k.bootstrap(), "group.id": "bench-hw", "log_level": 0})
         try:
-            md = c.list_topics(k.topic, timeout=10)
-            return sum(
-                c.get_watermark_offsets(TopicPartition(k.topic, p), timeout=10)[1]
-                for p in md.topics[k.topic].partitions
-            )
+            for attempt in range(50):
+                try:
+                    md = c.list_topics(k.topic, timeout=10)
+                    return sum(
+                        c.get_watermark_offsets(TopicPartition(k.topic, p), timeout=10)[1]
+                        for p in md.topics[k.topic].partitions
+                    )
+                except KafkaException:
+                    if attempt == 49:
+                        raise
+                    time.sleep(0.2)
+            raise AssertionError("unreachable")
         finally:
             c.close()
 

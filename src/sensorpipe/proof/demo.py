@@ -170,6 +170,7 @@ def run_demo(
         since = datetime.now(UTC)
         dup_ratio = 0.1 if scenario is Scenario.duplicates else 0.0
         env = {**os.environ, "SENSORPIPE_PRODUCER_METRICS_PORT": "0"}
+        producer_log = open(out_dir / f"producer-{scenario.value}.log", "ab")  # noqa: SIM115 - closed below
         producer = subprocess.Popen(
             [
                 sys.executable,
@@ -189,8 +190,7 @@ def run_demo(
             ],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+            stderr=producer_log,
         )
         t0 = time.monotonic()
         slow_on, slow_off = duration_s * 0.25, duration_s * 0.6
@@ -232,7 +232,8 @@ def run_demo(
                 if t > duration_s + 180:
                     log("the backlog did not drain within 180 s after the producer stopped")
                     break
-        _err = producer.communicate(timeout=60)[1]
+        producer.wait(timeout=60)
+        producer_log.close()
         if producer.returncode not in (0, None):
             result.violations.append(f"the producer exited with status {producer.returncode}")
         # let the last batch's counters land before auditing

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
@@ -61,3 +63,19 @@ def ensure_topics(
         except KafkaException as e:
             if e.args[0].name() != "TOPIC_ALREADY_EXISTS":  # a concurrent creator won the race
                 raise PlatformError(f"could not create topic {name!r}: {e}") from e
+    # Creation returns before every broker knows the new leaders; clients that ask too early
+    # get NOT_LEADER_FOR_PARTITION. Return only once every partition has a leader.
+    deadline = time.monotonic() + 30
+    names = [t.topic for t in wanted]
+    while time.monotonic() < deadline:
+        known = admin.list_topics(timeout=10).topics
+        if all(
+            n in known
+            and known[n].error is None
+            and known[n].partitions
+            and all(p.leader >= 0 for p in known[n].partitions.values())
+            for n in names
+        ):
+            return
+        time.sleep(0.1)
+    raise PlatformError(f"topics {names} were created but have no leaders after 30s; see the broker log")
