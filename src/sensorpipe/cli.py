@@ -163,6 +163,29 @@ def status(
 
 
 @app.command()
+def init(
+    rate: Annotated[float | None, typer.Option(min=0, help="Seed the configuration store with this rate.")] = None,
+    sensors: Annotated[int | None, typer.Option(min=1, max=100_000, help="...and this sensor count.")] = None,
+) -> None:
+    """Apply migrations and create the topics on existing services (compose, cloud); idempotent."""
+    from sensorpipe.contracts.config import PipelineConfig
+    from sensorpipe.runtime.bootstrap import ensure_topics
+    from sensorpipe.storage import config_store
+    from sensorpipe.storage.migrate import migrate
+
+    db = DatabaseSettings()
+    applied = migrate(db.dsn())
+    _say(f"migrations applied now: {applied or 'none (up to date)'}")
+    kafka = KafkaSettings()
+    ensure_topics(kafka)
+    _say(f"topics {kafka.topic} ({kafka.partitions} partitions) and {kafka.dlq_topic} are in place")
+    if rate is not None or sensors is not None:
+        cfg = PipelineConfig(**{k: v for k, v in {"rate": rate, "sensors": sensors}.items() if v is not None})
+        if config_store.seed_if_empty(db.dsn(), cfg) is not None:
+            _say("stored the initial producer configuration")
+
+
+@app.command()
 def consumer(
     batch_max: Annotated[int | None, typer.Option(min=1, max=100_000, help="Events per transaction.")] = None,
     batch_wait_ms: Annotated[int | None, typer.Option(min=1, max=60_000, help="Longest wait to fill a batch.")] = None,

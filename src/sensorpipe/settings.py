@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from urllib.parse import quote
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,9 @@ class KafkaSettings(BaseSettings):
         le=65000,
         description="Client port of local node 1; node i uses port+2(i-1), its controller the port after.",
     )
+    security_protocol: str = Field(
+        default="PLAINTEXT", pattern=r"^(PLAINTEXT|SSL)$", description="SSL for TLS in transit (e.g. MSK)."
+    )
     libs_dir: Path = Field(default=Path(".cache/kafka/libs"), description="Maven-fetched Kafka jars.")
     brokers: int = Field(default=1, ge=1, le=5, description="Local cluster size (3 for the reliability work).")
     heap: str = Field(default="512m", pattern=r"^\d+[mMgG]$", description="JVM heap per local broker.")
@@ -67,6 +71,10 @@ class KafkaSettings(BaseSettings):
             return self.bootstrap_servers
         return ",".join(f"127.0.0.1:{self.port + 2 * i}" for i in range(self.brokers))
 
+    def client_config(self) -> dict[str, str | int | float | bool]:
+        """What every Kafka client of ours is configured with, whatever else it adds."""
+        return {"bootstrap.servers": self.bootstrap(), "security.protocol": self.security_protocol}
+
     def replication_factor(self) -> int:
         return min(3, self.brokers)
 
@@ -80,21 +88,32 @@ class DatabaseSettings(BaseSettings):
         default=None,
         description="An external server's URL. Unset: the launcher runs a local cluster in the state folder.",
     )
-    port: int = Field(default=55432, ge=1, le=65535, description="Port of the local cluster.")
+    host: str = Field(
+        default="127.0.0.1",
+        description="Server host when no URL is given. A non-loopback host means an external server (e.g. RDS).",
+    )
+    port: int = Field(default=55432, ge=1, le=65535, description="Port of the local cluster (or of `host`).")
     name: str = Field(default="sensorpipe", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     user: str = Field(default="sensorpipe", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    password: SecretStr | None = Field(default=None, description="Password for `host` (from a secret store).")
+    sslmode: str | None = Field(default=None, pattern=r"^(disable|prefer|require|verify-ca|verify-full)$")
     start_timeout_s: float = Field(default=60.0, gt=0)
     statement_timeout_ms: int = Field(default=5000, ge=100, description="Read-side statement timeout.")
     retention_days: int = Field(default=7, ge=1, le=3650, description="Days of metrics kept; also the dedupe window.")
 
     @property
     def local(self) -> bool:
-        return self.url is None
+        """True when the launcher owns the cluster: no URL, and a loopback host."""
+        return self.url is None and self.host in ("127.0.0.1", "localhost")
 
     def dsn(self) -> str:
         if self.url is not None:
             return self.url.get_secret_value()
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.name}"
+        auth = self.user
+        if self.password is not None:
+            auth += ":" + quote(self.password.get_secret_value(), safe="")
+        query = f"?sslmode={self.sslmode}" if self.sslmode else ""
+        return f"postgresql://{auth}@{self.host}:{self.port}/{self.name}{query}"
 
 
 class ApiSettings(BaseSettings):
@@ -147,6 +166,7 @@ class ConsumerSettings(BaseSettings):
     slowdown_ms: int = Field(default=0, ge=0, le=60_000, description="Artificial DB latency per batch.")
     config_poll_s: float = Field(default=2.0, gt=0, description="How often the slowdown knob is re-read.")
     metrics_port: int = Field(default=9400, ge=0, le=65535, description="Prometheus port; 0 disables.")
+    metrics_host: str = Field(default="127.0.0.1", description="Prometheus listen address (0.0.0.0 in containers).")
     retry_max_s: float = Field(default=30.0, gt=0, description="Longest backoff after a DB or broker error.")
 
 
@@ -167,6 +187,7 @@ class ProducerSettings(BaseSettings):
     api_url: str | None = Field(default=None, description="Where to poll /api/producer-config; unset: flags only.")
     config_poll_s: float = Field(default=3.0, gt=0)
     metrics_port: int = Field(default=9300, ge=0, le=65535, description="Prometheus port; 0 disables.")
+    metrics_host: str = Field(default="127.0.0.1", description="Prometheus listen address (0.0.0.0 in containers).")
     linger_ms: int = Field(default=20, ge=0, le=1000)
     compression: str = Field(default="none", pattern=r"^(none|lz4|zstd|snappy|gzip)$")
     queue_max_messages: int = Field(default=200_000, ge=1000, description="librdkafka queue bound (memory bound).")

@@ -71,6 +71,7 @@ class ApiConfig:
     write_limit: int = 10  # PUTs per client per window
     write_window_s: float = 10.0
     monitor_interval_s: float = 1.0
+    security_protocol: str = "PLAINTEXT"
 
 
 class WriteLimiter:
@@ -211,7 +212,13 @@ def create_app(cfg: ApiConfig) -> FastAPI:
             return None
 
     monitor = PipelineMonitor(
-        cfg.bootstrap, cfg.topic, cfg.dlq_topic, cfg.group, stored_total, interval_s=cfg.monitor_interval_s
+        cfg.bootstrap,
+        cfg.topic,
+        cfg.dlq_topic,
+        cfg.group,
+        stored_total,
+        interval_s=cfg.monitor_interval_s,
+        security_protocol=cfg.security_protocol,
     )
 
     @asynccontextmanager

@@ -28,6 +28,7 @@ def build_config(
         admin_token=token,
         statement_timeout_ms=db.statement_timeout_ms,
         cors_origins=api.cors_origins,
+        security_protocol=kafka.security_protocol,
         dashboard_dir=api.dashboard_dir.resolve(),
     )
 

@@ -83,6 +83,7 @@ class PipelineMonitor:
         stored_total: Callable[[], int | None],
         interval_s: float = 1.0,
         stall_after_s: float = 15.0,
+        security_protocol: str = "PLAINTEXT",
     ) -> None:
         self.topic, self.dlq_topic, self.group = topic, dlq_topic, group
         self.stored_total = stored_total
@@ -90,6 +91,7 @@ class PipelineMonitor:
         self.stall_after_s = stall_after_s
         conf: dict[str, str | int | float | bool] = {
             "bootstrap.servers": bootstrap,
+            "security.protocol": security_protocol,
             "log_level": 0,
             "socket.timeout.ms": 3000,
         }

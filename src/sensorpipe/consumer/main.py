@@ -12,5 +12,5 @@ def run_consumer(consumer: ConsumerSettings, kafka: KafkaSettings, db: DatabaseS
     configure_logging()
     stop = stop_on_signals()
     metrics = ConsumerMetrics()
-    serve_metrics(metrics.registry, consumer.metrics_port, "consumer")
+    serve_metrics(metrics.registry, consumer.metrics_port, "consumer", consumer.metrics_host)
     ConsumerService(kafka, consumer, db, metrics).run(stop)

@@ -99,7 +99,7 @@ class ConsumerService:
         self._backoff = 0.5
         self.consumer = Consumer(
             {
-                "bootstrap.servers": kafka.bootstrap(),
+                **kafka.client_config(),
                 "group.id": settings.group_id,
                 "client.id": f"sensorpipe-consumer-{id(self):x}",
                 "enable.auto.commit": False,
@@ -119,7 +119,7 @@ class ConsumerService:
         )
         self.dlq_producer = Producer(
             {
-                "bootstrap.servers": kafka.bootstrap(),
+                **kafka.client_config(),
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 5,

@@ -152,7 +152,7 @@ class ProducerEngine:
         self._started = time.monotonic()
         self.producer = Producer(
             {
-                "bootstrap.servers": kafka.bootstrap(),
+                **kafka.client_config(),
                 "client.id": f"sensorpipe-producer-{shard}",
                 "enable.idempotence": True,
                 "acks": "all",

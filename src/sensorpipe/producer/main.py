@@ -41,7 +41,8 @@ def run_producer(
         timer.daemon = True  # a stop by signal must not wait for the timer
         timer.start()
     metrics = ProducerMetrics()
-    serve_metrics(metrics.registry, settings.metrics_port + index if settings.metrics_port else 0, "producer")
+    port = settings.metrics_port + index if settings.metrics_port else 0
+    serve_metrics(metrics.registry, port, "producer", settings.metrics_host)
     ledger = None
     if ledger_path is not None:
         ledger = Ledger(ledger_path if shards == 1 else ledger_path.with_name(f"{ledger_path.name}.{index}"))

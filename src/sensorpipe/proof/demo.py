@@ -159,10 +159,12 @@ def run_demo(
         kafka.bootstrap(), kafka.topic, kafka.dlq_topic, consumer.group_id, lambda: _counters(dsn)[0], interval_s=1.0
     )
     try:
+        # Any producer that follows the configuration store (the one `up` or compose runs) is
+        # paused, so the audit sees only this demo's events; its configuration is restored after.
+        restore = _set_config(dsn, {"rate": 0}, "sensorpipe demo")
         if stack.stack_producer_running():
-            log("pausing the stack's own producer (rate 0) so the audit sees only this demo's events")
-            restore = _set_config(dsn, {"rate": 0}, "sensorpipe demo")
-            time.sleep(3)
+            log("paused the stack's own producer (rate 0 in the configuration store)")
+        time.sleep(4)  # a producer polls the store every 3 s
         _set_config(dsn, {"consumer_slowdown_ms": 0, "consumer_batch_max": None}, "sensorpipe demo")
         monitor.start()
         _wait_for_empty_backlog(monitor, log)

@@ -27,7 +27,7 @@ def ensure_topics(
     topic = topic or settings.topic
     dlq_topic = dlq_topic or settings.dlq_topic
     partitions = partitions or settings.partitions
-    admin = admin_client(settings.bootstrap())
+    admin = admin_client(settings.bootstrap(), security_protocol=settings.security_protocol)
     try:
         md = admin.list_topics(timeout=10)
     except KafkaException as e:

@@ -61,8 +61,15 @@ def new_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-def admin_client(bootstrap: str, timeout_ms: int = 5000) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": timeout_ms, "log_level": 0})
+def admin_client(bootstrap: str, timeout_ms: int = 5000, security_protocol: str = "PLAINTEXT") -> AdminClient:
+    return AdminClient(
+        {
+            "bootstrap.servers": bootstrap,
+            "security.protocol": security_protocol,
+            "socket.timeout.ms": timeout_ms,
+            "log_level": 0,
+        }
+    )
 
 
 def cluster_answers(bootstrap: str, timeout: float = 2.0) -> bool:

@@ -27,11 +27,11 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
-def serve_metrics(registry: CollectorRegistry, port: int, what: str) -> None:
-    """Expose `registry` on 127.0.0.1:port; a busy port costs the metrics, not the process."""
+def serve_metrics(registry: CollectorRegistry, port: int, what: str, host: str = "127.0.0.1") -> None:
+    """Expose `registry` on host:port; a busy port costs the metrics, not the process."""
     if port == 0:
         return
     try:
-        start_http_server(port, addr="127.0.0.1", registry=registry)
+        start_http_server(port, addr=host, registry=registry)
     except OSError as e:
         logging.getLogger("sensorpipe").warning("%s metrics not served: port %d: %s", what, port, e)
