@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 SP    := $(VENV)/bin/sensorpipe
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint typecheck unit deploy-check integration e2e bench chaos clean
+.PHONY: help setup run test lint typecheck unit dashboard-check deploy-check integration bench chaos clean
 
 help: ## Show this help
 	@grep -hE '^[a-z][a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ setup: ## Install everything (idempotent; quick when nothing changed)
 run: setup ## Start the whole local stack with the demo load (Ctrl-C stops it)
 	$(SP) up
 
-test: setup lint typecheck unit deploy-check integration ## Lint, type-check, unit, deployment and integration tests
+test: setup lint typecheck unit dashboard-check deploy-check integration ## Everything: lint, types, unit, dashboard, deployment, integration (incl. browser)
 
 lint: setup ## ruff lint and format check
 	$(VENV)/bin/ruff check src tests
@@ -27,6 +27,9 @@ typecheck: setup ## mypy (strict)
 
 unit: setup ## Unit tests (no I/O)
 	$(PY) -m pytest tests/unit -q
+
+dashboard-check: setup ## The dashboard: strict TypeScript check and Vitest
+	cd dashboard && npm run --silent typecheck && npm test --silent
 
 deploy-check: setup ## Static checks of compose, the Dockerfile and Terraform (no Docker, no AWS)
 	$(PY) -m pytest tests/deploy -q

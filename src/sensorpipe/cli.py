@@ -245,6 +245,27 @@ def producer(
 
 
 @app.command()
+def openapi() -> None:
+    """Print the API's OpenAPI schema (the dashboard's types are generated from it)."""
+    from sensorpipe.api.app import ApiConfig, create_app
+
+    cfg = ApiConfig(
+        dsn="postgresql://unused",
+        bootstrap="127.0.0.1:1",
+        topic="t",
+        dlq_topic="t.dlq",
+        group="g",
+        admin_token=None,
+        statement_timeout_ms=1000,
+        cors_origins=[],
+        dashboard_dir=None,
+    )
+    sys.stdout.write(
+        orjson.dumps(create_app(cfg).openapi(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
+    )
+
+
+@app.command()
 def api(
     host: Annotated[str | None, typer.Option(help="Listen address (beyond loopback needs a token).")] = None,
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="Listen port.")] = None,

@@ -7,7 +7,7 @@ always valid; readers still validate what they fetch and keep the last good one 
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 
 class PipelineConfig(BaseModel):
@@ -26,3 +26,11 @@ class PipelineConfig(BaseModel):
     consumer_batch_max: int | None = Field(
         default=None, ge=1, le=100_000, description="Caps the consumer batch size while set."
     )
+
+    @field_validator("burst_duration_s")
+    @classmethod
+    def _burst_fits_its_period(cls, v: float, info: ValidationInfo) -> float:
+        every = info.data.get("burst_every_s", 0.0)
+        if every and v >= every:
+            raise ValueError("burst_duration_s must be shorter than burst_every_s")
+        return v

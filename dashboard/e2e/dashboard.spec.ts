@@ -1,0 +1,113 @@
+import { execFileSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { expect, test, type Page } from "@playwright/test";
+
+// Runs against the real stack (Kafka, PostgreSQL, consumer, producer, API) that
+// tests/integration/test_dashboard_e2e.py starts; API_PID lets us pause the API.
+const SHOTS = process.env.E2E_SCREENSHOTS ?? path.resolve(__dirname, "../../artifacts/e2e");
+mkdirSync(SHOTS, { recursive: true });
+
+const number = (text: string | null) => Number((text ?? "").replace(/[^0-9.-]/g, ""));
+
+async function tileValue(page: Page, id: string): Promise<number> {
+  return number(await page.getByTestId(id).locator(".tile-value").textContent());
+}
+
+test("overview loads and its counts increase", async ({ page }) => {
+  await page.goto("/?view=overview");
+  await expect(page.getByRole("heading", { name: "Overview" })).toBeVisible();
+  await expect.poll(() => tileValue(page, "stored-total"), { timeout: 30_000 }).toBeGreaterThan(0);
+  const first = await tileValue(page, "stored-total");
+  await expect.poll(() => tileValue(page, "stored-total"), { timeout: 30_000 }).toBeGreaterThan(first);
+  await expect(page.getByTestId("group-state").locator(".tile-value")).toHaveText(/stable/);
+  await page.screenshot({ path: path.join(SHOTS, "overview.png"), fullPage: true });
+});
+
+test("explorer filters by sensor and time range, and keeps them in the URL", async ({ page }) => {
+  const end = new Date();
+  const start = new Date(end.getTime() - 10 * 60 * 1000);
+  const url = `/?view=explorer&sensor=sensor-00003&range=custom&start=${start.toISOString()}&end=${end.toISOString()}`;
+  await page.goto(url);
+  const rows = page.getByTestId("readings").locator("tbody tr");
+  await expect(rows.first()).toBeVisible();
+  const sensors = await page.getByTestId("readings").locator('td[data-col="sensor"]').allTextContents();
+  const times = await page.getByTestId("readings").locator('td[data-col="timestamp"]').allTextContents();
+  expect(sensors.length).toBeGreaterThan(0);
+  expect(new Set(sensors)).toEqual(new Set(["sensor-00003"]));
+  for (const t of times) {
+    const ms = Date.parse(t);
+    expect(ms).toBeGreaterThanOrEqual(start.getTime());
+    expect(ms).toBeLessThan(end.getTime());
+  }
+  expect(page.url()).toContain("sensor=sensor-00003");
+  await expect(page.getByRole("img", { name: /Values per/ })).toBeVisible();
+  await page.screenshot({ path: path.join(SHOTS, "explorer.png"), fullPage: true });
+});
+
+test("sensors table opens a sensor in the explorer", async ({ page }) => {
+  await page.goto("/?view=sensors");
+  await page.getByTestId("sensor-filter").fill("00007");
+  await expect(page.getByTestId("sensors").locator("tbody tr")).toHaveCount(1);
+  await page.screenshot({ path: path.join(SHOTS, "sensors.png"), fullPage: true });
+  await page.getByRole("button", { name: "sensor-00007" }).click();
+  await expect(page).toHaveURL(/view=explorer/);
+  await expect(page).toHaveURL(/sensor=sensor-00007/);
+});
+
+test("kafka view shows partitions and members", async ({ page }) => {
+  await page.goto("/?view=kafka");
+  await expect(page.getByTestId("partitions").locator("tbody tr")).toHaveCount(12);
+  await page.screenshot({ path: path.join(SHOTS, "kafka.png"), fullPage: true });
+});
+
+test("a new rate saved in the form reaches the producer", async ({ page }) => {
+  await page.goto("/?view=config");
+  await expect(page.getByTestId("config-version")).toContainText("Version");
+  await page.getByLabel("rate", { exact: true }).fill("1500");
+  await page.getByRole("button", { name: "Save" }).click();
+  await expect(page.getByTestId("saved")).toBeVisible();
+  await expect(page.getByTestId("history").locator("li").first()).toContainText("rate 1500");
+  await page.screenshot({ path: path.join(SHOTS, "config.png"), fullPage: true });
+  await page.goto("/?view=overview");
+  await expect.poll(() => tileValue(page, "produced-rate"), { timeout: 40_000 }).toBeGreaterThan(1100);
+});
+
+test("invalid values show errors: the client's, then the API's own", async ({ page }) => {
+  await page.goto("/?view=config");
+  await expect(page.getByTestId("config-version")).toContainText("Version");
+  await page.getByLabel("duplicate_ratio", { exact: true }).fill("3");
+  await page.getByRole("button", { name: "Save" }).click();
+  await expect(page.getByTestId("error-duplicate_ratio")).toContainText("at most 1");
+  await page.getByLabel("duplicate_ratio", { exact: true }).fill("0");
+  // each value is in range, but together they are not: only the API knows that rule
+  await page.getByLabel("burst_every_s", { exact: true }).fill("10");
+  await page.getByLabel("burst_duration_s", { exact: true }).fill("20");
+  await page.getByRole("button", { name: "Save" }).click();
+  await expect(page.getByTestId("error-burst_duration_s")).toContainText("shorter than burst_every_s");
+});
+
+test("the layout works at 390 px", async ({ page }) => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.goto("/?view=overview");
+  await expect.poll(() => tileValue(page, "stored-total")).toBeGreaterThan(0);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  expect(overflow).toBeLessThanOrEqual(1);
+  await page.screenshot({ path: path.join(SHOTS, "overview-390.png"), fullPage: true });
+});
+
+test("with the API stopped, the banner appears and the last data stays", async ({ page }) => {
+  const pid = Number(process.env.API_PID);
+  expect(pid).toBeGreaterThan(0);
+  await page.goto("/?view=overview");
+  await expect.poll(() => tileValue(page, "stored-total")).toBeGreaterThan(0);
+  execFileSync("kill", ["-STOP", String(pid)]);
+  try {
+    await expect(page.getByTestId("api-banner")).toBeVisible({ timeout: 30_000 });
+    expect(await tileValue(page, "stored-total")).toBeGreaterThan(0); // stale, not blank
+    await page.screenshot({ path: path.join(SHOTS, "api-down.png"), fullPage: true });
+  } finally {
+    execFileSync("kill", ["-CONT", String(pid)]);
+  }
+  await expect(page.getByTestId("api-banner")).toBeHidden({ timeout: 30_000 });
+});

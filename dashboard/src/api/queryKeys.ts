@@ -1,0 +1,11 @@
+/** Every query key comes from here, so invalidation is never a guess. */
+export const queryKeys = {
+  pipeline: () => ["pipeline"] as const,
+  summary: (f: { sensors: string[]; start?: string; end?: string }) => ["summary", f] as const,
+  readings: (f: { sensors: string[]; start: string; end: string; cursor?: string | null; limit: number }) =>
+    ["readings", f] as const,
+  aggregate: (f: { sensors: string[]; start: string; end: string; bucket: string }) => ["aggregate", f] as const,
+  sensors: (f: { q: string; sort: string; order: string; cursor?: string | null }) => ["sensors", f] as const,
+  config: () => ["producer-config"] as const,
+  configHistory: () => ["producer-config", "history"] as const,
+};

@@ -1,0 +1,73 @@
+"use client";
+
+import { useEffect, useRef } from "react";
+import type uPlot from "uplot";
+import "uplot/dist/uPlot.min.css";
+
+export interface Series {
+  label: string;
+  values: (number | null)[];
+  color: string;
+  dash?: number[];
+  fill?: string;
+}
+
+interface Props {
+  /** Epoch seconds. */
+  x: number[];
+  series: Series[];
+  height?: number;
+  /** Text alternative: the chart's numbers, read by screen readers and shown on request. */
+  label: string;
+  summary: string;
+}
+
+/** A uPlot chart (canvas, smooth with tens of thousands of points; drag to zoom, double-click to reset). */
+export function Chart({ x, series, height = 240, label, summary }: Props) {
+  const box = useRef<HTMLDivElement>(null);
+  const plot = useRef<uPlot | null>(null);
+  const shape = series.map((s) => s.label).join("|");
+
+  useEffect(() => {
+    let disposed = false;
+    const el = box.current;
+    if (!el) return;
+    void import("uplot").then(({ default: UPlot }) => {
+      if (disposed) return;
+      plot.current?.destroy();
+      plot.current = new UPlot(
+        {
+          width: el.clientWidth || 600,
+          height,
+          scales: { x: { time: true } },
+          cursor: { drag: { x: true, y: false } },
+          series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, dash: s.dash, fill: s.fill, width: 1.5 }))],
+          axes: [{}, { size: 60 }],
+        },
+        [x, ...series.map((s) => s.values)] as uPlot.AlignedData,
+        el,
+      );
+    });
+    const onResize = () => plot.current?.setSize({ width: el.clientWidth || 600, height });
+    window.addEventListener("resize", onResize);
+    return () => {
+      disposed = true;
+      window.removeEventListener("resize", onResize);
+      plot.current?.destroy();
+      plot.current = null;
+    };
+    // the plot is rebuilt only when its series change; data updates go through setData below
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [shape, height]);
+
+  useEffect(() => {
+    plot.current?.setData([x, ...series.map((s) => s.values)] as uPlot.AlignedData, true);
+  }, [x, series]);
+
+  return (
+    <figure className="chart" aria-label={label}>
+      <div ref={box} role="img" aria-label={`${label}: ${summary}`} />
+      <figcaption className="sr-only">{summary}</figcaption>
+    </figure>
+  );
+}

@@ -1,0 +1,147 @@
+"use client";
+
+import { useMemo, useState } from "react";
+import { Chart } from "@/components/Chart";
+import { useAggregate, useReadings } from "@/hooks/useReadings";
+import { useSensors } from "@/hooks/useSensors";
+import { autoBucket } from "@/lib/bucket";
+import { num, time } from "@/lib/format";
+import { PRESETS, resolveRange, type Preset, type UrlState } from "@/lib/url";
+
+const COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b"];
+
+interface Props {
+  state: UrlState;
+  onChange: (s: UrlState) => void;
+}
+
+export function Explorer({ state, onChange }: Props) {
+  const [now] = useState(() => new Date());
+  const { start, end } = useMemo(() => resolveRange(state, now), [state, now]);
+  const rangeS = (Date.parse(end) - Date.parse(start)) / 1000;
+  const bucket = autoBucket(rangeS);
+  const agg = useAggregate(state.sensors, start, end, bucket);
+  const [cursors, setCursors] = useState<(string | null)[]>([null]);
+  const page = cursors[cursors.length - 1] ?? null;
+  const readings = useReadings(state.sensors, start, end, page);
+  const [search, setSearch] = useState("");
+  const found = useSensors(search, "sensor_id", "asc", null, 20);
+
+  const setPreset = (preset: Preset) => {
+    setCursors([null]);
+    onChange({ ...state, preset, start: undefined, end: undefined });
+  };
+  const setCustom = (which: "start" | "end", value: string) => {
+    if (!value) return;
+    const iso = new Date(value).toISOString();
+    setCursors([null]);
+    onChange({ ...state, preset: "custom", start: state.start ?? start, end: state.end ?? end, [which]: iso });
+  };
+  const toggleSensor = (id: string) => {
+    setCursors([null]);
+    const sensors = state.sensors.includes(id) ? state.sensors.filter((s) => s !== id) : [...state.sensors, id];
+    onChange({ ...state, sensors });
+  };
+
+  const chart = useMemo(() => {
+    const rows = agg.data?.data ?? [];
+    const times = [...new Set(rows.map((r) => Date.parse(r.bucket) / 1000))].sort((a, b) => a - b);
+    const index = new Map(times.map((t, i) => [t, i]));
+    const groups = state.sensors.length ? state.sensors : [null];
+    const series = groups.flatMap((sid, k) => {
+      const avg: (number | null)[] = times.map(() => null);
+      const min: (number | null)[] = times.map(() => null);
+      const max: (number | null)[] = times.map(() => null);
+      for (const r of rows) {
+        if ((r.sensor_id ?? null) !== sid) continue;
+        const i = index.get(Date.parse(r.bucket) / 1000);
+        if (i === undefined) continue;
+        avg[i] = r.avg;
+        min[i] = r.min;
+        max[i] = r.max;
+      }
+      const color = COLORS[k % COLORS.length] ?? "#333";
+      const name = sid ?? "all sensors";
+      return [
+        { label: `${name} avg`, values: avg, color },
+        { label: `${name} min`, values: min, color, dash: [4, 4] },
+        { label: `${name} max`, values: max, color, dash: [4, 4] },
+      ];
+    });
+    return { times, series, rows };
+  }, [agg.data, state.sensors]);
+
+  const toLocal = (iso: string) => new Date(iso).toISOString().slice(0, 16);
+
+  return (
+    <section aria-labelledby="explorer-title">
+      <h2 id="explorer-title">Metrics explorer</h2>
+      <div className="controls">
+        <fieldset>
+          <legend>Time range</legend>
+          {(Object.keys(PRESETS) as Preset[]).map((p) => (
+            <button key={p} type="button" aria-pressed={state.preset === p} onClick={() => setPreset(p)}>
+              {p}
+            </button>
+          ))}
+          <label>
+            From (UTC) <input type="datetime-local" data-testid="range-start" value={toLocal(start)}
+              onChange={(e) => setCustom("start", `${e.target.value}Z`)} />
+          </label>
+          <label>
+            To (UTC) <input type="datetime-local" data-testid="range-end" value={toLocal(end)}
+              onChange={(e) => setCustom("end", `${e.target.value}Z`)} />
+          </label>
+        </fieldset>
+        <fieldset>
+          <legend>Sensors</legend>
+          <label>
+            Search sensors <input type="search" value={search} placeholder="e.g. 00042" data-testid="sensor-search"
+              onChange={(e) => setSearch(e.target.value.replace(/[^A-Za-z0-9._:@/+=-]/g, ""))} />
+          </label>
+          <ul className="chips" aria-label="Matching sensors">
+            {(found.data?.data ?? []).map((s) => (
+              <li key={s.sensor_id}>
+                <label>
+                  <input type="checkbox" checked={state.sensors.includes(s.sensor_id)} onChange={() => toggleSensor(s.sensor_id)} />
+                  {s.sensor_id}
+                </label>
+              </li>
+            ))}
+          </ul>
+          <p>Selected: {state.sensors.length ? state.sensors.join(", ") : "all sensors (one series)"}</p>
+        </fieldset>
+      </div>
+      <Chart
+        x={chart.times}
+        series={chart.series}
+        label={`Values per ${bucket} bucket`}
+        summary={`${chart.rows.length} buckets of ${bucket} from ${time(start)} to ${time(end)}; ` +
+          chart.rows.slice(-5).map((r) => `${r.sensor_id ?? "all"} ${time(r.bucket)} avg ${num(r.avg, 2)} min ${num(r.min, 2)} max ${num(r.max, 2)}`).join("; ")}
+      />
+      <p className="muted">Bucket {bucket} (automatic, from {agg.data?.source ?? "–"}). Drag on the chart to zoom; double-click to reset.</p>
+      <div className="table-wrap">
+        <table data-testid="readings">
+          <caption>Raw readings</caption>
+          <thead>
+            <tr><th scope="col">Time (UTC)</th><th scope="col">Sensor</th><th scope="col">Value</th><th scope="col">seq</th><th scope="col">Event id</th></tr>
+          </thead>
+          <tbody>
+            {(readings.data?.data ?? []).map((r) => (
+              <tr key={r.event_id}>
+                <td data-col="timestamp">{r.timestamp}</td><td data-col="sensor">{r.sensor_id}</td>
+                <td>{num(r.value, 3)}</td><td>{r.seq}</td><td className="mono">{r.event_id}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      <div className="pager">
+        <button type="button" disabled={cursors.length < 2} onClick={() => setCursors(cursors.slice(0, -1))}>Previous page</button>
+        <span>Page {cursors.length}</span>
+        <button type="button" disabled={!readings.data?.next_cursor}
+          onClick={() => readings.data?.next_cursor && setCursors([...cursors, readings.data.next_cursor])}>Next page</button>
+      </div>
+    </section>
+  );
+}

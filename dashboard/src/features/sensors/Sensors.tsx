@@ -1,0 +1,63 @@
+"use client";
+
+import { useState } from "react";
+import { useSensors, type Sort } from "@/hooks/useSensors";
+import { num, time } from "@/lib/format";
+
+const COLUMNS: [Sort, string][] = [
+  ["sensor_id", "Sensor"], ["last_value", "Last value"], ["last_seen", "Last seen"], ["events", "Count"],
+  ["seq_gaps", "seq gaps"], ["order_violations", "Order violations"],
+];
+
+export function Sensors({ onOpen }: { onOpen: (sensorId: string) => void }) {
+  const [q, setQ] = useState("");
+  const [sort, setSort] = useState<Sort>("sensor_id");
+  const [order, setOrder] = useState<"asc" | "desc">("asc");
+  const [cursors, setCursors] = useState<(string | null)[]>([null]);
+  const { data } = useSensors(q, sort, order, cursors[cursors.length - 1] ?? null);
+  const sortBy = (col: Sort) => {
+    setCursors([null]);
+    if (col === sort) setOrder(order === "asc" ? "desc" : "asc");
+    else {
+      setSort(col);
+      setOrder(col === "sensor_id" ? "asc" : "desc");
+    }
+  };
+  return (
+    <section aria-labelledby="sensors-title">
+      <h2 id="sensors-title">Sensors</h2>
+      <label>
+        Filter by id <input type="search" value={q} data-testid="sensor-filter"
+          onChange={(e) => { setCursors([null]); setQ(e.target.value.replace(/[^A-Za-z0-9._:@/+=-]/g, "")); }} />
+      </label>
+      <div className="table-wrap">
+        <table data-testid="sensors">
+          <thead>
+            <tr>
+              {COLUMNS.map(([col, label]) => (
+                <th key={col} scope="col" aria-sort={col === sort ? (order === "asc" ? "ascending" : "descending") : "none"}>
+                  <button type="button" onClick={() => sortBy(col)}>{label}{col === sort ? (order === "asc" ? " ▲" : " ▼") : ""}</button>
+                </th>
+              ))}
+            </tr>
+          </thead>
+          <tbody>
+            {(data?.data ?? []).map((s) => (
+              <tr key={s.sensor_id}>
+                <td><button type="button" className="link" onClick={() => onOpen(s.sensor_id)}>{s.sensor_id}</button></td>
+                <td>{num(s.last_value, 3)}</td><td>{time(s.last_seen)}</td><td>{num(s.count)}</td>
+                <td className={s.seq_gaps ? "warn" : undefined}>{num(s.seq_gaps)}</td>
+                <td className={s.order_violations ? "alarm-text" : undefined}>{num(s.order_violations)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      <div className="pager">
+        <button type="button" disabled={cursors.length < 2} onClick={() => setCursors(cursors.slice(0, -1))}>Previous page</button>
+        <span>Page {cursors.length}</span>
+        <button type="button" disabled={!data?.next_cursor} onClick={() => data?.next_cursor && setCursors([...cursors, data.next_cursor])}>Next page</button>
+      </div>
+    </section>
+  );
+}

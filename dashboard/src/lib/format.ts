@@ -1,0 +1,12 @@
+export const num = (n: number | null | undefined, digits = 0): string =>
+  n === null || n === undefined ? "–" : n.toLocaleString("en-US", { maximumFractionDigits: digits });
+
+export const seconds = (s: number | null | undefined): string => {
+  if (s === null || s === undefined) return "–";
+  if (s < 60) return `${s.toFixed(1)} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+  return `${(s / 3600).toFixed(1)} h`;
+};
+
+export const time = (iso: string | null | undefined): string =>
+  iso ? new Date(iso).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z") : "–";

@@ -1,0 +1,95 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Playwright) against the real
+stack: Kafka and PostgreSQL of the test session, plus a consumer, a producer and the API that
+`sensorpipe up --detach` starts. A missing browser or build is a failure, never a skip."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import orjson
+
+from sensorpipe.runtime.supervisor import Platform
+
+from .conftest import REPO, Topics
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_dashboard_end_to_end_in_chromium(platform: Platform, topics: Topics, db_dsn: str) -> None:
+    chromium = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+    assert Path(chromium).is_file(), f"no Chromium at {chromium}: `make setup` installs Debian's chromium"
+    out_dir = REPO / "dashboard" / "out"
+    assert (out_dir / "index.html").is_file(), "the dashboard is not built: run `make setup`"
+    assert shutil.which("npx"), "npx (Node.js 20) is required for the browser tests"
+
+    state = platform.state_dir.parent / f"e2e-{uuid.uuid4().hex[:8]}"
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SENSORPIPE_STATE_DIR": str(state),
+        "SENSORPIPE_KAFKA_BOOTSTRAP_SERVERS": topics.settings.bootstrap(),
+        "SENSORPIPE_KAFKA_TOPIC": topics.main,
+        "SENSORPIPE_KAFKA_DLQ_TOPIC": topics.dlq,
+        "SENSORPIPE_DATABASE_URL": db_dsn,
+        "SENSORPIPE_CONSUMER_GROUP_ID": f"g-e2e-{uuid.uuid4().hex[:8]}",
+        "SENSORPIPE_CONSUMER_METRICS_PORT": "0",
+        "SENSORPIPE_PRODUCER_METRICS_PORT": "0",
+        "SENSORPIPE_API_PORT": str(port),
+        "SENSORPIPE_API_DASHBOARD_DIR": str(out_dir),
+    }
+    up = subprocess.run(
+        [sys.executable, "-m", "sensorpipe", "up", "--detach", "--rate", "500", "--sensors", "50"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert up.returncode == 0, up.stderr
+    try:
+        status = orjson.loads(
+            subprocess.run(
+                [sys.executable, "-m", "sensorpipe", "status", "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )["components"]
+        assert {"api", "consumer-0", "producer"} <= set(status), status
+        run = subprocess.run(
+            ["npx", "playwright", "test"],
+            cwd=REPO / "dashboard",
+            env={
+                **env,
+                "BASE_URL": f"http://127.0.0.1:{port}",
+                "API_PID": str(status["api"]["pid"]),
+                "CHROMIUM_PATH": chromium,
+                "E2E_SCREENSHOTS": str(REPO / "artifacts" / "e2e"),
+            },
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+        shots = {p.name for p in (REPO / "artifacts" / "e2e").glob("*.png")}
+        assert {"overview.png", "explorer.png", "sensors.png", "kafka.png", "config.png"} <= shots
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "sensorpipe", "down", "--purge"],
+            env=env,
+            capture_output=True,
+            timeout=180,
+            check=False,
+        )
