@@ -44,8 +44,10 @@ def up(
     consumers: Annotated[int, typer.Option(min=0, max=12, help="Consumer processes to run.")] = 1,
     no_producer: Annotated[bool, typer.Option("--no-producer", help="Start everything but the producer.")] = False,
     no_api: Annotated[bool, typer.Option("--no-api", help="Do not start the API and dashboard.")] = False,
-    rate: Annotated[float, typer.Option(min=0.0, help="Producer events/s (demo load).")] = 5000.0,
-    sensors: Annotated[int, typer.Option(min=1, max=100_000, help="Simulated sensors.")] = 2000,
+    rate: Annotated[
+        float | None, typer.Option(min=0.0, help="Producer events/s; stored as a new configuration version.")
+    ] = None,
+    sensors: Annotated[int | None, typer.Option(min=1, max=100_000, help="Simulated sensors; stored likewise.")] = None,
     detach: Annotated[bool, typer.Option("--detach", help="Run in the background; return when ready.")] = False,
 ) -> None:
     """Start Kafka, PostgreSQL and the pipeline components, and supervise them."""

@@ -43,32 +43,66 @@ Log = Callable[[str], None]
 STAGES = ("producer", "consumer", "e2e", "api")
 
 
+def _proc(pid: int) -> tuple[int, float, int] | None:
+    """(parent pid, CPU seconds so far, RSS in kB) of a process, or None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    m = re.search(r"VmRSS:\s+(\d+)", status)
+    fields = stat[stat.rindex(")") + 2 :].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return int(fields[1]), cpu, int(m.group(1)) if m else 0
+
+
 @dataclass
 class ProcStats:
-    """CPU seconds and peak RSS of a process, sampled from /proc while it runs."""
+    """CPU seconds used *during the measurement* and peak RSS of a process, sampled from /proc.
+    With `children`, the process's children count too (PostgreSQL's backends): CPU summed,
+    RSS summed at each sample."""
 
     pid: int
+    children: bool = False
     peak_rss_mb: float = 0.0
     cpu_s: float = 0.0
+    _base: dict[int, float] = field(default_factory=dict)
+    _last: dict[int, float] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
 
+    def _pids(self) -> list[int]:
+        if not self.children:
+            return [self.pid]
+        kids = []
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                info = _proc(int(d.name))
+                if info is not None and info[0] == self.pid:
+                    kids.append(int(d.name))
+        return [self.pid, *kids]
+
     def start(self) -> ProcStats:
+        for pid in self._pids():
+            info = _proc(pid)
+            if info is not None:
+                self._base[pid] = info[1]
         threading.Thread(target=self._loop, daemon=True).start()
         return self
 
     def _loop(self) -> None:
-        tick = os.sysconf("SC_CLK_TCK")
         while not self._stop.is_set():
-            try:
-                status = Path(f"/proc/{self.pid}/status").read_text()
-                stat = Path(f"/proc/{self.pid}/stat").read_text()
-            except (FileNotFoundError, ProcessLookupError):
+            rss = 0
+            for pid in self._pids():
+                info = _proc(pid)
+                if info is None:
+                    continue
+                self._base.setdefault(pid, 0.0)  # a process born during the run counts from zero
+                self._last[pid] = info[1]
+                rss += info[2]
+            if not rss and _proc(self.pid) is None:
                 return
-            m = re.search(r"VmRSS:\s+(\d+)", status)
-            if m:
-                self.peak_rss_mb = max(self.peak_rss_mb, int(m.group(1)) / 1024)
-            fields = stat[stat.rindex(")") + 2 :].split()
-            self.cpu_s = (int(fields[11]) + int(fields[12])) / tick
+            self.peak_rss_mb = max(self.peak_rss_mb, rss / 1024)
+            self.cpu_s = sum(self._last[p] - self._base.get(p, 0.0) for p in self._last)
             time.sleep(0.25)
 
     def stop(self) -> dict[str, float]:
@@ -299,7 +333,7 @@ class Bench:
         )
         stats = {"producer": ProcStats(prod.pid).start(), "consumer": ProcStats(cons.pid).start()}
         for name, pid in _platform_pids(self.state_dir).items():
-            stats[name] = ProcStats(pid).start()
+            stats[name] = ProcStats(pid, children=name == "postgres").start()
         lags: list[tuple[float, int]] = []
         t0 = time.monotonic()
         while prod.poll() is None:
@@ -388,11 +422,15 @@ class Bench:
 
     def run(self, stages: list[str]) -> dict[str, Any]:
         self.out.mkdir(parents=True, exist_ok=True)
-        self.results = {"machine": machine(), "started_at": datetime.now(UTC).isoformat(), "quick": self.quick}
+        previous = self.out / "bench.json"
+        # Stages not run now keep their figures from the last run, each with its own time.
+        self.results = orjson.loads(previous.read_bytes()) if previous.is_file() else {}
+        self.results.update({"machine": machine(), "quick": self.quick})
         for stage in stages:
             t0 = time.monotonic()
             self.results[stage] = getattr(self, stage)()
             self.results[stage]["stage_seconds"] = round(time.monotonic() - t0, 1)
+            self.results[stage]["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
             (self.out / "bench.json").write_bytes(orjson.dumps(self.results, option=orjson.OPT_INDENT_2))
         return self.results
 

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per config poll is noise
 
 
 def stop_on_signals() -> threading.Event:

@@ -9,6 +9,9 @@ from sensorpipe.runtime.supervisor import Component, Log, Platform, Supervisor, 
 from sensorpipe.settings import ApiSettings, ConsumerSettings, DatabaseSettings, KafkaSettings
 from sensorpipe.storage import config_store
 
+DEMO_RATE = 5000.0
+DEMO_SENSORS = 2000
+
 
 def build_stack(
     *,
@@ -18,17 +21,31 @@ def build_stack(
     consumers: int,
     producer: bool,
     api: bool,
-    rate: float,
-    sensors: int,
+    rate: float | None,
+    sensors: int | None,
     log: Log,
 ) -> Supervisor:
-    """The supervisor for `sensorpipe up`: the platform plus every component that exists."""
-    demo = PipelineConfig(rate=rate, sensors=sensors)
+    """The supervisor for `sensorpipe up`: the platform plus every component that exists.
+
+    The configuration store decides the producer's load: an empty store is seeded with the
+    demo load (2,000 sensors at 5,000 events/s); `--rate`/`--sensors` given explicitly are
+    stored as a new version; otherwise whatever was stored last (e.g. from the dashboard) stays.
+    """
+    demo = PipelineConfig(
+        rate=DEMO_RATE if rate is None else rate, sensors=DEMO_SENSORS if sensors is None else sensors
+    )
+    explicit = {k: v for k, v in {"rate": rate, "sensors": sensors}.items() if v is not None}
 
     def seed(p: Platform) -> None:
-        # The store starts with the load `up` runs, so the dashboard shows what the producer does.
-        if config_store.seed_if_empty(p.db_settings.dsn(), demo) is not None:
-            log(f"stored the initial producer configuration: {rate:g} events/s from {sensors} sensors")
+        dsn = p.db_settings.dsn()
+        if config_store.seed_if_empty(dsn, demo) is not None:
+            log(f"stored the initial producer configuration: {demo.rate:g} events/s from {demo.sensors} sensors")
+        elif explicit:
+            stored = config_store.update(dsn, explicit, "sensorpipe up")
+            log(
+                f"stored configuration v{stored.version}: {stored.config.rate:g} events/s from "
+                f"{stored.config.sensors} sensors"
+            )
 
     platform = Platform(kafka, db, state_dir, log, after_start=seed)
     components: list[Component] = []
@@ -46,5 +63,10 @@ def build_stack(
         for i in range(consumers)
     ]
     if producer:
-        components.append(python_component("producer", ["producer", "--rate", str(rate), "--sensors", str(sensors)]))
+        # With the API running, the producer follows the configuration store (seeded above with
+        # these same values), so a change made in the dashboard reaches it within seconds.
+        args = ["producer", "--rate", str(demo.rate), "--sensors", str(demo.sensors)]
+        if api:
+            args += ["--api-url", api_settings.url()]
+        components.append(python_component("producer", args))
     return Supervisor(platform, components, log)

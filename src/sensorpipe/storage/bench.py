@@ -40,6 +40,11 @@ _LOAD_ROLLUP = """
 INSERT INTO metrics_1m (sensor_id, minute, count, sum, min, max)
 SELECT sensor_id, date_trunc('minute', ts), count(*), sum(value), min(value), max(value) FROM metrics GROUP BY 1, 2
 """
+_LOAD_PARTITION_ROLLUP = """
+INSERT INTO metrics_1m_partition (kafka_partition, minute, count, sum, min, max)
+SELECT kafka_partition, date_trunc('minute', ts), count(*), sum(value), min(value), max(value)
+FROM metrics GROUP BY 1, 2
+"""
 _LOAD_STATS = """
 INSERT INTO sensor_stats (sensor_id, events, last_value, last_ts, last_seq)
 SELECT DISTINCT ON (sensor_id) sensor_id, count(*) OVER (PARTITION BY sensor_id), value, ts, seq
@@ -106,9 +111,12 @@ def load_readings(dsn: str, rows: int, sensors: int) -> None:
     with psycopg.connect(dsn) as conn:
         conn.execute(_LOAD, {"rows": rows, "sensors": sensors, "salt": str(rows)})
         conn.execute(_LOAD_ROLLUP)
+        conn.execute(_LOAD_PARTITION_ROLLUP)
         conn.execute(_LOAD_STATS)
         conn.execute(_LOAD_COUNTERS)
         conn.commit()
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE metrics")
         conn.execute("VACUUM ANALYZE metrics_1m")
+        conn.execute("VACUUM ANALYZE metrics_1m_partition")
+        conn.execute("VACUUM ANALYZE sensor_stats")

@@ -77,3 +77,11 @@ def seed_if_empty(dsn: str, config: PipelineConfig) -> StoredConfig | None:
         if conn.execute("SELECT 1 FROM producer_config LIMIT 1").fetchone():
             return None
         return put(conn, config, "sensorpipe up")
+
+
+def update(dsn: str, changes: dict[str, Any], updated_by: str) -> StoredConfig:
+    """Store a new version: the newest valid configuration (or the defaults) with `changes`."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        current = latest_or_none(conn)
+        base = current.config.model_dump() if current else {}
+        return put(conn, PipelineConfig.model_validate({**base, **changes}), updated_by)

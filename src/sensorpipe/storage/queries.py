@@ -19,19 +19,19 @@ Row = dict[str, Any]
 # -- readings ---------------------------------------------------------------------------------
 _READINGS = {
     (False, False): """
-        SELECT sensor_id, event_id, ts, value, seq FROM metrics
+        SELECT sensor_id, event_id, ts AS timestamp, value, seq FROM metrics
         WHERE ts >= %(start)s AND ts < %(end)s
         ORDER BY ts, event_id LIMIT %(limit)s""",
     (False, True): """
-        SELECT sensor_id, event_id, ts, value, seq FROM metrics
+        SELECT sensor_id, event_id, ts AS timestamp, value, seq FROM metrics
         WHERE ts >= %(start)s AND ts < %(end)s AND (ts, event_id) > (%(cts)s, %(ceid)s)
         ORDER BY ts, event_id LIMIT %(limit)s""",
     (True, False): """
-        SELECT sensor_id, event_id, ts, value, seq FROM metrics
+        SELECT sensor_id, event_id, ts AS timestamp, value, seq FROM metrics
         WHERE sensor_id = ANY(%(sensors)s) AND ts >= %(start)s AND ts < %(end)s
         ORDER BY ts, event_id LIMIT %(limit)s""",
     (True, True): """
-        SELECT sensor_id, event_id, ts, value, seq FROM metrics
+        SELECT sensor_id, event_id, ts AS timestamp, value, seq FROM metrics
         WHERE sensor_id = ANY(%(sensors)s) AND ts >= %(start)s AND ts < %(end)s
           AND (ts, event_id) > (%(cts)s, %(ceid)s)
         ORDER BY ts, event_id LIMIT %(limit)s""",
@@ -69,7 +69,7 @@ _AGG_ROLLUP = {
     False: """
         SELECT NULL::text AS sensor_id, date_bin(%(bucket)s, minute, timestamptz 'epoch') AS bucket,
                sum(count)::bigint AS count, min(min) AS min, max(max) AS max, sum(sum) / sum(count) AS avg
-        FROM metrics_1m
+        FROM metrics_1m_partition
         WHERE minute >= %(start)s AND minute < %(end)s
         GROUP BY 2 ORDER BY 2""",
 }
@@ -102,6 +102,9 @@ def aggregate(
 
 
 # -- summary ----------------------------------------------------------------------------------
+# Sums over every sensor read the per-partition rollup (12 rows a minute); with sensors, the
+# per-sensor rollup. Distinct sensors are probed per sensor in the rollup's index, not counted
+# with DISTINCT over millions of rollup rows.
 _SUMMARY_ROLLUP = {
     True: """
         SELECT coalesce(sum(count), 0)::bigint AS count, min(min) AS min, max(max) AS max,
@@ -109,8 +112,15 @@ _SUMMARY_ROLLUP = {
         FROM metrics_1m WHERE sensor_id = ANY(%(sensors)s) AND minute >= %(start)s AND minute < %(end)s""",
     False: """
         SELECT coalesce(sum(count), 0)::bigint AS count, min(min) AS min, max(max) AS max,
-               sum(sum) / nullif(sum(count), 0) AS avg, count(DISTINCT sensor_id) AS sensors
-        FROM metrics_1m WHERE minute >= %(start)s AND minute < %(end)s""",
+               sum(sum) / nullif(sum(count), 0) AS avg,
+               CASE WHEN %(end)s >= (SELECT max(last_ts) FROM sensor_stats)
+                    -- the range reaches the newest reading: a sensor is in it iff its last one is
+                    THEN (SELECT count(*) FROM sensor_stats WHERE last_ts >= %(start)s)
+                    ELSE (SELECT count(*) FROM sensor_stats s WHERE EXISTS (
+                        SELECT 1 FROM metrics_1m m
+                        WHERE m.sensor_id = s.sensor_id AND m.minute >= %(start)s AND m.minute < %(end)s))
+               END AS sensors
+        FROM metrics_1m_partition WHERE minute >= %(start)s AND minute < %(end)s""",
 }
 _FIRST_LAST = {
     True: """
@@ -124,7 +134,7 @@ _FIRST_LAST = {
 }
 # Percentiles read raw values. Up to SAMPLE_ROWS matching rows they are exact; beyond, they
 # are estimated from a Bernoulli sample of about SAMPLE_ROWS rows.
-SAMPLE_ROWS = 50_000
+SAMPLE_ROWS = 20_000
 _PCT_EXACT = {
     True: """
         SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY value) AS p50,

@@ -65,6 +65,15 @@ r AS (
         count = t.count + excluded.count, sum = t.sum + excluded.sum,
         min = least(t.min, excluded.min), max = greatest(t.max, excluded.max)
 ),
+rp AS (                         -- the all-sensor rollup, per partition (migration 002)
+    INSERT INTO metrics_1m_partition AS t (kafka_partition, minute, count, sum, min, max)
+    SELECT kpart, timestamptz 'epoch' + minute * interval '1 minute', count, sum, min, max
+    FROM unnest(%(p_part)s::int4[], %(p_minute)s::int8[], %(p_count)s::int8[], %(p_sum)s::float8[],
+                %(p_min)s::float8[], %(p_max)s::float8[]) AS u(kpart, minute, count, sum, min, max)
+    ON CONFLICT (minute, kafka_partition) DO UPDATE SET
+        count = t.count + excluded.count, sum = t.sum + excluded.sum,
+        min = least(t.min, excluded.min), max = greatest(t.max, excluded.max)
+),
 sst AS (                        -- the batch's first seq of a sensor is checked against its stored last seq
     INSERT INTO sensor_stats AS t (sensor_id, events, last_value, last_ts, last_seq, seq_gaps, order_violations)
     SELECT u.sensor_id, u.n, u.last_value, timestamptz 'epoch' + u.last_ts_us * interval '1 microsecond',
@@ -326,22 +335,37 @@ class _Literals:
         }
 
 
+def _rollup(table: dict[Any, list[float]], key: Any, v: float) -> None:
+    r = table.get(key)
+    if r is None:
+        table[key] = [1, v, v, v]
+    else:
+        r[0] += 1
+        r[1] += v
+        r[2] = min(r[2], v)
+        r[3] = max(r[3], v)
+
+
+def _rollup_params(prefix: str, table: dict[Any, list[float]], keys: list[Any]) -> dict[str, str]:
+    return {
+        f"{prefix}_count": _ints([int(table[k][0]) for k in keys]),
+        f"{prefix}_sum": _floats([table[k][1] for k in keys]),
+        f"{prefix}_min": _floats([table[k][2] for k in keys]),
+        f"{prefix}_max": _floats([table[k][3] for k in keys]),
+    }
+
+
 def _aggregates(c: Columns) -> dict[str, str]:
-    """Rollups per (sensor, minute), running state per sensor and stored counts per partition,
-    computed here so the database only applies them."""
+    """Rollups per (sensor, minute) and per (partition, minute), running state per sensor and
+    stored counts per partition, computed here so the database only applies them."""
     roll: dict[tuple[str, int], list[float]] = {}
+    proll: dict[tuple[int, int], list[float]] = {}
     sens: dict[str, list[float]] = {}  # n, first, last, value, ts, gaps, violations
     parts: dict[int, int] = {}
     for sid, ts, v, seq, kp in zip(c.sensor_id, c.ts_us, c.value, c.seq, c.kpart, strict=True):
-        key = (sid, ts // 60_000_000)
-        r = roll.get(key)
-        if r is None:
-            roll[key] = [1, v, v, v]
-        else:
-            r[0] += 1
-            r[1] += v
-            r[2] = min(r[2], v)
-            r[3] = max(r[3], v)
+        minute = ts // 60_000_000
+        _rollup(roll, (sid, minute), v)
+        _rollup(proll, (kp, minute), v)
         st = sens.get(sid)
         if st is None:
             sens[sid] = [1, seq, seq, v, ts, 0, 0]
@@ -354,16 +378,19 @@ def _aggregates(c: Columns) -> dict[str, str]:
             st[0] += 1
             st[2], st[3], st[4] = seq, v, ts
         parts[kp] = parts.get(kp, 0) + 1
-    rk = sorted(roll)  # a fixed lock order keeps concurrent writers from deadlocking
+    # Rows are upserted in a fixed order (each table's key order), so concurrent writers
+    # lock them in the same order and cannot deadlock.
+    rk = sorted(roll)
+    qk = sorted(proll, key=lambda k: (k[1], k[0]))
     sk = sorted(sens)
     pk = sorted(parts)
     return {
         "r_sensor": _texts([k[0] for k in rk]),
         "r_minute": _ints([k[1] for k in rk]),
-        "r_count": _ints([int(roll[k][0]) for k in rk]),
-        "r_sum": _floats([roll[k][1] for k in rk]),
-        "r_min": _floats([roll[k][2] for k in rk]),
-        "r_max": _floats([roll[k][3] for k in rk]),
+        **_rollup_params("r", roll, rk),
+        "p_part": _ints([k[0] for k in qk]),
+        "p_minute": _ints([k[1] for k in qk]),
+        **_rollup_params("p", proll, qk),
         "s_sensor": _texts(sk),
         "s_n": _ints([int(sens[k][0]) for k in sk]),
         "s_first": _ints([int(sens[k][1]) for k in sk]),
