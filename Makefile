@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 SP    := $(VENV)/bin/sensorpipe
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint typecheck unit dashboard-check deploy-check integration bench chaos clean
+.PHONY: help setup run test lint typecheck unit dashboard-check deploy-check integration bench clean
 
 help: ## Show this help
 	@grep -hE '^[a-z][a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -37,11 +37,9 @@ deploy-check: setup ## Static checks of compose, the Dockerfile and Terraform (n
 integration: setup ## Integration tests against a real Kafka broker and PostgreSQL
 	$(PY) -m pytest tests/integration -q
 
-bench: setup ## Benchmarks; writes BENCHMARKS.md
+bench: setup ## Benchmarks on the local stack (about 25 minutes); writes BENCHMARKS.md
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || { echo "bench needs wrk: apt-get install wrk"; exit 1; }
 	$(SP) bench all
-
-chaos: setup ## The full fault suite
-	$(PY) -m pytest tests/integration -q -m chaos
 
 clean: ## Remove caches and test state (keeps .state of `make run`)
 	rm -rf .cache/stamps .state/test .pytest_cache .mypy_cache .ruff_cache

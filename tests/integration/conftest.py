@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 
-from sensorpipe.api.app import ApiConfig, create_app
+from sensorpipe.api.app import ApiConfig
 from sensorpipe.runtime.bootstrap import ensure_topics
 from sensorpipe.runtime.supervisor import Platform, down
 from sensorpipe.settings import DatabaseSettings, KafkaSettings
 from sensorpipe.storage.migrate import migrate
+
+from .helpers import ApiServer
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_KAFKA_PORT = int(os.environ.get("SENSORPIPE_TEST_KAFKA_PORT", "19092"))
@@ -66,27 +64,16 @@ def db_dsn(platform: Platform) -> str:
 
 @pytest.fixture
 def start_api() -> Iterator[Callable[[ApiConfig], str]]:
-    """Serve the real API app on a free loopback port (uvicorn in a thread); returns its URL."""
-    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+    """Serve the real API app on a free loopback port for this test; returns its URL."""
+    servers: list[ApiServer] = []
 
     def start(cfg: ApiConfig) -> str:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        server = uvicorn.Server(uvicorn.Config(create_app(cfg), host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.started, "the API did not start"
-        return f"http://127.0.0.1:{port}"
+        servers.append(ApiServer(cfg))
+        return servers[-1].url
 
     yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(30)
+    for server in servers:
+        server.stop()
 
 
 def api_config(dsn: str, topics: Topics, token: str | None = None) -> ApiConfig:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -9,8 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import uvicorn
 from confluent_kafka import Consumer, Producer
 
+from sensorpipe.api.app import ApiConfig, create_app
 from sensorpipe.contracts.events import encode_event
 
 
@@ -95,3 +99,23 @@ def wait_until(pred: Callable[[], bool], timeout: float, what: str, step: float 
             return
         time.sleep(step)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class ApiServer:
+    """The real API app on a free loopback port (uvicorn in a thread)."""
+
+    def __init__(self, cfg: ApiConfig) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(
+            uvicorn.Config(create_app(cfg), host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        wait_until(lambda: self.server.started, 30, "the API to start")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,11 +13,10 @@ import httpx
 import psycopg
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 
-from sensorpipe.api.app import ApiConfig, create_app
+from sensorpipe.api.app import ApiConfig
 from sensorpipe.consumer.metrics import ConsumerMetrics
 from sensorpipe.consumer.service import ConsumerService
 from sensorpipe.contracts.events import H_POISON
@@ -28,7 +25,7 @@ from sensorpipe.runtime.supervisor import Platform
 from sensorpipe.settings import ConsumerSettings, DatabaseSettings
 from sensorpipe.storage.migrate import migrate
 
-from .helpers import Ev, produce, produce_events, scalar, wait_until
+from .helpers import ApiServer, Ev, produce, produce_events, scalar, wait_until
 
 TOKEN = "test-admin-token"
 SENSORS = 6
@@ -43,12 +40,6 @@ class Api:
     group: str
     bootstrap: str
     t0: datetime
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -108,16 +99,11 @@ def api(platform: Platform) -> Iterator[Api]:
         write_limit=1000,
         monitor_interval_s=0.5,
     )
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(cfg), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, 30, "the API to start")
-    url = f"http://127.0.0.1:{port}"
+    server = ApiServer(cfg)
+    url = server.url
     wait_until(lambda: httpx.get(f"{url}/api/pipeline").status_code == 200, 30, "the first pipeline sample")
     yield Api(url, dsn, topic, group, kafka.bootstrap(), t0)
-    server.should_exit = True
-    thread.join(30)
+    server.stop()
 
 
 def get(api: Api, path: str, **params: object) -> httpx.Response:

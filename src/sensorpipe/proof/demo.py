@@ -128,13 +128,11 @@ class Stack:
 
 
 def _set_config(dsn: str, update: dict[str, Any], who: str) -> PipelineConfig:
-    """Store a new configuration version: the current one with `update` applied."""
+    """Store a new configuration version with `update` applied; returns the one it replaced."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        cur = config_store.latest_or_none(conn)
-        base = cur.config if cur else PipelineConfig()
-        new = PipelineConfig.model_validate({**base.model_dump(), **update})
-        config_store.put(conn, new, who)
-        return base
+        before = config_store.latest_or_none(conn)
+    config_store.update(dsn, update, who)
+    return before.config if before else PipelineConfig()
 
 
 def _counters(dsn: str) -> tuple[int, int, int]:

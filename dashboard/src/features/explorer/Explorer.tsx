@@ -2,6 +2,7 @@
 
 import { useMemo, useState } from "react";
 import { Chart } from "@/components/Chart";
+import { Pager } from "@/components/Pager";
 import { useAggregate, useReadings } from "@/hooks/useReadings";
 import { useSensors } from "@/hooks/useSensors";
 import { autoBucket } from "@/lib/bucket";
@@ -136,12 +137,7 @@ export function Explorer({ state, onChange }: Props) {
           </tbody>
         </table>
       </div>
-      <div className="pager">
-        <button type="button" disabled={cursors.length < 2} onClick={() => setCursors(cursors.slice(0, -1))}>Previous page</button>
-        <span>Page {cursors.length}</span>
-        <button type="button" disabled={!readings.data?.next_cursor}
-          onClick={() => readings.data?.next_cursor && setCursors([...cursors, readings.data.next_cursor])}>Next page</button>
-      </div>
+      <Pager cursors={cursors} next={readings.data?.next_cursor} onChange={setCursors} />
     </section>
   );
 }

@@ -1,6 +1,7 @@
 "use client";
 
 import { useState } from "react";
+import { Pager } from "@/components/Pager";
 import { useSensors, type Sort } from "@/hooks/useSensors";
 import { num, time } from "@/lib/format";
 
@@ -53,11 +54,7 @@ export function Sensors({ onOpen }: { onOpen: (sensorId: string) => void }) {
           </tbody>
         </table>
       </div>
-      <div className="pager">
-        <button type="button" disabled={cursors.length < 2} onClick={() => setCursors(cursors.slice(0, -1))}>Previous page</button>
-        <span>Page {cursors.length}</span>
-        <button type="button" disabled={!data?.next_cursor} onClick={() => data?.next_cursor && setCursors([...cursors, data.next_cursor])}>Next page</button>
-      </div>
+      <Pager cursors={cursors} next={data?.next_cursor} onChange={setCursors} />
     </section>
   );
 }

@@ -1,0 +1,137 @@
+"""The demo scenarios and the audit, end to end on the real broker and database (short runs)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import psycopg
+
+from sensorpipe.runtime.supervisor import Platform
+
+from .conftest import Topics
+from .helpers import make_events, produce_events
+
+
+def _env(platform: Platform, topics: Topics, dsn: str, tmp: Path) -> dict[str, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return {
+        **os.environ,
+        "SENSORPIPE_STATE_DIR": str(platform.state_dir.parent / f"demo-{uuid.uuid4().hex[:8]}"),
+        "SENSORPIPE_KAFKA_BOOTSTRAP_SERVERS": topics.settings.bootstrap(),
+        "SENSORPIPE_KAFKA_TOPIC": topics.main,
+        "SENSORPIPE_KAFKA_DLQ_TOPIC": topics.dlq,
+        "SENSORPIPE_DATABASE_URL": dsn,
+        "SENSORPIPE_CONSUMER_GROUP_ID": f"g-demo-{uuid.uuid4().hex[:8]}",
+        "SENSORPIPE_CONSUMER_METRICS_PORT": "0",
+        "SENSORPIPE_API_PORT": str(port),
+    }
+
+
+def _demo(env: dict[str, str], tmp: Path, *args: str) -> tuple[int, dict[str, object], str]:
+    out = subprocess.run(
+        [sys.executable, "-m", "sensorpipe", "demo", *args, "--out", str(tmp)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        check=False,
+    )
+    report = orjson.loads((tmp / f"demo-{args[0]}.json").read_bytes())
+    assert (tmp / f"demo-{args[0]}.png").stat().st_size > 10_000  # the chart was drawn
+    return out.returncode, report, out.stdout + out.stderr
+
+
+def test_duplicates_demo_ignores_exactly_the_resent_events(
+    platform: Platform, topics: Topics, db_dsn: str, tmp_path: Path
+) -> None:
+    code, r, output = _demo(
+        _env(platform, topics, db_dsn, tmp_path),
+        tmp_path,
+        "duplicates",
+        "--duration",
+        "10s",
+        "--rate",
+        "1000",
+        "--sensors",
+        "100",
+    )
+    assert code == 0, output[-3000:]
+    assert r["violations"] == []
+    assert int(str(r["acked"])) > 5000 and r["stored"] == r["acked"]
+    assert int(str(r["duplicates_sent"])) > 0 and r["duplicates_ignored"] == r["duplicates_sent"]
+    assert (r["lost"], r["duplicate_rows"], r["order_violations"]) == (0, 0, 0)
+    with psycopg.connect(db_dsn) as conn:
+        row = conn.execute("SELECT count(*), count(DISTINCT event_id) FROM processed_events").fetchone()
+    assert row is not None and row[0] == row[1] == r["stored"]
+
+
+def test_slowdown_demo_builds_lag_then_drains_with_nothing_lost(
+    platform: Platform, topics: Topics, db_dsn: str, tmp_path: Path
+) -> None:
+    code, r, output = _demo(
+        _env(platform, topics, db_dsn, tmp_path),
+        tmp_path,
+        "slowdown",
+        "--duration",
+        "20s",
+        "--rate",
+        "1500",
+        "--sensors",
+        "100",
+    )
+    assert code == 0, output[-3000:]
+    assert int(str(r["max_lag"])) >= 1500  # the backlog was visible
+    assert r["drain_seconds"] is not None and r["lost"] == 0 and r["duplicate_rows"] == 0
+    series = r["series"]
+    assert isinstance(series, list) and any(p["slowed"] for p in series) and series[-1]["lag"] == 0
+
+
+def test_audit_tells_loss_in_the_consumer_from_loss_in_kafka(
+    platform: Platform, topics: Topics, db_dsn: str, tmp_path: Path
+) -> None:
+    from sensorpipe.consumer.metrics import ConsumerMetrics
+    from sensorpipe.consumer.service import ConsumerService
+    from sensorpipe.proof.audit import audit
+    from sensorpipe.settings import ConsumerSettings, DatabaseSettings
+
+    events = make_events(20, 10)
+    produce_events(topics.settings.bootstrap(), topics.main, events)
+    svc = ConsumerService(
+        topics.settings,
+        ConsumerSettings(group_id=f"g-{uuid.uuid4().hex[:8]}", metrics_port=0),
+        DatabaseSettings(url=db_dsn),
+        ConsumerMetrics(),
+    )
+    svc.start()
+    deadline = time.monotonic() + 60
+    while _count(db_dsn) < len(events) and time.monotonic() < deadline:
+        svc.step()
+    svc.close()
+    assert _count(db_dsn) == len(events)
+    ledger = tmp_path / "ledger.csv"
+    never_written = str(uuid.uuid4())
+    ledger.write_text("".join(f"e,{e.event_id},acked\n" for e in events) + f"e,{never_written},acked\n")
+    clean = audit(db_dsn, topics.settings.bootstrap(), topics.main, [ledger])
+    assert clean.lost == 1 and clean.lost_in_kafka == 1 and clean.lost_in_consumer == 0  # the fake id
+    # Now lose two stored events behind the consumer's back: the audit must find them on the topic.
+    gone = [events[3].event_id, events[7].event_id]
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute("DELETE FROM processed_events WHERE event_id = ANY(%s)", (gone,))
+    report = audit(db_dsn, topics.settings.bootstrap(), topics.main, [ledger])
+    assert report.lost == 3 and report.lost_in_consumer == 2 and report.lost_in_kafka == 1
+    assert any("not stored" in a for a in report.anomalies)
+
+
+def _count(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM processed_events").fetchone()
+        return int(row[0]) if row else 0
