@@ -11,21 +11,50 @@ import pytest
 
 from .conftest import CHECKOV, TF
 
-
-def _load(name: str) -> dict[str, Any]:
-    with open(TF / name) as f:
-        return hcl2.load(f)  # type: ignore[no-any-return]
+_META = {"__is_block__", "__start_line__", "__end_line__"}
 
 
-def _v(x: Any) -> Any:
-    """python-hcl2 wraps attribute values in one-element lists; unwrap them."""
-    while isinstance(x, list) and len(x) == 1:
-        x = x[0]
+def _norm(x: Any) -> Any:
+    """python-hcl2's output differs between installs (values wrapped in one-element lists or
+    not, strings and keys quoted or not); reduce both to plain values."""
+    if isinstance(x, dict):
+        return {_unquote(k): _norm(v) for k, v in x.items() if k not in _META}
+    if isinstance(x, list):
+        items = [_norm(i) for i in x]
+        return items[0] if len(items) == 1 else items
+    if isinstance(x, str):
+        return _unquote(x)
     return x
 
 
+def _unquote(v: str) -> str:
+    return v[1:-1] if len(v) >= 2 and v[0] == v[-1] == '"' else v
+
+
+def _load(name: str) -> dict[str, Any]:
+    with open(TF / name) as f:
+        return _norm(hcl2.load(f))  # type: ignore[no-any-return]
+
+
+def _blocks(doc: dict[str, Any], kind: str) -> dict[str, Any]:
+    """All blocks of a kind (variable, module, ...) by name."""
+    raw = doc.get(kind, [])
+    out: dict[str, Any] = {}
+    for block in raw if isinstance(raw, list) else [raw]:
+        out.update(block)
+    return out
+
+
+def _resources(doc: dict[str, Any], rtype: str) -> dict[str, Any]:
+    """Resources of one type by name (each resource block is its own {type: {name: spec}})."""
+    out: dict[str, Any] = {}
+    for block in doc.get("resource", []):
+        out.update(block.get(rtype, {}))
+    return out
+
+
 def _strip(v: Any) -> str:
-    return str(_v(v)).strip('"${}')
+    return str(v).strip('"${}')
 
 
 def test_four_file_layout_and_examples() -> None:
@@ -42,64 +71,59 @@ def test_terraform_fmt() -> None:
 
 
 def test_every_variable_has_type_description_and_default_or_is_required_on_purpose() -> None:
-    variables = _load("variables.tf")["variable"]
-    assert variables
-    for block in variables:
-        for name, spec in block.items():
-            assert _v(spec.get("description")), f"variable {name} has no description"
-            assert "type" in spec, f"variable {name} has no type"
-            assert "default" in spec or name == "image", f"variable {name} has no default"
+    variables = _blocks(_load("variables.tf"), "variable")
+    assert len(variables) > 10
+    for name, spec in variables.items():
+        assert spec.get("description"), f"variable {name} has no description"
+        assert "type" in spec, f"variable {name} has no type"
+        assert "default" in spec or name == "image", f"variable {name} has no default"
 
 
 def test_versions_are_pinned() -> None:
-    versions = _v(_load("versions.tf")["terraform"])
-    providers = _v(versions["required_providers"])
-    assert providers and all(_v(p).get("version") for p in providers.values())
-    for block in _load("main.tf")["module"]:
-        for name, spec in block.items():
-            assert str(_v(spec["version"]))[0].isdigit(), f"module {name} is not pinned to an exact version"
+    providers = _load("versions.tf")["terraform"]["required_providers"]
+    assert providers and all(p.get("version") for p in providers.values())
+    modules = _blocks(_load("main.tf"), "module")
+    assert set(modules) == {"vpc", "msk", "rds"}
+    for name, spec in modules.items():
+        assert str(spec["version"])[0].isdigit(), f"module {name} is not pinned to an exact version"
 
 
 def test_twelve_partitions_and_kafka_reliability_settings() -> None:
-    variables = {k: v for b in _load("variables.tf")["variable"] for k, v in b.items()}
-    assert _v(variables["topic_partitions"]["default"]) == 12
-    msk = next(b["msk"] for b in _load("main.tf")["module"] if "msk" in b)
-    props = _v(msk["configuration_server_properties"])
+    variables = _blocks(_load("variables.tf"), "variable")
+    assert variables["topic_partitions"]["default"] == 12
+    msk = _blocks(_load("main.tf"), "module")["msk"]
+    props = msk["configuration_server_properties"]
     assert _strip(props["num.partitions"]) == "var.topic_partitions"
-    assert _v(props["min.insync.replicas"]) == 2 and _v(props["default.replication.factor"]) == 3
-    assert _v(props["auto.create.topics.enable"]) is False
-    assert _v(msk["number_of_broker_nodes"]) == 3
+    assert (props["min.insync.replicas"]) == 2 and (props["default.replication.factor"]) == 3
+    assert (props["auto.create.topics.enable"]) is False
+    assert (msk["number_of_broker_nodes"]) == 3
 
 
 def test_encryption_in_transit_and_at_rest() -> None:
-    main = _load("main.tf")
-    msk = next(b["msk"] for b in main["module"] if "msk" in b)
-    assert _v(msk["encryption_in_transit_client_broker"]) == "TLS"
-    assert _v(msk["encryption_in_transit_in_cluster"]) is True
+    modules = _blocks(_load("main.tf"), "module")
+    msk = modules["msk"]
+    assert (msk["encryption_in_transit_client_broker"]) == "TLS"
+    assert (msk["encryption_in_transit_in_cluster"]) is True
     assert "aws_kms_key.data" in _strip(msk["encryption_at_rest_kms_key_arn"])
-    rds = next(b["rds"] for b in main["module"] if "rds" in b)
-    assert _v(rds["storage_encrypted"]) is True
-    assert _v(rds["manage_master_user_password"]) is True  # credentials live in Secrets Manager
-    assert any(_v(p["name"]) == "rds.force_ssl" for p in rds["parameters"][0])
+    rds = modules["rds"]
+    assert (rds["storage_encrypted"]) is True
+    assert (rds["manage_master_user_password"]) is True  # credentials live in Secrets Manager
+    assert any(p["name"] == "rds.force_ssl" for p in rds["parameters"])
 
 
 def test_no_database_or_kafka_ingress_from_the_internet() -> None:
-    main = _load("main.tf")
+    rules = _resources(_load("main.tf"), "aws_vpc_security_group_ingress_rule")
+    assert len(rules) >= 4
     open_rules = []
-    for block in main["resource"]:
-        for rtype, items in block.items():
-            if rtype != "aws_vpc_security_group_ingress_rule":
-                continue
-            for name, spec in items.items():
-                cidr = _strip(spec.get("cidr_ipv4", ""))
-                if cidr == "0.0.0.0/0" or cidr.startswith("each.value"):
-                    open_rules.append((name, _strip(spec["security_group_id"])))
+    for name, spec in rules.items():
+        cidr = _strip(spec.get("cidr_ipv4", ""))
+        if cidr == "0.0.0.0/0" or cidr.startswith("each.value"):
+            open_rules.append((name, _strip(spec["security_group_id"])))
     # the only rule that may admit the internet is the load balancer's listener
     assert open_rules == [("alb_listener", "aws_security_group.alb.id")]
-    for block in main["resource"]:
-        for name, spec in block.get("aws_vpc_security_group_ingress_rule", {}).items():
-            if "msk" in name or "rds" in name:
-                assert "referenced_security_group_id" in spec and "cidr_ipv4" not in spec, name
+    for name, spec in rules.items():
+        if "msk" in name or "rds" in name:
+            assert "referenced_security_group_id" in spec and "cidr_ipv4" not in spec, name
 
 
 def test_checkov_finds_nothing_but_listed_suppressions() -> None:
