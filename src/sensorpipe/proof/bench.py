@@ -316,6 +316,8 @@ class Bench:
         self.log("consumer: reference floor, a naive consumer with one transaction per event (20 s)")
         dsn_naive = self.database("naive")
         out["naive"] = naive_consume(k, dsn_naive, seconds=10 if self.quick else 20)
+        self.log("consumer: profiling one consumer in-process (pyinstrument, 15 s)")
+        out["profile"] = profile_consumer(k, self.database("prof"), seconds=8 if self.quick else 15)
         one = out["one"]["events_per_s"]
         out["ratio_to_copy"] = round(one / out["copy"]["events_per_s"], 2)
         out["ratio_to_naive"] = round(one / out["naive"]["events_per_s"], 1)
@@ -470,6 +472,60 @@ def naive_consume(k: KafkaSettings, dsn: str, seconds: float) -> dict[str, Any]:
         elapsed = time.monotonic() - t0
     c.close()
     return {"events": n, "seconds": round(elapsed, 1), "events_per_s": round(n / elapsed, 1)}
+
+
+def profile_consumer(k: KafkaSettings, dsn: str, seconds: float) -> dict[str, Any]:
+    """Where one consumer's time goes: pyinstrument over its batch loop, on the preloaded topic.
+    Reported: the share of wall time in the database round trips, in decoding, and in Kafka."""
+    from pyinstrument import Profiler
+
+    from sensorpipe.consumer.metrics import ConsumerMetrics
+    from sensorpipe.consumer.service import ConsumerService
+    from sensorpipe.settings import ConsumerSettings
+
+    svc = ConsumerService(
+        k,
+        ConsumerSettings(group_id=f"bench-prof-{uuid.uuid4().hex[:6]}", metrics_port=0),
+        DatabaseSettings(url=dsn),
+        ConsumerMetrics(),
+    )
+    svc.start()
+    stored = 0
+    profiler = Profiler(interval=0.001)
+    profiler.start()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        r = svc.step()
+        stored += r.stored if r else 0
+    session = profiler.stop()
+    svc.close()
+    total = session.duration or 1.0
+    root = session.root_frame()
+
+    def share(name: str) -> float:
+        """Fraction of wall time spent under frames whose function is `name`."""
+        found = 0.0
+        stack = [root] if root else []
+        while stack:
+            f = stack.pop()
+            if f.function == name:
+                found += f.time
+                continue
+            stack.extend(f.children)
+        return round(found / total, 3)
+
+    return {
+        "seconds": round(total, 1),
+        "events": stored,
+        "events_per_s": round(stored / total),
+        "share": {
+            "database (BatchWriter.write)": share("write"),
+            "decode and validate (_decode)": share("_decode"),
+            "Kafka consume": share("step") - share("write") - share("_decode") - share("_commit"),
+            "offset commit": share("_commit"),
+        },
+        "text": profiler.output_text(unicode=False, color=False, show_all=False)[:6000],
+    }
 
 
 def consumer_lag(k: KafkaSettings, group: str, high_watermark: int) -> int:

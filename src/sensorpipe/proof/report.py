@@ -106,6 +106,23 @@ def render(r: dict[str, Any], command: str) -> str:
             f"- RSS ≤ 300 MB: {_mark(one['peak_rss_mb'] <= 300)} ({one['peak_rss_mb']} MB)",
             "",
         ]
+        if "profile" in c:
+            pr = c["profile"]
+            out += [
+                "Where one consumer's wall time goes (pyinstrument, in-process, "
+                f"{pr['events_per_s']:,} events/s while profiled):",
+                "",
+                *[f"- {k}: {v:.0%}" for k, v in pr["share"].items()],
+                "",
+                "<details><summary>profile</summary>",
+                "",
+                "```",
+                pr["text"].rstrip(),
+                "```",
+                "",
+                "</details>",
+                "",
+            ]
     if "e2e" in r:
         e = r["e2e"]
         out += [
