@@ -250,6 +250,9 @@ class LocalPostgres:
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.settings.name)))
 
+    def dsn_for(self, name: str) -> str:
+        return f"postgresql://{self.settings.user}@127.0.0.1:{self.settings.port}/{name}"
+
     def create_database(self, name: str) -> str:
         """A fresh database on the local cluster (used for per-test isolation); returns its DSN."""
         admin = f"postgresql://{self.settings.user}@127.0.0.1:{self.settings.port}/postgres"

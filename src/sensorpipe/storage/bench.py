@@ -120,3 +120,20 @@ def load_readings(dsn: str, rows: int, sensors: int) -> None:
         conn.execute("VACUUM ANALYZE metrics_1m")
         conn.execute("VACUUM ANALYZE metrics_1m_partition")
         conn.execute("VACUUM ANALYZE sensor_stats")
+
+
+def loaded_rows(dsn: str) -> int:
+    """Rows in a database left by an earlier run, or 0 when it does not exist."""
+    try:
+        return _one(dsn, "SELECT count(*) FROM metrics")
+    except psycopg.Error:
+        return 0
+
+
+def newest_age_s(dsn: str) -> float:
+    try:
+        with psycopg.connect(dsn) as conn:
+            row = conn.execute("SELECT extract(epoch FROM now() - max(ts)) FROM metrics").fetchone()
+            return float(row[0]) if row and row[0] is not None else 1e9
+    except psycopg.Error:
+        return 1e9
