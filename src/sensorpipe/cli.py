@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -370,8 +371,13 @@ def bench(
     finally:
         stack.stop()
     charts(results, out)
-    command = "make bench" if stage == "all" and not quick else " ".join(["sensorpipe", *sys.argv[1:]])
-    report.write_text(render(results, command))
+    # The raw figures and the chart are published beside the report (the logs stay in `out`).
+    published = report.parent / "docs" / "bench"
+    published.mkdir(parents=True, exist_ok=True)
+    for name in ("bench.json", "e2e.png"):
+        if (out / name).is_file():
+            shutil.copyfile(out / name, published / name)
+    report.write_text(render(results, "`make bench` (all stages), or `sensorpipe bench STAGE` for one"))
     _say(f"wrote {report} and {out / 'bench.json'}")
 
 

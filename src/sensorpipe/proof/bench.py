@@ -43,6 +43,20 @@ Log = Callable[[str], None]
 STAGES = ("producer", "consumer", "e2e", "api")
 
 
+def lag_steady(lags: list[tuple[float, int]], rate: float, seconds: float) -> bool:
+    """Lag holds steady when, over the second half of the load, it neither trends upward (a
+    least-squares slope under 1% of the rate per second) nor exceeds 5 seconds of events."""
+    tail = [(t, lag) for t, lag in lags if seconds * 0.5 < t <= seconds]
+    if len(tail) < 3:
+        return False
+    n = len(tail)
+    mt = sum(t for t, _ in tail) / n
+    ml = sum(lag for _, lag in tail) / n
+    var = sum((t - mt) ** 2 for t, _ in tail)
+    slope = sum((t - mt) * (lag - ml) for t, lag in tail) / var if var else 0.0
+    return slope < 0.01 * rate and max(lag for _, lag in tail) < 5 * rate
+
+
 def _proc(pid: int) -> tuple[int, float, int] | None:
     """(parent pid, CPU seconds so far, RSS in kB) of a process, or None once it is gone."""
     try:
@@ -352,7 +366,6 @@ class Bench:
         cons.wait(60)
         res = {name: s.stop() for name, s in stats.items()}
         lat = bq.latency(dsn)
-        tail = [lag for t, lag in lags if t > seconds * 0.5 and t <= seconds]
         return {
             "rate": rate,
             "seconds": seconds,
@@ -362,7 +375,7 @@ class Bench:
             "lag_end_of_load": lags[[t for t, _ in lags].index(max(t for t, _ in lags if t <= seconds))][1]
             if any(t <= seconds for t, _ in lags)
             else None,
-            "lag_steady": bool(tail) and max(tail) < max(rate, 2000),
+            "lag_steady": lag_steady(lags, rate, seconds),
             "latency_ms": lat,
             "resources": res,
             "lag_series": lags,
@@ -376,8 +389,9 @@ class Bench:
             out["rates"].append(self.run_rate(rate, seconds))
         probe_s = 15.0 if self.quick else 30.0
         lo, hi = 20000, 60000
-        best = 20000 if out["rates"][-1]["lag_steady"] else 0
-        if best:
+        steady = [x["rate"] for x in out["rates"] if x["lag_steady"]]
+        best = max(steady, default=0)
+        if best == 20000:
             for _ in range(3):
                 mid = (lo + hi) // 2 // 1000 * 1000
                 self.log(f"e2e: probing {mid:,} events/s for {probe_s:.0f}s")
@@ -531,8 +545,15 @@ def profile_consumer(k: KafkaSettings, dsn: str, seconds: float) -> dict[str, An
             "Kafka consume": share("step") - share("write") - share("_decode") - share("_commit"),
             "offset commit": share("_commit"),
         },
-        "text": profiler.output_text(unicode=False, color=False, show_all=False)[:6000],
+        "text": _portable(profiler.output_text(unicode=False, color=False, show_all=False))[:6000],
     }
+
+
+def _portable(text: str) -> str:
+    """A profile without this machine's paths (the report is committed)."""
+    root = str(Path(__file__).resolve().parents[2])
+    lines = [line.replace(root + "/", "") for line in text.splitlines() if not line.startswith("Profile at ")]
+    return "\n".join(line.replace(sys.prefix + "/", "") for line in lines)
 
 
 def consumer_lag(k: KafkaSettings, group: str, high_watermark: int) -> int:
