@@ -37,7 +37,7 @@ deploy-check: setup ## Static checks of compose, the Dockerfile and Terraform (n
 integration: setup ## Integration tests against a real Kafka broker and PostgreSQL
 	$(PY) -m pytest tests/integration -q
 
-bench: setup ## Benchmarks on the local stack (about 25 minutes); writes BENCHMARKS.md
+bench: setup ## Benchmarks on the local stack (about 14 minutes here); writes BENCHMARKS.md
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || { echo "bench needs wrk: apt-get install wrk"; exit 1; }
 	$(SP) bench all
 

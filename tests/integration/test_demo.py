@@ -16,7 +16,7 @@ import psycopg
 from sensorpipe.runtime.supervisor import Platform
 
 from .conftest import Topics
-from .helpers import make_events, produce_events
+from .helpers import make_events, produce_events, scalar
 
 
 def _env(platform: Platform, topics: Topics, dsn: str, tmp: Path) -> dict[str, str]:
@@ -113,10 +113,10 @@ def test_audit_tells_loss_in_the_consumer_from_loss_in_kafka(
     )
     svc.start()
     deadline = time.monotonic() + 60
-    while _count(db_dsn) < len(events) and time.monotonic() < deadline:
+    while int(scalar(db_dsn, "SELECT count(*) FROM processed_events")) < len(events) and time.monotonic() < deadline:
         svc.step()
     svc.close()
-    assert _count(db_dsn) == len(events)
+    assert int(scalar(db_dsn, "SELECT count(*) FROM processed_events")) == len(events)
     ledger = tmp_path / "ledger.csv"
     never_written = str(uuid.uuid4())
     ledger.write_text("".join(f"e,{e.event_id},acked\n" for e in events) + f"e,{never_written},acked\n")
@@ -129,9 +129,3 @@ def test_audit_tells_loss_in_the_consumer_from_loss_in_kafka(
     report = audit(db_dsn, topics.settings.bootstrap(), topics.main, [ledger])
     assert report.lost == 3 and report.lost_in_consumer == 2 and report.lost_in_kafka == 1
     assert any("not stored" in a for a in report.anomalies)
-
-
-def _count(dsn: str) -> int:
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT count(*) FROM processed_events").fetchone()
-        return int(row[0]) if row else 0

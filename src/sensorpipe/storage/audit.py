@@ -8,6 +8,8 @@ from typing import Any
 
 import psycopg
 
+from sensorpipe.storage import queries
+
 _STORED_IDS = "SELECT event_id FROM processed_events"
 _STORED_IDS_SINCE = "SELECT event_id FROM processed_events WHERE processed_at >= %s"
 _DUPLICATE_ROWS = """
@@ -24,11 +26,6 @@ SELECT count(*) FROM (
 """
 _DEAD_LETTERS = """
 SELECT coalesce(poison_label, '') AS label, reason, count(*) FROM dead_letters GROUP BY 1, 2 ORDER BY 1, 2
-"""
-_COUNTERS = """
-SELECT coalesce(sum(stored), 0)::bigint, coalesce(sum(duplicates), 0)::bigint,
-       coalesce(sum(redeliveries), 0)::bigint, coalesce(sum(conflicts), 0)::bigint
-FROM ingest_counters
 """
 
 
@@ -65,6 +62,6 @@ def dead_letters(conn: psycopg.Connection[Any]) -> list[tuple[str, str, int]]:
 
 
 def counters(conn: psycopg.Connection[Any]) -> tuple[int, int, int, int]:
-    row = conn.execute(_COUNTERS).fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+    """(stored, duplicates, redeliveries, conflicts), from the read side's own query."""
+    c = queries.counters(conn)
+    return int(c["stored"]), int(c["duplicates"]), int(c["redeliveries"]), int(c["conflicts"])

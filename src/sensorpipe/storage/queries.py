@@ -110,18 +110,6 @@ def aggregate_json(
     return (row[0] if row else "[]").encode(), "metrics_1m" if use_rollup else "metrics"
 
 
-def aggregate(
-    conn: psycopg.Connection[Any], sensors: list[str] | None, start: datetime, end: datetime, bucket_s: int
-) -> tuple[list[Row], str]:
-    """Per bucket and sensor: count, min, max, avg. Returns (rows, source)."""
-    use_rollup = bucket_s >= 60 and bucket_s % 60 == 0
-    sql = (_AGG_ROLLUP if use_rollup else _AGG_RAW)[bool(sensors)]
-    params = {"sensors": sensors, "start": start, "end": end, "bucket": timedelta(seconds=bucket_s)}
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(sql, params).fetchall()
-    return rows, "metrics_1m" if use_rollup else "metrics"
-
-
 # -- summary ----------------------------------------------------------------------------------
 # Sums over every sensor read the per-partition rollup (12 rows a minute); with sensors, the
 # per-sensor rollup. Distinct sensors are probed per sensor in the rollup's index, not counted
