@@ -8,7 +8,6 @@ Isolation: each test that needs it gets a fresh database (`db_dsn`) and fresh to
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -45,7 +44,9 @@ def platform(state_dir: Path) -> Iterator[Platform]:
     p.start()
     yield p
     p.stop()
-    shutil.rmtree(state_dir, ignore_errors=True)
+    # down --purge also removes a data folder kept outside the state folder (a clone under a
+    # mode-700 home keeps PostgreSQL's data under /var/lib/sensorpipe).
+    down(state_dir, purge=True, log=lambda _m: None)
 
 
 @pytest.fixture(scope="session")
