@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 SP    := $(VENV)/bin/sensorpipe
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint typecheck unit dashboard-check deploy-check integration bench clean
+.PHONY: help setup run test lint typecheck unit dashboard-check deploy-check integration chaos bench clean
 
 help: ## Show this help
 	@grep -hE '^[a-z][a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ deploy-check: setup ## Static checks of compose, the Dockerfile and Terraform (n
 
 integration: setup ## Integration tests against a real Kafka broker and PostgreSQL
 	$(PY) -m pytest tests/integration -q
+
+chaos: setup ## The full fault suite under load, each run ends with the audit; figures in .state/chaos
+	SENSORPIPE_CHAOS=full $(PY) -m pytest tests/integration/test_chaos.py -q -s -p no:randomly
 
 bench: setup ## Benchmarks on the local stack (about 14 minutes here); writes BENCHMARKS.md
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || { echo "bench needs wrk: apt-get install wrk"; exit 1; }

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Literal
 from urllib.parse import quote
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sensorpipe.contracts.topics import CONSUMER_GROUP, DLQ_TOPIC, PARTITIONS, TOPIC
@@ -168,6 +169,27 @@ class ConsumerSettings(BaseSettings):
     metrics_port: int = Field(default=9400, ge=0, le=65535, description="Prometheus port; 0 disables.")
     metrics_host: str = Field(default="127.0.0.1", description="Prometheus listen address (0.0.0.0 in containers).")
     retry_max_s: float = Field(default=30.0, gt=0, description="Longest backoff after a DB or broker error.")
+    session_timeout_ms: int = Field(
+        default=10_000, ge=6_000, le=300_000, description="Group session timeout (broker minimum 6 s)."
+    )
+    max_poll_interval_ms: int = Field(
+        default=300_000, ge=6_000, le=3_600_000, description="Longest gap between polls before the group drops us."
+    )
+    db_idle_tx_timeout_ms: int = Field(
+        default=30_000,
+        ge=1_000,
+        description="PostgreSQL ends a transaction of ours left idle this long (a frozen consumer's locks).",
+    )
+    # Fault injection for the chaos suite (tests/integration/test_chaos.py), never set in
+    # production: the process SIGKILLs itself at this point of its Nth batch.
+    failpoint: Literal["poll", "before_db_commit", "after_db_commit"] | None = None
+    failpoint_after_batches: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _poll_interval_covers_session(self) -> ConsumerSettings:
+        if self.max_poll_interval_ms < self.session_timeout_ms:
+            raise ValueError("max_poll_interval_ms must be at least session_timeout_ms (a librdkafka rule)")
+        return self
 
 
 class ProducerSettings(BaseSettings):

@@ -96,6 +96,37 @@ def test_per_sensor_order_and_one_partition_per_sensor(topics: Topics, tmp_path:
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"{sid} out of order or with gaps"
 
 
+def test_workers_shard_the_sensors_and_keep_each_sensors_order(topics: Topics, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.csv"
+    out = run_producer(
+        topics,
+        tmp_path,
+        "--workers",
+        "2",
+        "--rate",
+        "6000",
+        "--sensors",
+        "301",
+        "--duration",
+        "3",
+        "--ledger",
+        str(ledger),
+    )
+    assert out.returncode == 0, out.stderr
+    shards = [ledger.with_name(f"{ledger.name}.{i}") for i in range(2)]  # one ledger per worker
+    ids = [{line.split(",")[1] for line in f.read_text().splitlines() if line.startswith("e,")} for f in shards]
+    assert all(len(i) > 1000 for i in ids), "a worker produced (almost) nothing"
+    msgs = consume_all(topics.settings.bootstrap(), topics.main, len(ids[0]) + len(ids[1]))
+    sensor_of = {e["event_id"]: e["sensor_id"] for e in (orjson.loads(m.value()) for m in msgs)}
+    owners = [{sensor_of[i] for i in shard_ids} for shard_ids in ids]
+    assert not owners[0] & owners[1], "a sensor was produced by both workers"
+    assert len(owners[0] | owners[1]) == 301
+    assert abs(len(owners[0]) - len(owners[1])) <= 1  # index % workers: an even split
+    for sid, rows in by_sensor(msgs).items():
+        seqs = [s for _, _, s in rows]
+        assert seqs == list(range(len(seqs))), f"{sid} out of order or with gaps across workers"
+
+
 def test_duplicates_are_byte_identical_and_ratio_holds(topics: Topics, tmp_path: Path) -> None:
     out = run_producer(
         topics,

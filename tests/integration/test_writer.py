@@ -73,6 +73,31 @@ def test_replay_duplicates_and_conflicts_are_told_apart(db_dsn: str) -> None:
         == 1 + 200 + 10000
     )
     assert scalar(db_dsn, "SELECT count(*) FROM metrics") == 2
+    # The batch with the duplicate and the conflict is redelivered (a crash after the database
+    # commit): both copies are redeliveries now; neither counts a second time.
+    again = w.write(both, [])
+    assert (again.stored, again.duplicates, again.conflicts, again.redeliveries) == (0, 0, 0, 2)
+    assert scalar(db_dsn, "SELECT count(*) FROM event_conflicts") == 1
+    assert scalar(db_dsn, "SELECT sum(duplicates) * 10 + sum(conflicts) FROM ingest_counters") == 11
+    w.close()
+
+
+def test_duplicate_pair_in_a_redelivered_batch_counts_once(db_dsn: str) -> None:
+    w = BatchWriter(db_dsn, retention_days=7)
+    now = int(time.time() * 1e6)
+    batch = _cols([("a", 0, 1.0, 3, 100), ("a", 1, 2.0, 3, 101)], now)
+    # the producer re-sent the first event: the same id and content at a later offset
+    batch.append(batch.event_id[0], "a", batch.ts_us[0], 1.0, 0, 3, 102, batch.chash[0])
+    r = w.write(batch, [])
+    assert (r.stored, r.duplicates, r.redeliveries) == (2, 1, 0)
+    for _ in range(2):  # redelivered twice: only the redelivery count moves
+        r = w.write(batch, [])
+        assert (r.stored, r.duplicates, r.redeliveries) == (0, 0, 3)  # the copy is one too
+    counters = "SELECT sum(duplicates)::int, sum(redeliveries)::int FROM ingest_counters"
+    with psycopg.connect(db_dsn) as conn:
+        assert conn.execute(counters).fetchone() == (1, 6)
+        kinds = conn.execute("SELECT kafka_offset, kind FROM ignored_deliveries").fetchall()
+    assert kinds == [(102, "duplicate")]
     w.close()
 
 

@@ -9,7 +9,14 @@ import pytest
 from pydantic import ValidationError
 
 from sensorpipe.runtime.kafka import LocalKafka, new_cluster_id
-from sensorpipe.settings import ApiSettings, DatabaseSettings, KafkaSettings
+from sensorpipe.settings import (
+    AdminSettings,
+    ApiSettings,
+    ConsumerSettings,
+    DatabaseSettings,
+    KafkaSettings,
+    ProducerSettings,
+)
 
 
 def test_local_bootstrap_lists_every_node() -> None:
@@ -69,3 +76,29 @@ def test_three_node_properties_replicate() -> None:
     assert kv["default.replication.factor"] == "3"
     assert kv["min.insync.replicas"] == "2"
     assert kv["auto.create.topics.enable"] == "false"
+
+
+def test_consumer_poll_interval_must_cover_the_session() -> None:
+    with pytest.raises(ValidationError, match="max_poll_interval_ms"):
+        ConsumerSettings(session_timeout_ms=30_000, max_poll_interval_ms=10_000)
+    ok = ConsumerSettings(session_timeout_ms=6_000, max_poll_interval_ms=10_000)
+    assert ok.failpoint is None  # fault injection is off unless asked for
+
+
+def test_consumer_failpoint_names_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SENSORPIPE_CONSUMER_FAILPOINT", "after_db_commit")
+    assert ConsumerSettings().failpoint == "after_db_commit"
+    monkeypatch.setenv("SENSORPIPE_CONSUMER_FAILPOINT", "somewhere")
+    with pytest.raises(ValidationError, match="failpoint"):
+        ConsumerSettings()
+
+
+def test_env_example_lists_every_setting() -> None:
+    """`.env.example` is the settings reference: each variable appears, set or commented."""
+    text = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
+    listed = set(re.findall(r"^#? ?(SENSORPIPE_[A-Z0-9_]+)=", text, re.M))
+    wanted = set()
+    for cls in (AdminSettings, ApiSettings, ConsumerSettings, DatabaseSettings, KafkaSettings, ProducerSettings):
+        prefix = cls.model_config.get("env_prefix", "")
+        wanted |= {f"{prefix}{name}".upper() for name in cls.model_fields}
+    assert wanted - listed == set()

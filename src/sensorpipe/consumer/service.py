@@ -1,27 +1,39 @@
 """The consumer service: Kafka batches -> validation -> DLQ + one PostgreSQL transaction -> offsets.
 
-The batching contract, per call of `ConsumerService.step`:
+The batching contract:
 
 1. consume up to `batch_max` messages, waiting at most `batch_wait_ms`;
 2. decode and validate each; poison is produced to the DLQ topic and *acknowledged* there
-   before anything else happens (a poison message is never committed past un-dead-lettered);
+   before the batch's transaction starts (a poison message is never committed past
+   un-dead-lettered);
 3. write the valid events and the dead-letter records in one database transaction;
 4. only after that commit, commit the Kafka offsets (synchronously, checking each partition),
    and only for partitions still assigned to us.
 
-If step 2 or 3 fails (broker or database outage), nothing is committed: each partition of
-the batch is rewound to its first offset in the batch, i.e. its last committed offset, and
-the batch is retried after an exponential backoff. Outages are never dead-lettered.
-Redelivery after a crash is absorbed by `processed_events` (see storage.writer).
+Pipelining: steps 2 (DLQ) and 3 of batch N run on one writer thread while the main thread
+consumes and decodes batch N+1 (psycopg and librdkafka release the GIL while they wait).
+At most one batch is in flight. Batch N's offsets are committed by the main thread after
+its transaction, before batch N+1 is handed to the writer, so offsets still move only past
+committed rows, in order. A rebalance settles the batch in flight (waits for it and commits
+it) before partitions are given up.
+
+If a write fails (broker or database outage), nothing of it is committed: each partition of
+the failed batch, and of the batch decoded behind it, is rewound to its first offset in
+those batches, i.e. its last committed offset, and consumption resumes after an exponential
+backoff. Outages are never dead-lettered. Redelivery after a crash is absorbed by
+`processed_events` (see storage.writer).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -51,6 +63,22 @@ _TOLERATED_COMMIT_ERRORS = {
     KafkaError._NO_OFFSET,
 }
 
+# Commit errors that pass: the coordinator is moving or loading (a broker died, the group's
+# coordinator partition changed leader) or the request timed out. The batch is already in
+# the database, so the commit is retried briefly and then left to the next batch's commit,
+# which covers this one; a crash in between only means redelivery, which is absorbed.
+_RETRIABLE_COMMIT_ERRORS = {
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.NETWORK_EXCEPTION,
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError._WAIT_COORD,
+    KafkaError._ALL_BROKERS_DOWN,
+}
+
 
 class TransientError(RuntimeError):
     """A broker or database problem: retry the batch, never dead-letter it."""
@@ -64,6 +92,12 @@ class Batch:
     first: dict[int, int] = field(default_factory=dict)  # partition -> first offset in the batch
     last: dict[int, int] = field(default_factory=dict)  # partition -> last offset in the batch
     consumed: int = 0
+
+
+@dataclass
+class InFlight:
+    batch: Batch
+    future: Future[tuple[BatchResult, float]]  # the result and the seconds the write took
 
 
 @dataclass
@@ -90,7 +124,13 @@ class ConsumerService:
         self.metrics = metrics
         self.clock = clock
         self.decoder = ev.EventDecoder(settings.max_message_bytes)
-        self.writer = BatchWriter(db.dsn(), db.retention_days)
+        self.writer = BatchWriter(db.dsn(), db.retention_days, settings.db_idle_tx_timeout_ms)
+        self._failpoint_hits = 0
+        # One writer thread, one batch in flight: the database connection is only ever used
+        # by that thread while a batch is in flight, and by the main thread otherwise.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
+        self._inflight: InFlight | None = None
+        self._failed: Batch | None = None  # a batch whose write failed, to rewind
         self.assigned: set[int] = set()
         self.knobs = Knobs(settings.slowdown_ms, settings.batch_max)
         self._config_conn: psycopg.Connection[Any] | None = None
@@ -106,9 +146,9 @@ class ConsumerService:
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
                 "partition.assignment.strategy": "cooperative-sticky",
-                "session.timeout.ms": 10_000,
-                "heartbeat.interval.ms": 2_000,
-                "max.poll.interval.ms": 300_000,
+                "session.timeout.ms": settings.session_timeout_ms,
+                "heartbeat.interval.ms": max(1_000, settings.session_timeout_ms // 5),
+                "max.poll.interval.ms": settings.max_poll_interval_ms,
                 "queued.max.messages.kbytes": 32_768,  # bounds prefetch memory
                 "fetch.wait.max.ms": 50,
                 "statistics.interval.ms": 5_000,
@@ -144,8 +184,10 @@ class ConsumerService:
 
     def close(self) -> None:
         try:
+            self._settle()  # the batch in flight is finished and committed first
             self.consumer.close()  # leaves the group; offsets were committed per batch
         finally:
+            self._pool.shutdown(wait=True)
             self.dlq_producer.flush(10)
             self.writer.close()
             if self._config_conn is not None:
@@ -158,6 +200,12 @@ class ConsumerService:
         self.metrics.assigned.set(len(self.assigned))
 
     def _on_revoke(self, _c: Consumer, parts: list[TopicPartition]) -> None:
+        # Finish and commit the batch in flight while these partitions are still ours, so the
+        # next owner starts after it instead of writing it again.
+        self._settle()
+        self._forget(parts)
+
+    def _forget(self, parts: list[TopicPartition]) -> None:
         self.assigned -= {p.partition for p in parts}
         log.info("revoked %s; now %s", sorted(p.partition for p in parts), sorted(self.assigned))
         for p in parts:
@@ -167,7 +215,8 @@ class ConsumerService:
 
     def _on_lost(self, c: Consumer, parts: list[TopicPartition]) -> None:
         log.warning("lost %s (session expired); their offsets will not be committed", parts)
-        self._on_revoke(c, parts)
+        self._forget(parts)  # first: the batch in flight must not commit them
+        self._settle()
 
     def _on_stats(self, raw: str) -> None:
         stats = orjson.loads(raw)
@@ -180,33 +229,57 @@ class ConsumerService:
 
     # -- the batch ---------------------------------------------------------------------------
     def step(self, stop: threading.Event | None = None) -> BatchResult | None:
-        """One batch: consume, decode, write, commit. Returns what was written, if anything."""
+        """Consume and decode the next batch, settle the one in flight (wait for its write,
+        commit its offsets), then hand the new one to the writer. Returns what the settled
+        batch wrote, if anything; `close()` settles the last one."""
         now = self.clock()
         self._refresh_knobs(now)
-        self._maintain(now)
+        if now >= self._next_maintain:
+            self._settle()  # maintenance uses the writer's connection
+            self._maintain(now)
         msgs = self.consumer.consume(num_messages=self.knobs.batch_max, timeout=self.settings.batch_wait_ms / 1000)
-        if not msgs:
-            return None
-        batch = self._decode(msgs)
-        if batch.consumed == 0:
-            return None
-        t0 = time.perf_counter()
-        try:
-            self._dead_letter(batch)
-            result = self.writer.write(batch.cols, batch.dead, self.knobs.slowdown_ms)
-        except (psycopg.Error, TransientError, OSError) as e:
-            self.metrics.retries.inc()
-            log.warning("batch of %d not written (%s); rewinding, retry in %.1fs", batch.consumed, e, self._backoff)
-            self.writer.reset()
-            self._rewind(batch)
+        batch = None
+        if msgs:
+            self._failpoint("poll")
+            batch = self._decode(msgs)
+        result = self._settle()
+        if self._failed is not None:
+            failed, self._failed = self._failed, None
+            self._rewind(failed, batch)  # the new batch is dropped: it is re-read after the rewind
             self._sleep(self._backoff, stop)
             self._backoff = min(self._backoff * 2, self.settings.retry_max_s)
             return None
+        if batch is not None and batch.consumed:
+            self._inflight = InFlight(batch, self._pool.submit(self._write, batch, self.knobs.slowdown_ms))
+        return result
+
+    def _write(self, batch: Batch, slowdown_ms: int) -> tuple[BatchResult, float]:
+        """On the writer thread: DLQ first, then the batch's one transaction."""
+        t0 = time.perf_counter()
+        self._dead_letter(batch)
+        result = self.writer.write(batch.cols, batch.dead, slowdown_ms, lambda: self._failpoint("before_db_commit"))
+        return result, time.perf_counter() - t0
+
+    def _settle(self) -> BatchResult | None:
+        """Wait for the batch in flight; commit its offsets if its transaction committed."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return None
+        try:
+            result, write_s = inflight.future.result()
+        except (psycopg.Error, TransientError, OSError) as e:
+            self.metrics.retries.inc()
+            log.warning(
+                "batch of %d not written (%s); rewinding, retry in %.1fs", inflight.batch.consumed, e, self._backoff
+            )
+            self.writer.reset()
+            self._failed = inflight.batch
+            return None
         self._backoff = 0.5
-        t1 = time.perf_counter()
-        self._commit(batch)
-        t2 = time.perf_counter()
-        self._observe(batch, result, t1 - t0, t2 - t1)
+        self._failpoint("after_db_commit")
+        t0 = time.perf_counter()
+        self._commit(inflight.batch)
+        self._observe(inflight.batch, result, write_s, time.perf_counter() - t0)
         return result
 
     def _decode(self, msgs: list[Message]) -> Batch:
@@ -270,22 +343,34 @@ class ConsumerService:
         ]
         if not offsets:
             return
-        try:
-            results = self.consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as e:
-            if e.args[0].code() in _TOLERATED_COMMIT_ERRORS:
-                log.info("offset commit skipped after a rebalance (%s); the new owner re-reads", e.args[0])
-                self.metrics.commit_skipped.inc()
-                return
-            raise
+        for attempt in range(4):
+            try:
+                results = self.consumer.commit(offsets=offsets, asynchronous=False)
+                break
+            except KafkaException as e:
+                err: KafkaError = e.args[0]
+                if err.code() in _TOLERATED_COMMIT_ERRORS:
+                    log.info("offset commit skipped after a rebalance (%s); the new owner re-reads", err)
+                    self.metrics.commit_skipped.inc()
+                    return
+                if err.code() not in _RETRIABLE_COMMIT_ERRORS and not err.retriable():
+                    raise
+                if attempt == 3:
+                    log.warning("offset commit failed (%s); the next batch's commit covers this one", err)
+                    self.metrics.commit_skipped.inc()
+                    return
+                log.info("offset commit failed (%s); retrying", err)
+                time.sleep(0.5 * (attempt + 1))
         for tp in results or []:
             if tp.error is not None:
                 log.warning("offset commit for partition %d failed: %s", tp.partition, tp.error)
                 self.metrics.commit_skipped.inc()
 
-    def _rewind(self, batch: Batch) -> None:
-        """Seek each partition of the failed batch back to its first offset (= last committed)."""
-        for p, off in batch.first.items():
+    def _rewind(self, failed: Batch, behind: Batch | None) -> None:
+        """Seek each partition of the failed batch, and of the batch decoded behind it, back to
+        its first offset in them (= its last committed offset)."""
+        first = {**(behind.first if behind else {}), **failed.first}  # the failed batch is earlier
+        for p, off in first.items():
             if p not in self.assigned:
                 continue
             try:
@@ -347,6 +432,19 @@ class ConsumerService:
         if created or dropped:
             log.info("partitions: %d created, %d dropped by retention", created, dropped)
         self._next_maintain = now + 600
+
+    def _failpoint(self, point: str) -> None:
+        """The chaos suite's crash points: SIGKILL ourselves here, in the Nth batch to reach it.
+
+        `poll`: a batch was fetched, nothing of it written. `before_db_commit`: the batch's
+        statements ran, its transaction is open. `after_db_commit`: the transaction committed,
+        the offsets are not. Recovery must lose and duplicate nothing at each of them."""
+        if self.settings.failpoint != point:
+            return
+        self._failpoint_hits += 1
+        if self._failpoint_hits >= self.settings.failpoint_after_batches:
+            log.warning("failpoint %s reached in batch %d: SIGKILL", point, self._failpoint_hits)
+            os.kill(os.getpid(), signal.SIGKILL)
 
     @staticmethod
     def _sleep(seconds: float, stop: threading.Event | None) -> None:

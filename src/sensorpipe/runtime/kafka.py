@@ -215,6 +215,18 @@ class LocalKafka:
             raise
         return procs
 
+    def restart_node(self, node: int) -> subprocess.Popen[bytes]:
+        """Start one node of a formatted cluster again (after a crash); returns at once: the
+        caller decides what "back" means (a single node answers metadata; in a cluster the
+        others never stopped answering)."""
+        config = self.home / f"node-{node}" / "server.properties"
+        if not config.is_file():
+            raise PlatformError(f"Kafka node {node} was never started from {self.home}")
+        log4j = resources.files("sensorpipe.runtime").joinpath("log4j2.properties")
+        java, cp = java_binary(), classpath(self.libs_dir)
+        require_free_port(self.broker_port(node), f"Kafka node {node}", "SENSORPIPE_KAFKA_PORT")
+        return spawn(self.command(node, java, cp, str(log4j), config), self.logs / f"kafka-{node}.out")
+
     def command(self, node: int, java: str, cp: str, log4j: str, config: Path) -> list[str]:
         heap = self.settings.heap
         return [

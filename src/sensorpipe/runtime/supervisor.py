@@ -140,6 +140,21 @@ class Platform:
         self.pg_proc = self.pg.start()
         self._record("postgres", self.pg_proc, self.db_settings.dsn(), self.pg.log_path)
 
+    def restart_kafka_node(self, node: int) -> subprocess.Popen[bytes]:
+        """Start one local Kafka node again after it died (e.g. SIGKILL in the chaos suite)."""
+        old = self.kafka_procs[node - 1]
+        if old.poll() is None:
+            raise PlatformError(f"Kafka node {node} (pid {old.pid}) is still running")
+        p = self.kafka.restart_node(node)
+        self.kafka_procs[node - 1] = p
+        self._record(
+            "kafka" if node == 1 else f"kafka-{node}",
+            p,
+            f"127.0.0.1:{self.kafka.broker_port(node)}",
+            self.kafka.log_path(node),
+        )
+        return p
+
     def child_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["SENSORPIPE_KAFKA_BOOTSTRAP_SERVERS"] = self.kafka_settings.bootstrap()

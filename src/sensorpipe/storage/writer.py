@@ -13,11 +13,16 @@ content), and the per-partition counters are bumped accordingly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
+
+# How the consumer's sessions show in pg_stat_activity (operators and the chaos suite find
+# its backends by this name).
+APPLICATION_NAME = "sensorpipe-consumer"
 
 # Columns travel as one array parameter each and are unnested server-side: a batch costs two
 # statements, never one per row.
@@ -98,17 +103,44 @@ _STORED_FOR = """
 SELECT event_id, kafka_partition, kafka_offset, content_hash FROM processed_events WHERE event_id = ANY(%s::text[])
 """
 
+# Copies that were not new. Duplicates and conflicts are recorded once per Kafka position in
+# ignored_deliveries (migration 003), and counted only when that insert is new: a batch
+# redelivered after a crash does not count them twice: a copy read again from its own
+# position is a redelivery, like a stored row read again from its own position. Redeliveries
+# are counted every time they happen. Returns the (duplicates, conflicts, redeliveries) counted.
 _WRITE_OTHERS = """
-WITH c AS (
+WITH x AS (
+    SELECT * FROM unnest(%(o_event)s::text[], %(o_part)s::int4[], %(o_off)s::int8[], %(o_kind)s::text[],
+                         %(o_hash)s::int8[], %(o_stored)s::int8[])
+        AS u(event_id, kpart, koff, kind, chash, stored_hash)
+), n AS (
+    INSERT INTO ignored_deliveries (kafka_partition, kafka_offset, event_id, kind)
+    SELECT kpart, koff, event_id, kind FROM x
+    ON CONFLICT (kafka_partition, kafka_offset) DO NOTHING
+    RETURNING kafka_partition, kafka_offset, kind
+), c AS (
     INSERT INTO event_conflicts (event_id, kafka_partition, kafka_offset, content_hash, stored_hash)
-    SELECT * FROM unnest(%(x_event)s::text[], %(x_part)s::int4[], %(x_off)s::int8[], %(x_hash)s::int8[],
-                         %(x_stored)s::int8[])
+    SELECT x.event_id, x.kpart, x.koff, x.chash, x.stored_hash
+    FROM x JOIN n ON n.kafka_partition = x.kpart AND n.kafka_offset = x.koff
+    WHERE n.kind = 'conflict'
+), agg AS (
+    SELECT kpart, sum(d)::int8 AS d, sum(r)::int8 AS r, sum(cf)::int8 AS cf FROM (
+        SELECT kafka_partition AS kpart, (kind = 'duplicate')::int AS d, 0 AS r, (kind = 'conflict')::int AS cf
+        FROM n
+        UNION ALL
+        SELECT kpart, 0, r, 0 FROM unnest(%(r_part)s::int4[], %(r_n)s::int4[]) AS u(kpart, r)
+        UNION ALL  -- an ignored copy read again from its own position is a redelivery too
+        SELECT x.kpart, 0, 1, 0 FROM x
+        WHERE NOT EXISTS (SELECT 1 FROM n WHERE n.kafka_partition = x.kpart AND n.kafka_offset = x.koff)
+    ) s GROUP BY kpart
+), up AS (
+    INSERT INTO ingest_counters AS t (kafka_partition, duplicates, redeliveries, conflicts)
+    SELECT kpart, d, r, cf FROM agg
+    ON CONFLICT (kafka_partition) DO UPDATE SET
+        duplicates = t.duplicates + excluded.duplicates, redeliveries = t.redeliveries + excluded.redeliveries,
+        conflicts = t.conflicts + excluded.conflicts, updated_at = clock_timestamp()
 )
-INSERT INTO ingest_counters AS t (kafka_partition, duplicates, redeliveries, conflicts)
-SELECT * FROM unnest(%(c_part)s::int4[], %(c_dup)s::int8[], %(c_red)s::int8[], %(c_conf)s::int8[])
-ON CONFLICT (kafka_partition) DO UPDATE SET
-    duplicates = t.duplicates + excluded.duplicates, redeliveries = t.redeliveries + excluded.redeliveries,
-    conflicts = t.conflicts + excluded.conflicts, updated_at = clock_timestamp()
+SELECT coalesce(sum(d), 0)::int8, coalesce(sum(cf), 0)::int8, coalesce(sum(r), 0)::int8 FROM agg
 """
 
 _WRITE_DEAD = """
@@ -195,16 +227,25 @@ def utc_day(ts_us: int) -> date:
 class BatchWriter:
     """Owns one connection; reconnects lazily after an error."""
 
-    def __init__(self, dsn: str, retention_days: int) -> None:
+    def __init__(self, dsn: str, retention_days: int, idle_tx_timeout_ms: int = 30_000) -> None:
         self.dsn = dsn
         self.retention_days = retention_days
+        self.idle_tx_timeout_ms = idle_tx_timeout_ms
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._known_days: set[date] = set()
 
     def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(self.dsn, connect_timeout=5, prepare_threshold=0)
+            self._conn = psycopg.connect(
+                self.dsn, connect_timeout=5, prepare_threshold=0, application_name=APPLICATION_NAME
+            )
             self._conn.execute("SET synchronous_commit = on")
+            # A consumer frozen mid-transaction (SIGSTOP, a GC pause, a hung host) would hold its
+            # claimed event ids' row locks and block the partitions' new owner; the server ends
+            # such a transaction instead, and the frozen consumer's batch is rolled back.
+            self._conn.execute(
+                "SELECT set_config('idle_in_transaction_session_timeout', %s, false)", (str(self.idle_tx_timeout_ms),)
+            )
             self._conn.commit()
         return self._conn
 
@@ -240,7 +281,13 @@ class BatchWriter:
         self._known_days = {d for d in self._known_days if d >= today - timedelta(days=self.retention_days)}
         return created, int(row[0]) if row else 0
 
-    def write(self, cols: Columns, dead: list[DeadLetter], slowdown_ms: int = 0) -> BatchResult:
+    def write(
+        self,
+        cols: Columns,
+        dead: list[DeadLetter],
+        slowdown_ms: int = 0,
+        before_commit: Callable[[], None] | None = None,
+    ) -> BatchResult:
         n = len(cols)
         # The first copy of each event id in the batch is the candidate; later copies are
         # duplicates (or conflicts) of it and are classified in Python.
@@ -257,7 +304,7 @@ class BatchWriter:
             if first not in self._known_days or last not in self._known_days:
                 self.ensure_partitions(first, last)
         conn = self._connection()
-        stored = 0
+        stored = duplicates = conflicts = redeliveries = 0
         others = _Others()
         with conn.transaction():
             if slowdown_ms > 0:
@@ -296,7 +343,9 @@ class BatchWriter:
                     j = seen[cols.event_id[i]]
                     others.classify(cols, i, (cols.kpart[j], cols.koff[j], cols.chash[j]))
                 if others.any():
-                    conn.execute(_WRITE_OTHERS, others.params())
+                    counted = conn.execute(_WRITE_OTHERS, others.params()).fetchone()
+                    if counted is not None:
+                        duplicates, conflicts, redeliveries = int(counted[0]), int(counted[1]), int(counted[2])
             if dead:
                 conn.execute(
                     _WRITE_DEAD,
@@ -308,7 +357,9 @@ class BatchWriter:
                         [d.poison_label for d in dead],
                     ),
                 )
-        return BatchResult(stored, others.duplicates, others.redeliveries, others.conflicts, len(dead))
+            if before_commit is not None:
+                before_commit()  # still inside the transaction (the chaos suite's failpoint)
+        return BatchResult(stored, duplicates, redeliveries, conflicts, len(dead))
 
 
 class _Literals:
@@ -406,41 +457,35 @@ def _aggregates(c: Columns) -> dict[str, str]:
 
 class _Others:
     """Rows that were not new: duplicates (another offset), redeliveries (the same offset
-    again) and conflicts (other content), counted per partition."""
+    again) and conflicts (other content). Duplicates and conflicts are only candidates until
+    _WRITE_OTHERS says which of them were seen for the first time."""
 
     def __init__(self) -> None:
-        self.counts: dict[int, list[int]] = {}
-        self.conflict_rows: list[tuple[str, int, int, int, int]] = []
-        self.duplicates = self.redeliveries = self.conflicts = 0
+        self.rows: list[tuple[str, int, int, str, int, int]] = []  # id, part, off, kind, hash, stored
+        self.redelivered: dict[int, int] = {}
 
     def classify(self, c: Columns, i: int, stored: tuple[int, int, int] | None) -> None:
         part, off, h = c.kpart[i], c.koff[i], c.chash[i]
-        slot = self.counts.setdefault(part, [0, 0, 0])
         if stored is not None and stored[2] != h:
-            slot[2] += 1
-            self.conflicts += 1
-            self.conflict_rows.append((c.event_id[i], part, off, h, stored[2]))
+            self.rows.append((c.event_id[i], part, off, "conflict", h, stored[2]))
         elif stored is not None and (stored[0], stored[1]) == (part, off):
-            slot[1] += 1
-            self.redeliveries += 1
+            self.redelivered[part] = self.redelivered.get(part, 0) + 1
         else:  # another offset, same content; or a concurrent writer claimed it first
-            slot[0] += 1
-            self.duplicates += 1
+            self.rows.append((c.event_id[i], part, off, "duplicate", h, stored[2] if stored else h))
 
     def any(self) -> bool:
-        return bool(self.counts)
+        return bool(self.rows or self.redelivered)
 
     def params(self) -> dict[str, str]:
-        pk = sorted(self.counts)
-        x = self.conflict_rows
+        x = self.rows
+        rp = sorted(self.redelivered)
         return {
-            "x_event": _texts([r[0] for r in x]),
-            "x_part": _ints([r[1] for r in x]),
-            "x_off": _ints([r[2] for r in x]),
-            "x_hash": _ints([r[3] for r in x]),
-            "x_stored": _ints([r[4] for r in x]),
-            "c_part": _ints(pk),
-            "c_dup": _ints([self.counts[p][0] for p in pk]),
-            "c_red": _ints([self.counts[p][1] for p in pk]),
-            "c_conf": _ints([self.counts[p][2] for p in pk]),
+            "o_event": _texts([r[0] for r in x]),
+            "o_part": _ints([r[1] for r in x]),
+            "o_off": _ints([r[2] for r in x]),
+            "o_kind": _texts([r[3] for r in x]),
+            "o_hash": _ints([r[4] for r in x]),
+            "o_stored": _ints([r[5] for r in x]),
+            "r_part": _ints(rp),
+            "r_n": _ints([self.redelivered[p] for p in rp]),
         }
