@@ -160,7 +160,12 @@ class ConsumerSettings(BaseSettings):
     model_config = _env("SENSORPIPE_CONSUMER_")
 
     group_id: str = Field(default=CONSUMER_GROUP, min_length=1)
-    batch_max: int = Field(default=5000, ge=1, le=100_000, description="Most events written in one transaction.")
+    batch_max: int = Field(
+        default=20_000,
+        ge=1,
+        le=100_000,
+        description="Most events in one transaction. Under a backlog, larger batches amortise the per-sensor rollups.",
+    )
     batch_wait_ms: int = Field(default=200, ge=1, le=60_000, description="Longest wait to fill a batch.")
     max_message_bytes: int = Field(default=65_536, ge=256, description="Larger messages are poison.")
     future_window_s: int = Field(default=86_400, ge=0, description="Accepted event-time lead over the clock.")

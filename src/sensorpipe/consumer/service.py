@@ -105,7 +105,7 @@ class Knobs:
     """The effective slowdown knob: the larger of the flag and the stored configuration."""
 
     slowdown_ms: int = 0
-    batch_max: int = 5000
+    batch_max: int = 20_000
     version: int | None = None
 
 
