@@ -16,7 +16,9 @@ class ConsumerMetrics:
         self.dlq = Counter("sensorpipe_consumer_dlq", "Messages dead-lettered", ["reason"], registry=r)
         self.retries = Counter("sensorpipe_consumer_batch_retries", "Batches retried after an outage", registry=r)
         self.commit_skipped = Counter(
-            "sensorpipe_consumer_commit_skipped", "Offset commits skipped after a rebalance", registry=r
+            "sensorpipe_consumer_commit_skipped",
+            "Offset stores or background commits that failed (redelivery, never loss)",
+            registry=r,
         )
         self.batch_size = Histogram(
             "sensorpipe_consumer_batch_size",
@@ -27,7 +29,7 @@ class ConsumerMetrics:
         self.batch_seconds = Histogram(
             "sensorpipe_consumer_batch_seconds", "DLQ + database transaction time per batch", registry=r
         )
-        self.commit_seconds = Histogram("sensorpipe_consumer_commit_seconds", "Offset commit time", registry=r)
+        self.commit_seconds = Histogram("sensorpipe_consumer_commit_seconds", "Offset store time", registry=r)
         self.lag = Gauge("sensorpipe_consumer_lag", "Consumer lag in messages", ["partition"], registry=r)
         self.assigned = Gauge("sensorpipe_consumer_assigned_partitions", "Partitions assigned", registry=r)
         self.slowdown_ms = Gauge("sensorpipe_consumer_slowdown_ms", "Effective slowdown knob", registry=r)

@@ -7,15 +7,16 @@ The batching contract:
    before the batch's transaction starts (a poison message is never committed past
    un-dead-lettered);
 3. write the valid events and the dead-letter records in one database transaction;
-4. only after that commit, commit the Kafka offsets (synchronously, checking each partition),
-   and only for partitions still assigned to us.
+4. only after that commit, store the next Kafka offsets, and only for partitions still
+   assigned to us; librdkafka commits stored offsets in the background (every second, on
+   revoke and on close), so a moving group coordinator never blocks the batch loop.
 
 Pipelining: steps 2 (DLQ) and 3 of batch N run on one writer thread while the main thread
 consumes and decodes batch N+1 (psycopg and librdkafka release the GIL while they wait).
-At most one batch is in flight. Batch N's offsets are committed by the main thread after
-its transaction, before batch N+1 is handed to the writer, so offsets still move only past
-committed rows, in order. A rebalance settles the batch in flight (waits for it and commits
-it) before partitions are given up.
+At most one batch is in flight. Batch N's offsets are stored by the main thread after its
+transaction, before batch N+1 is handed to the writer, so offsets still move only past
+committed rows, in order. A revoke settles the batch in flight (waits for it and stores its
+offsets, which librdkafka then commits) before the partitions are given up.
 
 If a write fails (broker or database outage), nothing of it is committed: each partition of
 the failed batch, and of the batch decoded behind it, is rewound to its first offset in
@@ -51,33 +52,11 @@ from sensorpipe.storage.writer import BatchResult, BatchWriter, Columns, DeadLet
 
 log = logging.getLogger("sensorpipe.consumer")
 
-# Commit errors that mean "this partition is no longer ours" (a rebalance or a revoke in the
-# middle of the commit). The new owner re-reads from the last committed offset and
-# processed_events absorbs the overlap, so these are logged, not fatal.
-_TOLERATED_COMMIT_ERRORS = {
-    KafkaError._STATE,
-    KafkaError.ILLEGAL_GENERATION,
-    KafkaError.UNKNOWN_MEMBER_ID,
-    KafkaError.REBALANCE_IN_PROGRESS,
-    KafkaError._ASSIGNMENT_LOST,
-    KafkaError._NO_OFFSET,
-}
-
-# Commit errors that pass: the coordinator is moving or loading (a broker died, the group's
-# coordinator partition changed leader) or the request timed out. The batch is already in
-# the database, so the commit is retried briefly and then left to the next batch's commit,
-# which covers this one; a crash in between only means redelivery, which is absorbed.
-_RETRIABLE_COMMIT_ERRORS = {
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-    KafkaError.NOT_COORDINATOR,
-    KafkaError.REQUEST_TIMED_OUT,
-    KafkaError.NETWORK_EXCEPTION,
-    KafkaError._TIMED_OUT,
-    KafkaError._TRANSPORT,
-    KafkaError._WAIT_COORD,
-    KafkaError._ALL_BROKERS_DOWN,
-}
+# How long librdkafka may sit on stored offsets before committing them. Offsets are only
+# *stored* by us, after the database commit; the commit itself runs in librdkafka's
+# background, on revoke and on close. A synchronous commit is never used: it can block the
+# batch loop indefinitely while the group coordinator moves (seen in the chaos suite).
+AUTO_COMMIT_INTERVAL_MS = 1_000
 
 
 class TransientError(RuntimeError):
@@ -142,8 +121,13 @@ class ConsumerService:
                 **kafka.client_config(),
                 "group.id": settings.group_id,
                 "client.id": f"sensorpipe-consumer-{id(self):x}",
-                "enable.auto.commit": False,
+                # At-least-once, librdkafka's way: we store a partition's offset only after the
+                # batch's transaction committed; auto-commit sends stored offsets every second,
+                # when partitions are revoked (not when lost) and on close.
+                "enable.auto.commit": True,
+                "auto.commit.interval.ms": AUTO_COMMIT_INTERVAL_MS,
                 "enable.auto.offset.store": False,
+                "on_commit": self._on_commit,
                 "auto.offset.reset": "earliest",
                 "partition.assignment.strategy": "cooperative-sticky",
                 "session.timeout.ms": settings.session_timeout_ms,
@@ -338,33 +322,28 @@ class ConsumerService:
             raise TransientError(f"DLQ produce failed ({remaining} unacked, errors: {failures[:3]})")
 
     def _commit(self, batch: Batch) -> None:
+        """Store the batch's next offsets for partitions still ours (its rows are committed)."""
         offsets = [
             TopicPartition(self.kafka.topic, p, off + 1) for p, off in sorted(batch.last.items()) if p in self.assigned
         ]
         if not offsets:
             return
-        for attempt in range(4):
-            try:
-                results = self.consumer.commit(offsets=offsets, asynchronous=False)
-                break
-            except KafkaException as e:
-                err: KafkaError = e.args[0]
-                if err.code() in _TOLERATED_COMMIT_ERRORS:
-                    log.info("offset commit skipped after a rebalance (%s); the new owner re-reads", err)
-                    self.metrics.commit_skipped.inc()
-                    return
-                if err.code() not in _RETRIABLE_COMMIT_ERRORS and not err.retriable():
-                    raise
-                if attempt == 3:
-                    log.warning("offset commit failed (%s); the next batch's commit covers this one", err)
-                    self.metrics.commit_skipped.inc()
-                    return
-                log.info("offset commit failed (%s); retrying", err)
-                time.sleep(0.5 * (attempt + 1))
-        for tp in results or []:
-            if tp.error is not None:
-                log.warning("offset commit for partition %d failed: %s", tp.partition, tp.error)
-                self.metrics.commit_skipped.inc()
+        try:
+            self.consumer.store_offsets(offsets=offsets)
+        except KafkaException as e:
+            # A partition revoked or lost between our check and the store: its next owner
+            # re-reads from the last committed offset and processed_events absorbs it.
+            log.info("offsets not stored (%s); the partitions' next owner re-reads", e.args[0])
+            self.metrics.commit_skipped.inc()
+
+    def _on_commit(self, err: KafkaError | None, parts: list[TopicPartition]) -> None:
+        """librdkafka's report of a background commit. A failure only means redelivery."""
+        failed = [p.partition for p in parts if p.error is not None]
+        if err is not None or failed:
+            if err is not None and err.code() == KafkaError._NO_OFFSET:
+                return  # nothing new was stored since the last commit
+            log.info("offset commit failed (%s, partitions %s); the next one covers it", err, failed)
+            self.metrics.commit_skipped.inc()
 
     def _rewind(self, failed: Batch, behind: Batch | None) -> None:
         """Seek each partition of the failed batch, and of the batch decoded behind it, back to
