@@ -34,9 +34,9 @@ APPLICATION_NAME = "sensorpipe-consumer"
 # `\` (see contracts.events), and every text element is quoted, so none reads as NULL.
 #
 # Statement 1 claims the batch's event ids in processed_events and returns the ids that were
-# already there (normally none). Statement 2 writes only the rows that were new: metrics,
-# plus rollups, sensor statistics and counters pre-aggregated in Python, so the server does
-# no sorting or grouping. Statement 3 runs only when something was not new: it classifies
+# already there (normally none) with their stored position and hash, in the same round trip.
+# Statement 2 writes only the rows that were new: metrics, plus rollups, sensor statistics
+# and counters pre-aggregated in Python, so the server does no sorting or grouping. Statement 3 runs only when something was not new: it classifies
 # those rows as duplicates, redeliveries or conflicts.
 _CLAIM = """
 WITH b AS (
@@ -49,7 +49,13 @@ ins AS (
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
 )
-SELECT b.event_id FROM b LEFT JOIN ins USING (event_id) WHERE ins.event_id IS NULL
+-- The ids that were already there, with what was stored for them. The main query sees the
+-- snapshot from before the insert, so a row claimed by a concurrent writer that committed
+-- meanwhile has no match here (stored_* NULL) and counts as a duplicate.
+SELECT b.event_id, p.kafka_partition, p.kafka_offset, p.content_hash
+FROM b LEFT JOIN ins USING (event_id)
+LEFT JOIN processed_events p ON p.event_id = b.event_id AND ins.event_id IS NULL
+WHERE ins.event_id IS NULL
 """
 
 _WRITE_NEW = """
@@ -97,10 +103,6 @@ sst AS (                        -- the batch's first seq of a sensor is checked 
 INSERT INTO ingest_counters AS t (kafka_partition, stored)
 SELECT * FROM unnest(%(c_part)s::int4[], %(c_stored)s::int8[])
 ON CONFLICT (kafka_partition) DO UPDATE SET stored = t.stored + excluded.stored, updated_at = clock_timestamp()
-"""
-
-_STORED_FOR = """
-SELECT event_id, kafka_partition, kafka_offset, content_hash FROM processed_events WHERE event_id = ANY(%s::text[])
 """
 
 # Copies that were not new. Duplicates and conflicts are recorded once per Kafka position in
@@ -311,31 +313,27 @@ class BatchWriter:
                 conn.execute("SELECT pg_sleep(%s)", (slowdown_ms / 1000,))
             if n:
                 lit = _Literals(cand)
-                existing = {
-                    str(r[0])
-                    for r in conn.execute(
-                        _CLAIM,
-                        {
-                            "event_id": lit.event_id,
-                            "kpart": lit.kpart,
-                            "koff": lit.koff,
-                            "chash": lit.chash,
-                            "ts_us": lit.ts_us,
-                        },
-                    ).fetchall()
-                }
+                claimed = conn.execute(
+                    _CLAIM,
+                    {
+                        "event_id": lit.event_id,
+                        "kpart": lit.kpart,
+                        "koff": lit.koff,
+                        "chash": lit.chash,
+                        "ts_us": lit.ts_us,
+                    },
+                ).fetchall()
                 new = cand
-                if existing:
+                if claimed:  # some ids were already stored: a replay, a re-send or a conflict
+                    existing = {
+                        str(r[0]): (int(r[1]), int(r[2]), int(r[3])) if r[1] is not None else None for r in claimed
+                    }
                     keep = [i for i, e in enumerate(cand.event_id) if e not in existing]
                     new = cand.take(keep)
                     lit = _Literals(new)
-                    stored_rows = {
-                        str(r[0]): (int(r[1]), int(r[2]), int(r[3]))
-                        for r in conn.execute(_STORED_FOR, (_texts(sorted(existing)),)).fetchall()
-                    }
                     for i, e in enumerate(cand.event_id):
                         if e in existing:
-                            others.classify(cand, i, stored_rows.get(e))
+                            others.classify(cand, i, existing[e])
                 if new.event_id:
                     conn.execute(_WRITE_NEW, {**lit.metrics(), **_aggregates(new)})
                     stored = len(new)
