@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
 import psycopg
 from psycopg.rows import dict_row
 
@@ -90,25 +89,25 @@ _AGG_RAW = {
 }
 
 
-_AGG_COLS = ("sensor_id", "bucket", "count", "min", "max", "avg")
+# The same statements, wrapped so PostgreSQL returns the rows as one JSON array.
+_AGG_JSON = {
+    # composed once from the static statements above; no runtime input reaches this text
+    (rollup, with_sensors): f"SELECT coalesce(json_agg(x), '[]')::text FROM ({table[with_sensors]}) x".encode()  # noqa: S608
+    for rollup, table in ((True, _AGG_ROLLUP), (False, _AGG_RAW))
+    for with_sensors in (True, False)
+}
 
 
 def aggregate_json(
     conn: psycopg.Connection[Any], sensors: list[str] | None, start: datetime, end: datetime, bucket_s: int
 ) -> tuple[bytes, str]:
-    """The buckets as one JSON array, ready to send. Returns (json, source).
-
-    Rows come back in binary, so the server formats no timestamp or float (for 1,440 rollup
-    rows that formatting, with json_agg, was 8 of the query's 11 ms), and orjson writes the
-    array; measured on the 10 M-reading benchmark database: 7.4 ms against 9.3 ms per call."""
+    """Like `aggregate`, but the rows come back as one JSON array built by PostgreSQL, so the
+    API sends them on without touching each row in Python. Returns (json, source)."""
     use_rollup = bucket_s >= 60 and bucket_s % 60 == 0
-    sql = (_AGG_ROLLUP if use_rollup else _AGG_RAW)[bool(sensors)]
+    sql = _AGG_JSON[(use_rollup, bool(sensors))]
     params = {"sensors": sensors, "start": start, "end": end, "bucket": timedelta(seconds=bucket_s)}
-    with conn.cursor(binary=True) as cur:
-        rows = cur.execute(sql, params).fetchall()
-    return orjson.dumps([dict(zip(_AGG_COLS, r, strict=True)) for r in rows]), (
-        "metrics_1m" if use_rollup else "metrics"
-    )
+    row = conn.execute(sql, params).fetchone()
+    return (row[0] if row else "[]").encode(), "metrics_1m" if use_rollup else "metrics"
 
 
 # -- summary ----------------------------------------------------------------------------------

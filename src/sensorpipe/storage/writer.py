@@ -36,8 +36,9 @@ APPLICATION_NAME = "sensorpipe-consumer"
 # Statement 1 claims the batch's event ids in processed_events and returns the ids that were
 # already there (normally none) with their stored position and hash, in the same round trip.
 # Statement 2 writes only the rows that were new: metrics, plus rollups, sensor statistics
-# and counters pre-aggregated in Python, so the server does no sorting or grouping. Statement 3 runs only when something was not new: it classifies
-# those rows as duplicates, redeliveries or conflicts.
+# and counters pre-aggregated in Python, so the server does no sorting or grouping.
+# Statement 3 runs only when something was not new: it classifies those rows as duplicates,
+# redeliveries or conflicts.
 _CLAIM = """
 WITH b AS (
     SELECT * FROM unnest(%(event_id)s::text[], %(kpart)s::int4[], %(koff)s::int8[], %(chash)s::int8[],
