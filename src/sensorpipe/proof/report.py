@@ -163,15 +163,14 @@ def render(r: dict[str, Any], command: str) -> str:
             "| process | CPU s | peak RSS |",
             "|---|---:|---:|",
         ]
+        if at20:
+            for name, res in at20["resources"].items():
+                out.append(f"| {name} | {res['cpu_s']} | {res['peak_rss_mb']} MB |")
         out += [
             "",
             "(postgres: the server and all its backends, RSS summed, so shared buffers count "
             "once per backend; Kafka: the broker JVM.)",
-            "",
         ]
-        if at20:
-            for name, res in at20["resources"].items():
-                out.append(f"| {name} | {res['cpu_s']} | {res['peak_rss_mb']} MB |")
         out += ["", "![throughput and latency](docs/bench/e2e.png)", ""]
     if "api" in r:
         a = r["api"]
