@@ -263,13 +263,11 @@ def test_consumer_killed_at_every_point(rig: Rig, rng: random.Random) -> None:
 
 # -- 2. PostgreSQL down -------------------------------------------------------------------------
 def _terminate_consumer_backends(dsn: str) -> int:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE application_name = %s AND datname = current_database()",
-            (APPLICATION_NAME,),
-        ).fetchone()
-    return int(row[0]) if row else 0
+    sql = (
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE application_name = %s AND datname = current_database()"
+    )
+    return int(scalar(dsn, sql, (APPLICATION_NAME,)))
 
 
 def test_postgres_stopped_and_backend_terminated(rig: Rig, platform: Platform, rng: random.Random) -> None:
@@ -384,13 +382,11 @@ def test_one_broker_of_three_lost_under_load(three_brokers: Platform, db_dsn: st
 def _stuck_in_transaction(dsn: str) -> int:
     """Consumer backends idle inside a transaction for over a second: only a frozen client
     leaves one there (a live consumer's statements follow each other within milliseconds)."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()"
-            " AND state = 'idle in transaction' AND now() - state_change > interval '1 second'",
-            (APPLICATION_NAME,),
-        ).fetchone()
-    return int(row[0]) if row else 0
+    sql = (
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()"
+        " AND state = 'idle in transaction' AND now() - state_change > interval '1 second'"
+    )
+    return int(scalar(dsn, sql, (APPLICATION_NAME,)))
 
 
 def test_rebalance_storm_and_a_consumer_frozen_past_max_poll_interval(rig: Rig, rng: random.Random) -> None:

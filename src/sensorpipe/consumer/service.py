@@ -83,8 +83,8 @@ class InFlight:
 class Knobs:
     """The effective slowdown knob: the larger of the flag and the stored configuration."""
 
-    slowdown_ms: int = 0
-    batch_max: int = 20_000
+    slowdown_ms: int
+    batch_max: int  # from the settings, lowered by the stored configuration
     version: int | None = None
 
 

@@ -202,7 +202,7 @@ class LocalKafka:
                 config = node_dir / "server.properties"
                 config.write_text(self.server_properties(node))
                 self._format(node, java, cp, cluster_id, config)
-                procs.append(spawn(self.command(node, java, cp, str(log4j), config), self.logs / f"kafka-{node}.out"))
+                procs.append(self._spawn(node, java, cp, str(log4j), config))
             self.wait_ready(procs)
         except BaseException:
             for p in procs:
@@ -223,9 +223,11 @@ class LocalKafka:
         if not config.is_file():
             raise PlatformError(f"Kafka node {node} was never started from {self.home}")
         log4j = resources.files("sensorpipe.runtime").joinpath("log4j2.properties")
-        java, cp = java_binary(), classpath(self.libs_dir)
         require_free_port(self.broker_port(node), f"Kafka node {node}", "SENSORPIPE_KAFKA_PORT")
-        return spawn(self.command(node, java, cp, str(log4j), config), self.logs / f"kafka-{node}.out")
+        return self._spawn(node, java_binary(), classpath(self.libs_dir), str(log4j), config)
+
+    def _spawn(self, node: int, java: str, cp: str, log4j: str, config: Path) -> subprocess.Popen[bytes]:
+        return spawn(self.command(node, java, cp, log4j, config), self.logs / f"kafka-{node}.out")
 
     def command(self, node: int, java: str, cp: str, log4j: str, config: Path) -> list[str]:
         heap = self.settings.heap

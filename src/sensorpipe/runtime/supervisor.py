@@ -53,6 +53,11 @@ def python_component(
     return Component(name=name, argv=[sys.executable, "-m", "sensorpipe", *args], address=address, env=env or {})
 
 
+def _kafka_name(node: int) -> str:
+    """A Kafka node's name in the pid records and `status` (node 1 is plain `kafka`)."""
+    return "kafka" if node == 1 else f"kafka-{node}"
+
+
 class Platform:
     """Kafka and PostgreSQL: local ones owned by us, or external ones named in settings."""
 
@@ -96,8 +101,7 @@ class Platform:
                 self.log(f"starting Kafka ({self.kafka_settings.brokers} node(s)) on {self.kafka_settings.bootstrap()}")
                 self.kafka_procs = self.kafka.start()
                 for node, p in zip(self.kafka.node_ids(), self.kafka_procs, strict=True):
-                    name = "kafka" if node == 1 else f"kafka-{node}"
-                    self._record(name, p, f"127.0.0.1:{self.kafka.broker_port(node)}", self.kafka.log_path(node))
+                    self._record_kafka(node, p)
             else:
                 self.log(f"using the external Kafka at {self.kafka_settings.bootstrap()}")
                 if not cluster_answers(self.kafka_settings.bootstrap(), timeout=10):
@@ -120,11 +124,14 @@ class Platform:
         if started is not None:
             self.run.write(PidRecord(name, p.pid, started, address, str(log_path)))
 
+    def _record_kafka(self, node: int, p: subprocess.Popen[bytes]) -> None:
+        self._record(_kafka_name(node), p, f"127.0.0.1:{self.kafka.broker_port(node)}", self.kafka.log_path(node))
+
     def stop(self) -> None:
         for node, p in reversed(list(zip(self.kafka.node_ids(), self.kafka_procs, strict=False))):
             self.log(f"stopping Kafka node {node}")
             stop_pid(p.pid, signal.SIGTERM, timeout=60)
-            self.run.remove("kafka" if node == 1 else f"kafka-{node}")
+            self.run.remove(_kafka_name(node))
         self.kafka_procs = []
         if self.pg_proc is not None:
             self.log("stopping PostgreSQL")
@@ -147,12 +154,7 @@ class Platform:
             raise PlatformError(f"Kafka node {node} (pid {old.pid}) is still running")
         p = self.kafka.restart_node(node)
         self.kafka_procs[node - 1] = p
-        self._record(
-            "kafka" if node == 1 else f"kafka-{node}",
-            p,
-            f"127.0.0.1:{self.kafka.broker_port(node)}",
-            self.kafka.log_path(node),
-        )
+        self._record_kafka(node, p)
         return p
 
     def child_env(self) -> dict[str, str]:
