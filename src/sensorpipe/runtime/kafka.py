@@ -57,8 +57,16 @@ def classpath(libs_dir: Path) -> str:
 
 
 def new_cluster_id() -> str:
-    """Kafka's Uuid text form: 16 random bytes, base64url without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """Kafka's Uuid text form: 16 random bytes, base64url without padding.
+
+    Like Kafka's own `Uuid.randomUuid`, an id that starts with "-" is drawn again: the
+    storage tool's argument parser reads `-t -abc...` as a missing value and an option
+    (one draw in 64 did that, and failed a CI run).
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def admin_client(bootstrap: str, timeout_ms: int = 5000, security_protocol: str = "PLAINTEXT") -> AdminClient:
@@ -171,8 +179,7 @@ class LocalKafka:
                 cp,
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
+                f"--cluster-id={cluster_id}",
                 "-c",
                 str(config),
                 "--ignore-formatted",
