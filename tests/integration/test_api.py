@@ -247,6 +247,40 @@ def test_config_writes_need_the_token_and_are_versioned(api: Api) -> None:
         assert r.json()["detail"][0]["loc"][-1] in {"rate", "duplicate_ratio", "sensors", "nope"}
 
 
+def _request_count(api: Api, route: str) -> float:
+    """sensorpipe_api_request_seconds_count for one route template, from /metrics."""
+    text = httpx.get(f"{api.url}/metrics", timeout=10).text
+    prefix = f'sensorpipe_api_request_seconds_count{{route="{route}"}} '
+    return sum(float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def test_request_metrics_count_per_route_template(api: Api) -> None:
+    before = _request_count(api, "/api/sensors/{sensor_id}")
+    errors_before = httpx.get(f"{api.url}/metrics", timeout=10).text.count("sensorpipe_api_errors_total{")
+    for sid in ("sensor-00001", "sensor-00002", "no-such-sensor"):
+        httpx.get(f"{api.url}/api/sensors/{sid}", timeout=10)
+    # three requests, counted under the template (not one series per id), 404 is no error
+    assert _request_count(api, "/api/sensors/{sensor_id}") == before + 3
+    assert _request_count(api, "/api/sensors/sensor-00001") == 0
+    assert httpx.get(f"{api.url}/metrics", timeout=10).text.count("sensorpipe_api_errors_total{") == errors_before
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"end": "0001-01-01T00:00:00Z"},
+        {"start": "0001-01-01T00:00:00+05:00"},
+        {"start": "9999-12-31T23:59:59-23:59"},
+        {"start": "1969-12-31T23:00:00Z", "end": "1970-01-01T01:00:00Z"},
+    ],
+)
+def test_times_at_the_calendars_edges_get_a_400(api: Api, params: dict[str, str]) -> None:
+    for path in ("/api/readings", "/api/readings/aggregate", "/api/summary"):
+        r = get(api, path, **params)
+        assert r.status_code == 400, (path, params, r.status_code, r.text)
+        assert "between 1970-01-01 and 9999-01-01" in r.json()["detail"]
+
+
 INJECTIONS = ["'; DROP TABLE metrics; --", "1 OR 1=1", "sensor' OR 'a'='a", '"; SELECT pg_sleep(5); --', "%00"]
 
 
