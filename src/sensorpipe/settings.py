@@ -167,6 +167,12 @@ class ConsumerSettings(BaseSettings):
         description="Most events in one transaction. Under a backlog, larger batches amortise the per-sensor rollups.",
     )
     batch_wait_ms: int = Field(default=200, ge=1, le=60_000, description="Longest wait to fill a batch.")
+    writers: int = Field(
+        default=2,
+        ge=1,
+        le=8,
+        description="Database connections a batch is written through, each taking whole Kafka partitions.",
+    )
     max_message_bytes: int = Field(default=65_536, ge=256, description="Larger messages are poison.")
     future_window_s: int = Field(default=86_400, ge=0, description="Accepted event-time lead over the clock.")
     slowdown_ms: int = Field(default=0, ge=0, le=60_000, description="Artificial DB latency per batch.")

@@ -34,7 +34,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -103,11 +103,17 @@ class ConsumerService:
         self.metrics = metrics
         self.clock = clock
         self.decoder = ev.EventDecoder(settings.max_message_bytes)
-        self.writer = BatchWriter(db.dsn(), db.retention_days, settings.db_idle_tx_timeout_ms)
+        # One connection per writer. A batch's rows are split by Kafka partition across them
+        # and written in parallel, one transaction each; the first also does maintenance.
+        self.writers = [
+            BatchWriter(db.dsn(), db.retention_days, settings.db_idle_tx_timeout_ms) for _ in range(settings.writers)
+        ]
+        self.writer = self.writers[0]
         self._failpoint_hits = 0
-        # One writer thread, one batch in flight: the database connection is only ever used
-        # by that thread while a batch is in flight, and by the main thread otherwise.
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
+        # One batch in flight: the connections are only ever used by the writer threads while
+        # a batch is in flight, and by the main thread otherwise. The batch's first part is
+        # written on the thread that runs `_write`, the others on the remaining threads.
+        self._pool = ThreadPoolExecutor(max_workers=settings.writers, thread_name_prefix="db-writer")
         self._inflight: InFlight | None = None
         self._failed: Batch | None = None  # a batch whose write failed, to rewind
         self.assigned: set[int] = set()
@@ -173,7 +179,8 @@ class ConsumerService:
         finally:
             self._pool.shutdown(wait=True)
             self.dlq_producer.flush(10)
-            self.writer.close()
+            for w in self.writers:
+                w.close()
             if self._config_conn is not None:
                 self._config_conn.close()
 
@@ -238,10 +245,26 @@ class ConsumerService:
         return result
 
     def _write(self, batch: Batch, slowdown_ms: int) -> tuple[BatchResult, float]:
-        """On the writer thread: DLQ first, then the batch's one transaction."""
+        """On a writer thread: DLQ first, then the batch's rows, one transaction per part.
+
+        Parts hold disjoint partitions, hence disjoint sensors, rollup rows and counters, so
+        their transactions do not wait on each other (only copies of one event id under two
+        keys can; PostgreSQL then settles it). The batch counts as written only when every
+        part committed: if one fails, the whole batch is rewound and re-read, and the parts
+        that did commit come back as redeliveries, which store nothing twice.
+        """
         t0 = time.perf_counter()
         self._dead_letter(batch)
-        result = self.writer.write(batch.cols, batch.dead, slowdown_ms, lambda: self._failpoint("before_db_commit"))
+        parts = batch.cols.shards(len(self.writers))
+        others = [
+            self._pool.submit(self.writers[i].write, part, [], slowdown_ms) for i, part in enumerate(parts[1:], 1)
+        ]
+        try:
+            result = self.writer.write(parts[0], batch.dead, slowdown_ms, lambda: self._failpoint("before_db_commit"))
+        finally:
+            wait(others)  # every part has finished, even when this one failed
+        for f in others:
+            result = result.plus(f.result())  # raises that part's error, if it failed
         return result, time.perf_counter() - t0
 
     def _settle(self) -> BatchResult | None:
@@ -256,7 +279,8 @@ class ConsumerService:
             log.warning(
                 "batch of %d not written (%s); rewinding, retry in %.1fs", inflight.batch.consumed, e, self._backoff
             )
-            self.writer.reset()
+            for w in self.writers:
+                w.reset()
             self._failed = inflight.batch
             return None
         self._backoff = 0.5

@@ -180,6 +180,26 @@ class Columns:
             setattr(out, name, [col[i] for i in idx])
         return out
 
+    def shards(self, n: int) -> list[Columns]:
+        """The rows split into at most `n` parts by Kafka partition: a partition's rows stay in
+        one part, in their order, so a sensor's events stay in one transaction and in order.
+        Partitions go to the lightest part first, largest first (balanced by rows)."""
+        counts: dict[int, int] = {}
+        for p in self.kpart:
+            counts[p] = counts.get(p, 0) + 1
+        if n <= 1 or len(counts) <= 1:
+            return [self]
+        loads = [0] * min(n, len(counts))
+        owner: dict[int, int] = {}
+        for p, k in sorted(counts.items(), key=lambda pk: (-pk[1], pk[0])):
+            i = loads.index(min(loads))
+            owner[p] = i
+            loads[i] += k
+        idx: list[list[int]] = [[] for _ in loads]
+        for i, p in enumerate(self.kpart):
+            idx[owner[p]].append(i)
+        return [self.take(ix) for ix in idx]
+
     def append(
         self, event_id: str, sensor_id: str, ts_us: int, value: float, seq: int, kpart: int, koff: int, chash: int
     ) -> None:
@@ -209,6 +229,16 @@ class BatchResult:
     redeliveries: int
     conflicts: int
     dead: int
+
+    def plus(self, other: BatchResult) -> BatchResult:
+        """The counts of two parts of one batch, together."""
+        return BatchResult(
+            self.stored + other.stored,
+            self.duplicates + other.duplicates,
+            self.redeliveries + other.redeliveries,
+            self.conflicts + other.conflicts,
+            self.dead + other.dead,
+        )
 
 
 def _ints(values: list[int]) -> str:
