@@ -14,6 +14,7 @@ from sensorpipe.contracts.events import (
     Reason,
     SensorEvent,
     Window,
+    bad_ids,
     content_hash,
     encode_event,
 )
@@ -102,6 +103,40 @@ def test_poison_reasons(value: bytes, key: bytes | None, reason: Reason) -> None
     assert isinstance(out, Poison), out
     assert out.reason is reason, out.detail
     assert out.detail
+    # the fast path refuses it too: at once, or when the batch's ids are checked
+    row = EventDecoder(4096).row_decoder(WINDOW)(key, value)
+    assert row is None or bad_ids([row[0]]) or bad_ids([row[1]]), row
+
+
+def test_bad_ids_checks_a_batch_at_once() -> None:
+    good = ["sensor-00042", str(uuid.uuid4()), "a.b:c@d/e+f=g_h-0"]
+    assert bad_ids(good) == []
+    assert bad_ids([]) == []
+    for bad in ['a"b', "a\\b", "ab\n", "a\nb", "\n", "é", "a b", "a\tb", "a'b", "a;b"]:
+        ids = [*good, bad, *good]
+        assert bad_ids(ids) == [3], bad
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        NOW_MS,
+        "2026-09-21T14:13:20.123Z",
+        "2026-09-21T16:13:20.123456+02:00",
+        "2026-09-21T09:13:20.5-05:00",
+        NOW_MS - 7 * 86_400_000,  # the window's edges are inside it
+        NOW_MS + 86_400_000,
+    ],
+)
+@pytest.mark.parametrize("value", [1.5, -3, 0.1 + 0.2, 1e15, -1e15])
+def test_fast_row_path_agrees_with_the_contract(ts: object, value: float) -> None:
+    raw = msg(timestamp=ts, value=value, event_id=str(uuid.uuid4()), seq=2**62)
+    dec = EventDecoder(4096)
+    full = dec.decode_timed(b"s-1", raw, WINDOW)
+    assert isinstance(full, tuple), full
+    e, ts_us = full
+    row = dec.row_decoder(WINDOW)(b"s-1", raw)
+    assert row == (e.event_id, e.sensor_id, ts_us, e.value, e.seq, content_hash(e, ts_us))
 
 
 def test_producer_encoding_round_trips() -> None:

@@ -294,10 +294,13 @@ class ConsumerService:
         batch = Batch()
         now_us = int(self.clock() * 1_000_000)
         window = ev.Window(now_us, self.db.retention_days * 86_400, self.settings.future_window_s)
-        decode = self.decoder.decode_timed
-        content_hash = ev.content_hash
-        append = batch.cols.append
+        row = self.decoder.row_decoder(window)
+        c = batch.cols
+        # the columns' appends, bound once: this loop runs for every message
+        eids, sids, tss, vals = c.event_id.append, c.sensor_id.append, c.ts_us.append, c.value.append
+        seqs, parts, offs, hashes = c.seq.append, c.kpart.append, c.koff.append, c.chash.append
         first, last = batch.first, batch.last
+        consumed = 0
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -308,16 +311,55 @@ class ConsumerService:
             if part not in first:
                 first[part] = off
             last[part] = off
-            batch.consumed += 1
-            out = decode(m.key(), m.value(), window)
+            consumed += 1
+            key, value = m.key(), m.value()
+            r = row(key, value)
+            if r is not None:
+                eids(r[0])
+                sids(r[1])
+                tss(r[2])
+                vals(r[3])
+                seqs(r[4])
+                parts(part)
+                offs(off)
+                hashes(r[5])
+                continue
+            out = self.decoder.decode_timed(key, value, window)  # the slow path names the reason
             if isinstance(out, ev.Poison):
                 batch.dlq.append(m)
                 label = _header(m, ev.H_POISON)
                 batch.dead.append(DeadLetter(part, off, out.reason.value, out.detail, label))
-            else:
+            else:  # unreachable while the two paths agree; kept so no message is ever dropped
                 e, ts = out
-                append(e.event_id, e.sensor_id, ts, e.value, e.seq, part, off, content_hash(e, ts))
+                c.append(e.event_id, e.sensor_id, ts, e.value, e.seq, part, off, ev.content_hash(e, ts))
+        batch.consumed = consumed
+        bad = sorted(set(ev.bad_ids(c.sensor_id)) | set(ev.bad_ids(c.event_id)))
+        if bad:
+            self._reject_rows(batch, msgs, bad, window)
         return batch
+
+    def _reject_rows(self, batch: Batch, msgs: list[Message], bad: list[int], window: ev.Window) -> None:
+        """Move rows the fast path took but the id rule refuses to the dead letters, with the
+        reason the full decoder gives; dead letters stay in Kafka order."""
+        c = batch.cols
+        at = {(c.kpart[i], c.koff[i]) for i in bad}
+        bad_set = set(bad)
+        batch.cols = c.take([i for i in range(len(c)) if i not in bad_set])
+        for m in msgs:
+            if m.error() is None and (m.partition(), m.offset()) in at:
+                part, off = cast(int, m.partition()), cast(int, m.offset())
+                out = self.decoder.decode_timed(m.key(), m.value(), window)
+                reason, detail = (
+                    (out.reason.value, out.detail)
+                    if isinstance(out, ev.Poison)
+                    else (ev.Reason.BAD_ID.value, "id refused by the id rule")
+                )
+                batch.dlq.append(m)
+                batch.dead.append(DeadLetter(part, off, reason, detail, _header(m, ev.H_POISON)))
+        dead = batch.dead
+        order = sorted(range(len(dead)), key=lambda i: (dead[i].kafka_partition, dead[i].kafka_offset))
+        batch.dead = [batch.dead[i] for i in order]
+        batch.dlq = [batch.dlq[i] for i in order]
 
     def _dead_letter(self, batch: Batch) -> None:
         """Produce every poison message to the DLQ and wait for the broker's acks."""
