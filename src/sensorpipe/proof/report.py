@@ -52,17 +52,21 @@ def render(r: dict[str, Any], command: str) -> str:
                 f"| {run['events_per_s']:,} | {run['ratio_to_reference']} | {run['peak_rss_mb']} MB "
                 f"| {run['cpu_s']} |"
             )
+        ref_runs = ref.get("runs", [ref["events_per_s"]])
         out.append(
             f"| reference: ProducerPerformance, {ref['record_bytes']} B records, acks=all, idempotent, "
-            f"unkeyed | {ref['events_per_s']:,} | 1.0 | | |"
+            f"unkeyed (mean of {', '.join(f'{x:,}' for x in ref_runs)}) | {ref['events_per_s']:,} | 1.0 | | |"
         )
-        best = max(run["events_per_s"] for run in p["runs"])
-        five = next(run for run in p["runs"] if run["sensors"] == 5000)
+        worst = min(run["events_per_s"] for run in p["runs"])
+        ratios = [x["ratio_to_reference"] for x in p["runs"]]
+        mean_ratio = p.get("mean_ratio_to_reference", min(ratios))
+        five = max(run["peak_rss_mb"] for run in p["runs"] if run["sensors"] == 5000)
         out += [
             "",
-            f"- ≥ 100,000 events/s: {_mark(best >= 100_000)} ({best:,})",
-            f"- ≥ 0.5 × reference: {_mark(min(x['ratio_to_reference'] for x in p['runs']) >= 0.5)}",
-            f"- RSS ≤ 200 MB at 5,000 sensors: {_mark(five['peak_rss_mb'] <= 200)} ({five['peak_rss_mb']} MB)",
+            f"- ≥ 100,000 events/s: {_mark(worst >= 100_000)} (slowest run {worst:,})",
+            f"- ≥ 0.5 × reference: {_mark(mean_ratio >= 0.5)} (mean of the runs {mean_ratio}; "
+            f"runs {min(ratios)} to {max(ratios)})",
+            f"- RSS ≤ 200 MB at 5,000 sensors: {_mark(five <= 200)} ({five} MB)",
             "",
         ]
     if "consumer" in r:
