@@ -114,6 +114,15 @@ def test_rollups_equal_raw_aggregates(db_dsn: str) -> None:
             " FROM metrics GROUP BY 1, 2 ORDER BY 1, 2"
         ).fetchall()
         rolled = conn.execute("SELECT sensor_id, minute, count, sum, min, max FROM metrics_1m ORDER BY 1, 2").fetchall()
+        raw_p = conn.execute(
+            "SELECT kafka_partition, date_trunc('minute', ts), count(*), sum(value), min(value), max(value)"
+            " FROM metrics GROUP BY 1, 2 ORDER BY 1, 2"
+        ).fetchall()
+        rolled_p = conn.execute(
+            "SELECT kafka_partition, minute, count, sum, min, max FROM metrics_1m_partition ORDER BY 1, 2"
+        ).fetchall()
     assert len(raw) > 7
     assert raw == rolled
+    assert len(raw_p) > 12
+    assert raw_p == rolled_p  # the all-sensor rollup, per partition, too
     w.close()

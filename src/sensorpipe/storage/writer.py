@@ -415,17 +415,6 @@ class _Literals:
         }
 
 
-def _rollup(table: dict[Any, list[float]], key: Any, v: float) -> None:
-    r = table.get(key)
-    if r is None:
-        table[key] = [1, v, v, v]
-    else:
-        r[0] += 1
-        r[1] += v
-        r[2] = min(r[2], v)
-        r[3] = max(r[3], v)
-
-
 def _rollup_params(prefix: str, table: dict[Any, list[float]], keys: list[Any]) -> dict[str, str]:
     return {
         f"{prefix}_count": _ints([int(table[k][0]) for k in keys]),
@@ -444,8 +433,28 @@ def _aggregates(c: Columns) -> dict[str, str]:
     parts: dict[int, int] = {}
     for sid, ts, v, seq, kp in zip(c.sensor_id, c.ts_us, c.value, c.seq, c.kpart, strict=True):
         minute = ts // 60_000_000
-        _rollup(roll, (sid, minute), v)
-        _rollup(proll, (kp, minute), v)
+        # count, sum, min, max per (sensor, minute) and per (partition, minute), inline: this
+        # loop runs for every new row, on a writer thread that competes with decoding for the GIL
+        r = roll.get((sid, minute))
+        if r is None:
+            roll[(sid, minute)] = [1, v, v, v]
+        else:
+            r[0] += 1
+            r[1] += v
+            if v < r[2]:
+                r[2] = v
+            elif v > r[3]:
+                r[3] = v
+        r = proll.get((kp, minute))
+        if r is None:
+            proll[(kp, minute)] = [1, v, v, v]
+        else:
+            r[0] += 1
+            r[1] += v
+            if v < r[2]:
+                r[2] = v
+            elif v > r[3]:
+                r[3] = v
         st = sens.get(sid)
         if st is None:
             sens[sid] = [1, seq, seq, v, ts, 0, 0]
