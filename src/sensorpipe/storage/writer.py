@@ -360,15 +360,23 @@ class BatchWriter:
                 ).fetchall()
                 new = cand
                 if claimed:  # some ids were already stored: a replay, a re-send or a conflict
-                    existing = {
-                        str(r[0]): (int(r[1]), int(r[2]), int(r[3])) if r[1] is not None else None for r in claimed
-                    }
+                    # rows come back as (event_id, partition, offset, hash), the last three
+                    # NULL for an id a concurrent writer claimed meanwhile
+                    existing = {r[0]: r for r in claimed}
                     keep = [i for i, e in enumerate(cand.event_id) if e not in existing]
                     new = cand.take(keep)
                     lit = _Literals(new)
+                    redelivered = others.redelivered
                     for i, e in enumerate(cand.event_id):
-                        if e in existing:
-                            others.classify(cand, i, existing[e])
+                        got = existing.get(e)
+                        if got is None:
+                            continue
+                        part, off = cand.kpart[i], cand.koff[i]
+                        if got[1] == part and got[2] == off and got[3] == cand.chash[i]:
+                            # the common case of a replay, counted here without a call per row
+                            redelivered[part] = redelivered.get(part, 0) + 1
+                        else:
+                            others.classify(cand, i, None if got[1] is None else (got[1], got[2], got[3]))
                 if new.event_id:
                     conn.execute(_WRITE_NEW, {**lit.metrics(), **_aggregates(new)})
                     stored = len(new)
