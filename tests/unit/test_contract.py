@@ -135,8 +135,19 @@ def test_fast_row_path_agrees_with_the_contract(ts: object, value: float) -> Non
     full = dec.decode_timed(b"s-1", raw, WINDOW)
     assert isinstance(full, tuple), full
     e, ts_us = full
-    row = dec.row_decoder(WINDOW)(b"s-1", raw)
+    fast = dec.row_decoder(WINDOW)
+    row = fast(b"s-1", raw)
     assert row == (e.event_id, e.sensor_id, ts_us, e.value, e.seq, content_hash(e, ts_us))
+    assert fast(b"s-1", raw) == row  # the second time the timestamp text comes from the cache
+
+
+def test_fast_row_path_caches_only_valid_timestamp_texts() -> None:
+    fast = EventDecoder(4096).row_decoder(WINDOW)
+    for _ in range(2):  # a refused text is refused again, never cached as valid
+        assert fast(b"s-1", msg(timestamp="2026-09-21T14:13:20")) is None
+        assert fast(b"s-1", msg(timestamp="2026-13-21T14:13:20Z")) is None
+    ok = fast(b"s-1", msg(timestamp="2026-09-21T14:13:20Z"))
+    assert ok is not None and ok[2] == 1_790_000_000_000_000
 
 
 def test_producer_encoding_round_trips() -> None:
