@@ -109,20 +109,20 @@ def _check_ids(ids: list[str] | None) -> list[str] | None:
 # them (the default start, an offset to UTC) overflows.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+OUT_OF_BOUNDS = f"times must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)"
 
 
 def _range(
     start: datetime | None, end: datetime | None, default: timedelta, limit: timedelta
 ) -> tuple[datetime, datetime]:
-    bounds = f"times must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)"
     try:
         for t in (start, end):
             if t is not None and not EARLIEST <= t <= LATEST:
-                raise HTTPException(400, bounds)
+                raise HTTPException(400, OUT_OF_BOUNDS)
         end = end or datetime.now(UTC)
         start = start or end - default
     except OverflowError as e:  # an extreme zone offset on a date at the calendar's edge
-        raise HTTPException(400, bounds) from e
+        raise HTTPException(400, OUT_OF_BOUNDS) from e
     if end <= start:
         raise HTTPException(400, "end must be after start")
     if end - start > limit:

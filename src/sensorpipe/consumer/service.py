@@ -358,10 +358,10 @@ class ConsumerService:
                 )
                 batch.dlq.append(m)
                 batch.dead.append(DeadLetter(part, off, reason, detail, _header(m, ev.H_POISON)))
-        dead = batch.dead
+        dead, dlq = batch.dead, batch.dlq
         order = sorted(range(len(dead)), key=lambda i: (dead[i].kafka_partition, dead[i].kafka_offset))
-        batch.dead = [batch.dead[i] for i in order]
-        batch.dlq = [batch.dlq[i] for i in order]
+        batch.dead = [dead[i] for i in order]
+        batch.dlq = [dlq[i] for i in order]
 
     def _dead_letter(self, batch: Batch) -> None:
         """Produce every poison message to the DLQ and wait for the broker's acks."""
