@@ -51,13 +51,15 @@ def api(platform: Platform) -> Iterator[Api]:
     topic, dlq, group = f"api_{suffix}", f"api_{suffix}.dlq", f"g-api-{suffix}"
     kafka = platform.kafka_settings.model_copy(update={"topic": topic, "dlq_topic": dlq})
     ensure_topics(kafka, topic=topic, dlq_topic=dlq)
-    # 6 sensors x 100 readings, one a minute over the last 100 minutes
+    # 6 sensors x 100 readings, one a minute over the last 100 minutes. Sensors come in pairs
+    # that share each timestamp, so pages of an odd size split ties: the readings keyset must
+    # order them by event_id (the ts index alone does not).
     t0 = (datetime.now(UTC) - timedelta(minutes=110)).replace(second=0, microsecond=0)
     events = [
         Ev(
             f"sensor-{s:05d}",
             str(uuid.uuid4()),
-            int((t0 + timedelta(minutes=i, seconds=s)).timestamp() * 1000),
+            int((t0 + timedelta(minutes=i, seconds=s // 2)).timestamp() * 1000),
             float((s * 31 + i * 7) % 50) - 10.0,
             i,
         )
