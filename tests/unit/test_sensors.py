@@ -10,14 +10,17 @@ T = 1_795_000_000.0  # a fixed epoch second: the daily cycle is held still
 
 
 def _series(fleet: Fleet, slot: int, n: int) -> list[float]:
+    """Sensor `slot`'s next `n` readings, taken from the fleet's round-robin as the producer
+    draws it: in chunks of uneven sizes that start and end anywhere in a round."""
     size = len(fleet)
-    out = []
-    for _ in range(n):  # the fleet's round-robin: every sensor draws in turn, as in the producer
-        for s in range(size):
-            v = fleet.reading(s, T)
-            if s == slot:
-                out.append(v)
-    return out
+    got: list[float] = []
+    start, chunk = 0, 1
+    while len(got) < n * size:
+        take = min(chunk, n * size - len(got))
+        got += fleet.readings(start, take, T)
+        start = (start + take) % size
+        chunk = chunk * 3 % 1_009 + 1
+    return got[slot::size]
 
 
 def test_each_kind_is_noisy_around_its_baseline_not_uniform() -> None:
@@ -39,13 +42,16 @@ def test_each_kind_is_noisy_around_its_baseline_not_uniform() -> None:
 
 def test_spikes_are_rare_and_mostly_upward() -> None:
     fleet = Fleet(seed=11)
-    fleet.resize(1)
-    kind = KINDS[0]
-    values = [fleet.reading(0, T) for _ in range(200_000)]
-    med = statistics.median(values)
-    up = sum(v - med > kind.spike / 2 for v in values)
-    down = sum(med - v > kind.spike / 2 for v in values)
-    expected = SPIKE_P * len(values)  # 100
+    fleet.resize(100)
+    stream = fleet.readings(0, 100 * 10_000, T)
+    up = down = 0
+    for slot in range(0, 100, len(KINDS)):  # the first kind's sensors
+        kind = kind_of(slot)
+        values = stream[slot::100]
+        med = statistics.median(values)
+        up += sum(v - med > kind.spike / 2 for v in values)
+        down += sum(med - v > kind.spike / 2 for v in values)
+    expected = SPIKE_P * 20 * 10_000  # 100
     assert 0.5 * expected < up + down < 1.5 * expected
     assert up > down
 
@@ -54,8 +60,29 @@ def test_same_seed_same_signal_other_seed_other_signal() -> None:
     a, b, c = Fleet(seed=3), Fleet(seed=3), Fleet(seed=4)
     for f in (a, b, c):
         f.resize(50)
-    ra = [a.reading(i % 50, T) for i in range(2000)]
-    rb = [b.reading(i % 50, T) for i in range(2000)]
-    rc = [c.reading(i % 50, T) for i in range(2000)]
+    ra, rb, rc = a.readings(0, 2000, T), b.readings(0, 2000, T), c.readings(0, 2000, T)
+    assert len(ra) == 2000
     assert ra == rb
     assert ra != rc
+
+
+def test_chunking_does_not_change_the_signal() -> None:
+    """The producer asks for a rate's worth of readings at a time; how it cuts the stream
+    into calls must not change a single value."""
+    a, b = Fleet(seed=5), Fleet(seed=5)
+    for f in (a, b):
+        f.resize(37)
+    whole = a.readings(0, 37 * 300, T)
+    assert _series(b, 0, 300) == whole[0::37]
+    assert all(isinstance(v, float) for v in whole)
+
+
+def test_a_resized_fleet_keeps_its_sensors_state() -> None:
+    a, b = Fleet(seed=9), Fleet(seed=9)
+    a.resize(10)
+    b.resize(10)
+    a.readings(0, 100, T)
+    b.readings(0, 100, T)
+    b.resize(20)
+    b.resize(10)  # grown and shrunk back: the first ten sensors carry on where they were
+    assert a.readings(0, 50, T) == b.readings(0, 50, T)

@@ -243,7 +243,6 @@ class ProducerEngine:
         size = len(fleet)
         ids, keys = fleet.ids, fleet.keys
         take = self.seqs.take
-        reading = fleet.reading
         cfg = self.config
         dup, bad = cfg.duplicate_ratio, cfg.poison_ratio
         extras = dup > 0 or bad > 0
@@ -261,7 +260,7 @@ class ProducerEngine:
         slot = self._slot
         produced = 0
         try:
-            for _ in range(n):
+            for reading in fleet.readings(slot, n, wall):  # one array computation per round of the fleet
                 sid = ids[slot]
                 key = keys[slot]
                 value = dumps(
@@ -269,7 +268,7 @@ class ProducerEngine:
                         "sensor_id": sid,
                         "event_id": str(uuid7()),
                         "timestamp": iso,
-                        "value": reading(slot, wall),
+                        "value": reading,
                         "seq": take(sid),
                     }
                 )

@@ -3,15 +3,20 @@
 A reading is `base + daily cycle + slow drift + noise`, with rare spikes. The drift is a
 mean-reverting random walk, so a sensor wanders but stays plausible for its kind. Every
 sensor's shape is derived from (seed, index), so a restarted producer simulates the same
-fleet. State is kept column-wise in lists: this is the producer's hot path.
+fleet. State is kept column-wise in numpy arrays, and readings are drawn a round of the
+fleet at a time: this is the producer's hot path (one reading per event, computed element by
+element in Python, cost 1.8 us, most of the producer's own time per event; a round of a
+thousand costs a few hundredths of that each).
 """
 
 from __future__ import annotations
 
 import math
 import random
-from array import array
 from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
 
 
 @dataclass(frozen=True)
@@ -63,71 +68,96 @@ class Fleet:
         self.indices: list[int] = []
         self.ids: list[str] = []
         self.keys: list[bytes] = []
-        self._base: list[float] = []
-        self._cycle: list[float] = []
-        self._phase: list[float] = []
-        self._noise: list[float] = []
-        self._drift_step: list[float] = []
-        self._spike: list[float] = []
-        self._scale: list[float] = []
-        self._drift: list[float] = []
+        # per sensor, by slot: baseline, daily amplitude and phase, noise, drift step, spike,
+        # 10**decimals, and the drift's current value (the only state that changes)
+        self._base = _empty()
+        self._cycle = _empty()
+        self._phase = _empty()
+        self._noise = _empty()
+        self._drift_step = _empty()
+        self._spike = _empty()
+        self._scale = _empty()
+        self._drift = _empty()
         rng = random.Random(seed * 1_000_003 + shard)
-        self._gauss = array("d", (rng.gauss(0.0, 1.0) for _ in range(_TABLE)))
-        self._unif = array("d", (rng.random() for _ in range(_TABLE)))
+        self._gauss = np.fromiter((rng.gauss(0.0, 1.0) for _ in range(_TABLE)), dtype=np.float64, count=_TABLE)
+        self._unif = np.fromiter((rng.random() for _ in range(_TABLE)), dtype=np.float64, count=_TABLE)
+        self._steps = np.arange(0, dtype=np.int64)
         self._draw = 0
 
     def resize(self, total: int) -> None:
         """Own the sensors 0..total-1 that fall in this shard; existing ones keep their state."""
         wanted = [i for i in range(self.shard, total, self.shards)]
-        have = len(self.indices)
-        if len(wanted) < have:
-            del self.indices[len(wanted) :], self.ids[len(wanted) :], self.keys[len(wanted) :]
-            for col in (
-                self._base,
-                self._cycle,
-                self._phase,
-                self._noise,
-                self._drift_step,
-                self._spike,
-                self._scale,
-                self._drift,
-            ):
-                del col[len(wanted) :]
-            return
-        for i in wanted[have:]:
+        keep = min(len(wanted), len(self.indices))
+        del self.indices[keep:], self.ids[keep:], self.keys[keep:]
+        cols: list[list[float]] = [[] for _ in range(7)]
+        for i in wanted[keep:]:
             k = kind_of(i)
             r = random.Random(self.seed * 7_919 + i)
             self.indices.append(i)
             sid = sensor_id(i)
             self.ids.append(sid)
             self.keys.append(sid.encode())
-            self._base.append(r.uniform(*k.base))
-            self._cycle.append(k.cycle * r.uniform(0.5, 1.0))
-            self._phase.append(r.uniform(0, 2 * math.pi))
-            self._noise.append(k.noise)
-            self._drift_step.append(k.drift)
-            self._spike.append(k.spike)
-            self._scale.append(10.0**k.decimals)
-            self._drift.append(0.0)
+            for col, v in zip(
+                cols,
+                (
+                    r.uniform(*k.base),
+                    k.cycle * r.uniform(0.5, 1.0),
+                    r.uniform(0, 2 * math.pi),
+                    k.noise,
+                    k.drift,
+                    k.spike,
+                    10.0**k.decimals,
+                ),
+                strict=True,
+            ):
+                col.append(v)
+        base, cycle, phase, noise, step, spike, scale = cols
+        self._base = np.concatenate((self._base[:keep], base))
+        self._cycle = np.concatenate((self._cycle[:keep], cycle))
+        self._phase = np.concatenate((self._phase[:keep], phase))
+        self._noise = np.concatenate((self._noise[:keep], noise))
+        self._drift_step = np.concatenate((self._drift_step[:keep], step))
+        self._spike = np.concatenate((self._spike[:keep], spike))
+        self._scale = np.concatenate((self._scale[:keep], scale))
+        self._drift = np.concatenate((self._drift[:keep], np.zeros(len(wanted) - keep)))
+        self._steps = np.arange(len(wanted), dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def reading(self, slot: int, t: float) -> float:
-        """The next reading of the sensor in `slot` at epoch time `t` (seconds)."""
-        i = self._draw
-        self._draw = (i + 1) & _MASK
-        u = self._unif[i]
-        d = self._drift[slot] * 0.999 + (u - 0.5) * self._drift_step[slot]
-        self._drift[slot] = d
-        v = (
-            self._base[slot]
-            + self._cycle[slot] * math.sin(self._phase[slot] + t * _OMEGA)
-            + d
-            + self._gauss[i] * self._noise[slot]
-        )
-        s = self._unif[(i + _SPIKE_OFFSET) & _MASK]
-        if s < SPIKE_P:
-            v += self._spike[slot] * (1 if s < 0.7 * SPIKE_P else -1)  # 70% upward
-        scale = self._scale[slot]
-        return round(v * scale) / scale  # round(x) is C; round(x, n) goes through a string
+    def readings(self, slot: int, n: int, t: float) -> list[float]:
+        """The next `n` readings of the round-robin that starts at `slot`, at epoch time `t`
+        (seconds): slot, slot+1, ..., wrapping after the last sensor.
+
+        Computed a round at a time: within a round each sensor appears once, so its drift
+        (the one value carried from reading to reading) is updated in one array operation.
+        Each reading takes the next draw of the shared tables, in round-robin order.
+        """
+        size = len(self.indices)
+        out: list[float] = []
+        if size == 0:
+            return out
+        angle = t * _OMEGA
+        while n > 0:
+            end = min(size, slot + n)
+            m = end - slot
+            draws = (self._steps[:m] + self._draw) & _MASK
+            self._draw = (self._draw + m) & _MASK
+            at = slice(slot, end)
+            drift = self._drift[at] * 0.999 + (self._unif[draws] - 0.5) * self._drift_step[at]
+            self._drift[at] = drift
+            v = self._base[at] + self._cycle[at] * np.sin(self._phase[at] + angle) + drift
+            v += self._gauss[draws] * self._noise[at]
+            s = self._unif[(draws + _SPIKE_OFFSET) & _MASK]
+            spiked = s < SPIKE_P
+            if spiked.any():
+                v += np.where(spiked, np.where(s < 0.7 * SPIKE_P, 1.0, -1.0), 0.0) * self._spike[at]  # 70% up
+            scale = self._scale[at]
+            out += (np.rint(v * scale) / scale).tolist()  # rint rounds half to even, like round()
+            n -= m
+            slot = 0 if end == size else end
+        return out
+
+
+def _empty() -> NDArray[np.float64]:
+    return np.zeros(0, dtype=np.float64)
