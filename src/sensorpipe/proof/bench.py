@@ -31,7 +31,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from sensorpipe.contracts.events import encode_event
 from sensorpipe.runtime.bootstrap import ensure_topics
-from sensorpipe.runtime.kafka import classpath
+from sensorpipe.runtime.kafka import admin_client, classpath
 from sensorpipe.runtime.postgres import LocalPostgres
 from sensorpipe.runtime.procs import PlatformError
 from sensorpipe.settings import DatabaseSettings, KafkaSettings
@@ -136,13 +136,28 @@ class Bench:
         self.log = log
         self.quick = quick
         self.results: dict[str, Any] = {}
+        self.topics: list[str] = []  # created by this run, deleted after each stage
 
     # -- helpers -----------------------------------------------------------------------------
     def topic(self, name: str) -> KafkaSettings:
         t = f"bench_{name}_{uuid.uuid4().hex[:6]}"
         k = self.kafka.model_copy(update={"topic": t, "dlq_topic": f"{t}.dlq"})
+        self.topics += [t, f"{t}.dlq"]
         ensure_topics(k, topic=t, dlq_topic=f"{t}.dlq")
         return k
+
+    def drop_topics(self) -> None:
+        """Delete the topics this run created: a full run writes several GB of events, and
+        left behind they fill the disk within a day of benchmarking."""
+        if not self.topics:
+            return
+        admin = admin_client(self.kafka.bootstrap(), security_protocol=self.kafka.security_protocol)
+        for name, fut in admin.delete_topics(self.topics, operation_timeout=30).items():
+            try:
+                fut.result(60)
+            except KafkaException as e:
+                self.log(f"could not delete benchmark topic {name}: {e}")
+        self.topics = []
 
     def database(self, name: str) -> str:
         dsn = self.pg.create_database(f"bench_{name}")
@@ -464,7 +479,10 @@ class Bench:
         self.results.update({"machine": machine(), "quick": self.quick})
         for stage in stages:
             t0 = time.monotonic()
-            self.results[stage] = getattr(self, stage)()
+            try:
+                self.results[stage] = getattr(self, stage)()
+            finally:
+                self.drop_topics()
             self.results[stage]["stage_seconds"] = round(time.monotonic() - t0, 1)
             self.results[stage]["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
             (self.out / "bench.json").write_bytes(orjson.dumps(self.results, option=orjson.OPT_INDENT_2))
