@@ -35,13 +35,11 @@ APPLICATION_NAME = "sensorpipe-consumer"
 # because every element is a number or an id that the contract forbids to contain `"` or
 # `\` (see contracts.events), and every text element is quoted, so none reads as NULL.
 #
-# Normally a batch is one statement (_WRITE_ALL_NEW): it claims the batch's event ids in
-# processed_events and, only if every one was new, writes the rows: metrics, plus rollups,
-# sensor statistics and counters pre-aggregated in Python, so the server does no sorting or
-# grouping. When some ids were already there, or the last batch was a replay, the steps run
-# apart: statement 1 (_CLAIM, or _CLAIMED after a short claim) gives the ids that were
-# already there with their stored position and hash; statement 2 (_WRITE_NEW) writes only
-# the rows that were new; statement 3 (_WRITE_OTHERS) classifies the others as duplicates,
+# Statement 1 claims the batch's event ids in processed_events and returns the ids that were
+# already there (normally none) with their stored position and hash, in the same round trip.
+# Statement 2 writes only the rows that were new: metrics, plus rollups, sensor statistics
+# and counters pre-aggregated in Python, so the server does no sorting or grouping.
+# Statement 3 runs only when something was not new: it classifies those rows as duplicates,
 # redeliveries or conflicts.
 _CLAIM = """
 WITH b AS (
@@ -63,16 +61,13 @@ LEFT JOIN processed_events p ON p.event_id = b.event_id AND ins.event_id IS NULL
 WHERE ins.event_id IS NULL
 """
 
-# The new rows' statement, with a {guard} in each insert so that the same text also serves
-# the optimistic statement below. Placeholders are %(name)s; the guard is fixed text.
-_NEW_ROWS = """
-m AS (
+_WRITE_NEW = """
+WITH m AS (
     INSERT INTO metrics (ts, sensor_id, event_id, value, seq, kafka_partition, kafka_offset)
     SELECT timestamptz 'epoch' + ts_us * interval '1 microsecond', sensor_id, event_id, value, seq, kpart, koff
     FROM unnest(%(sensor_id)s::text[], %(event_id)s::text[], %(ts_us)s::int8[], %(value)s::float8[],
                 %(seq)s::int8[], %(kpart)s::int4[], %(koff)s::int8[])
          WITH ORDINALITY AS u(sensor_id, event_id, ts_us, value, seq, kpart, koff, ord)
-    {guard}
     ORDER BY ord
 ),
 r AS (
@@ -80,7 +75,6 @@ r AS (
     SELECT sensor_id, timestamptz 'epoch' + minute * interval '1 minute', count, sum, min, max
     FROM unnest(%(r_sensor)s::text[], %(r_minute)s::int8[], %(r_count)s::int8[], %(r_sum)s::float8[],
                 %(r_min)s::float8[], %(r_max)s::float8[]) AS u(sensor_id, minute, count, sum, min, max)
-    {guard}
     ON CONFLICT (sensor_id, minute) DO UPDATE SET
         count = t.count + excluded.count, sum = t.sum + excluded.sum,
         min = least(t.min, excluded.min), max = greatest(t.max, excluded.max)
@@ -90,7 +84,6 @@ rp AS (                         -- the all-sensor rollup, per partition (migrati
     SELECT kpart, timestamptz 'epoch' + minute * interval '1 minute', count, sum, min, max
     FROM unnest(%(p_part)s::int4[], %(p_minute)s::int8[], %(p_count)s::int8[], %(p_sum)s::float8[],
                 %(p_min)s::float8[], %(p_max)s::float8[]) AS u(kpart, minute, count, sum, min, max)
-    {guard}
     ON CONFLICT (minute, kafka_partition) DO UPDATE SET
         count = t.count + excluded.count, sum = t.sum + excluded.sum,
         min = least(t.min, excluded.min), max = greatest(t.max, excluded.max)
@@ -105,43 +98,14 @@ sst AS (                        -- the batch's first seq of a sensor is checked 
                 %(s_value)s::float8[], %(s_ts)s::int8[], %(s_gaps)s::int8[], %(s_viol)s::int8[])
          AS u(sensor_id, n, first_seq, last_seq, last_value, last_ts_us, gaps, violations)
     LEFT JOIN sensor_stats prev USING (sensor_id)
-    {guard}
     ON CONFLICT (sensor_id) DO UPDATE SET
         events = t.events + excluded.events, last_value = excluded.last_value, last_ts = excluded.last_ts,
         last_seq = excluded.last_seq, seq_gaps = t.seq_gaps + excluded.seq_gaps,
         order_violations = t.order_violations + excluded.order_violations, updated_at = clock_timestamp()
-),
-cnt AS (
-    INSERT INTO ingest_counters AS t (kafka_partition, stored)
-    SELECT * FROM unnest(%(c_part)s::int4[], %(c_stored)s::int8[]) AS u(kpart, stored)
-    {guard}
-    ON CONFLICT (kafka_partition) DO UPDATE SET stored = t.stored + excluded.stored, updated_at = clock_timestamp()
 )
-"""
-_WRITE_NEW = "WITH" + _NEW_ROWS.format(guard="") + "SELECT 1"
-
-# The common case in one statement: claim every id of the batch and, only if all of them
-# were new, write the rows too (each insert is guarded by the claimed count, which
-# PostgreSQL computes once, before any of them runs). Returns the claimed count; when it is
-# short, nothing but the claims was written, and the writer classifies with _CLAIMED.
-# This saves a round trip and the claim's join per batch (the rows' arrays are parsed once).
-_CLAIM_ALL = """WITH ins AS (
-    INSERT INTO processed_events (event_id, kafka_partition, kafka_offset, content_hash, event_ts)
-    SELECT event_id, kpart, koff, chash, timestamptz 'epoch' + ts_us * interval '1 microsecond'
-    FROM unnest(%(event_id)s::text[], %(kpart)s::int4[], %(koff)s::int8[], %(chash)s::int8[],
-                %(ts_us)s::int8[]) AS u(event_id, kpart, koff, chash, ts_us)
-    ON CONFLICT (event_id) DO NOTHING
-    RETURNING 1
-),
-claimed AS (SELECT count(*) AS n FROM ins),"""
-# composed once from the static texts above; no runtime input reaches it
-_WRITE_ALL_NEW = _CLAIM_ALL + _NEW_ROWS.format(guard="WHERE (SELECT n FROM claimed) = %(n)s") + "SELECT n FROM claimed"  # noqa: S608
-
-# After a short claim: for each id, whether this transaction claimed it (its row's xmin is
-# ours), else what was stored for it (NULL when a concurrent writer's row is not visible).
-_CLAIMED = """
-SELECT b.event_id, p.xmin = pg_current_xact_id()::xid, p.kafka_partition, p.kafka_offset, p.content_hash
-FROM unnest(%(event_id)s::text[]) AS b(event_id) LEFT JOIN processed_events p USING (event_id)
+INSERT INTO ingest_counters AS t (kafka_partition, stored)
+SELECT * FROM unnest(%(c_part)s::int4[], %(c_stored)s::int8[])
+ON CONFLICT (kafka_partition) DO UPDATE SET stored = t.stored + excluded.stored, updated_at = clock_timestamp()
 """
 
 # Copies that were not new. Duplicates and conflicts are recorded once per Kafka position in
@@ -305,10 +269,6 @@ class BatchWriter:
         self.idle_tx_timeout_ms = idle_tx_timeout_ms
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._known_days: set[date] = set()
-        # Whether the last batch was all new: then the next one is tried in one statement
-        # (_WRITE_ALL_NEW). A replay, where every id is already stored, claims first instead,
-        # so it does not send and parse its rows for nothing.
-        self._all_new = True
 
     def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -388,34 +348,20 @@ class BatchWriter:
                 conn.execute("SELECT pg_sleep(%s)", (slowdown_ms / 1000,))
             if n:
                 lit = _Literals(cand)
+                claimed = conn.execute(
+                    _CLAIM,
+                    {
+                        "event_id": lit.event_id,
+                        "kpart": lit.kpart,
+                        "koff": lit.koff,
+                        "chash": lit.chash,
+                        "ts_us": lit.ts_us,
+                    },
+                ).fetchall()
                 new = cand
-                claimed: list[tuple[Any, ...]] = []
-                if self._all_new:
-                    cur = conn.execute(
-                        _WRITE_ALL_NEW, {"n": len(cand), "chash": lit.chash, **lit.metrics(), **_aggregates(cand)}
-                    )
-                    row = cur.fetchone()
-                    if row is not None and row[0] == len(cand):
-                        stored = len(cand)
-                        new = Columns()  # written already
-                    else:  # only the claims were written: which ids were ours?
-                        rows = conn.execute(_CLAIMED, {"event_id": lit.event_id}).fetchall()
-                        claimed = [(r[0], *r[2:]) for r in rows if not r[1]]
-                else:
-                    claimed = conn.execute(
-                        _CLAIM,
-                        {
-                            "event_id": lit.event_id,
-                            "kpart": lit.kpart,
-                            "koff": lit.koff,
-                            "chash": lit.chash,
-                            "ts_us": lit.ts_us,
-                        },
-                    ).fetchall()
-                self._all_new = not claimed
                 if claimed:  # some ids were already stored: a replay, a re-send or a conflict
                     # rows come back as (event_id, partition, offset, hash), the last three
-                    # NULL for an id a concurrent writer claimed and that is not visible to us
+                    # NULL for an id a concurrent writer claimed meanwhile
                     existing = {r[0]: r for r in claimed}
                     keep = [i for i, e in enumerate(cand.event_id) if e not in existing]
                     new = cand.take(keep)
