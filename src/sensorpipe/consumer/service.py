@@ -57,11 +57,12 @@ log = logging.getLogger("sensorpipe.consumer")
 # background, on revoke and on close. A synchronous commit is never used: it can block the
 # batch loop indefinitely while the group coordinator moves (seen in the chaos suite).
 # Lag (in /api/pipeline, the dashboard and the benchmarks) is measured from committed offsets,
-# so this interval adds up to its own length of events to it. Measured at 10,000 events/s:
+# so this interval adds up to its own length of events to it: at 10,000 events/s,
 # per-partition lag swung between about 400 and 1,200 with 1 s, against 200 to 550 with
-# 250 ms, while event-to-row latency stayed near 250 ms. The price is four small
-# OffsetCommit requests a second per consumer.
-AUTO_COMMIT_INTERVAL_MS = 250
+# 250 ms. 250 ms was tried and taken back: with it, one clean-clone run of the fault suite
+# saw a consumer that lost its partitions during a broker freeze (commits failing with
+# UNKNOWN_MEMBER_ID) never get them back. Not proven to be the cause; 1 s has a long record.
+AUTO_COMMIT_INTERVAL_MS = 1_000
 
 
 class TransientError(RuntimeError):
