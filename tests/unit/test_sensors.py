@@ -9,18 +9,22 @@ from sensorpipe.producer.sensors import KINDS, SPIKE_P, Fleet, kind_of
 T = 1_795_000_000.0  # a fixed epoch second: the daily cycle is held still
 
 
-def _series(fleet: Fleet, slot: int, n: int) -> list[float]:
-    """Sensor `slot`'s next `n` readings, taken from the fleet's round-robin as the producer
-    draws it: in chunks of uneven sizes that start and end anywhere in a round."""
-    size = len(fleet)
+def _chunked(fleet: Fleet, total: int) -> list[float]:
+    """The fleet's next `total` readings, drawn as the producer draws them: in chunks of
+    uneven sizes that start and end anywhere in a round of the fleet."""
     got: list[float] = []
     start, chunk = 0, 1
-    while len(got) < n * size:
-        take = min(chunk, n * size - len(got))
+    while len(got) < total:
+        take = min(chunk, total - len(got))
         got += fleet.readings(start, take, T)
-        start = (start + take) % size
+        start = (start + take) % len(fleet)
         chunk = chunk * 3 % 1_009 + 1
-    return got[slot::size]
+    return got
+
+
+def _series(fleet: Fleet, slot: int, n: int) -> list[float]:
+    """Sensor `slot`'s next `n` readings."""
+    return _chunked(fleet, n * len(fleet))[slot :: len(fleet)]
 
 
 def test_each_kind_is_noisy_around_its_baseline_not_uniform() -> None:
@@ -73,7 +77,7 @@ def test_chunking_does_not_change_the_signal() -> None:
     for f in (a, b):
         f.resize(37)
     whole = a.readings(0, 37 * 300, T)
-    assert _series(b, 0, 300) == whole[0::37]
+    assert _chunked(b, 37 * 300) == whole
     assert all(isinstance(v, float) for v in whole)
 
 
