@@ -23,6 +23,7 @@ from sensorpipe.contracts.events import H_POISON
 from sensorpipe.runtime.bootstrap import ensure_topics
 from sensorpipe.runtime.supervisor import Platform
 from sensorpipe.settings import ConsumerSettings, DatabaseSettings
+from sensorpipe.storage import queries
 from sensorpipe.storage.migrate import migrate
 
 from .helpers import ApiServer, Ev, produce, produce_events, scalar, wait_until
@@ -145,18 +146,22 @@ def test_readings_filter_by_sensor_and_range(api: Api) -> None:
     assert [d["seq"] for d in data] == list(range(10, 20))
 
 
-def test_aggregates_from_rollups_equal_raw(api: Api) -> None:
+# 1m is the rollup's own grain, read without regrouping; 15m regroups it.
+@pytest.mark.parametrize(("bucket", "interval"), [("15m", "15 minutes"), ("1m", "1 minute")])
+def test_aggregates_from_rollups_equal_raw(api: Api, bucket: str, interval: str) -> None:
     start, end = api.t0.isoformat(), (api.t0 + timedelta(hours=2)).isoformat()
     rolled = get(
-        api, "/api/readings/aggregate", sensor_id=["sensor-00001", "sensor-00004"], start=start, end=end, bucket="15m"
+        api, "/api/readings/aggregate", sensor_id=["sensor-00001", "sensor-00004"], start=start, end=end, bucket=bucket
     ).json()
     assert rolled["source"] == "metrics_1m"
     with psycopg.connect(api.dsn) as conn:
         raw = conn.execute(
-            "SELECT sensor_id, date_bin('15 minutes', ts, timestamptz 'epoch'), count(*), min(value), max(value),"
+            "SELECT sensor_id, date_bin(%s::interval, ts, timestamptz 'epoch'), count(*), min(value), max(value),"
             " avg(value) FROM metrics WHERE sensor_id IN ('sensor-00001', 'sensor-00004') GROUP BY 1, 2"
-            " ORDER BY 2, 1"
+            " ORDER BY 2, 1",
+            (interval,),
         ).fetchall()
+    assert len(raw) > 2
     got = [
         (d["sensor_id"], datetime.fromisoformat(d["bucket"]), d["count"], d["min"], d["max"], pytest.approx(d["avg"]))
         for d in rolled["data"]
@@ -190,6 +195,18 @@ def test_summary(api: Api) -> None:
         end=(api.t0 + timedelta(hours=2)).isoformat(),
     ).json()
     assert one["events"] == PER_SENSOR and one["sensors"] == 1
+
+
+def test_summary_percentiles_from_a_sample(api: Api) -> None:
+    """Past SAMPLE_ROWS matching rows, percentiles come from a block sample and say so."""
+    lo, hi = api.t0, api.t0 + timedelta(hours=2)
+    with psycopg.connect(api.dsn) as conn:
+        whole = queries.summary(conn, None, lo, hi)
+        sampled = queries.summary(conn, None, lo, hi, sample_rows=SENSORS * PER_SENSOR // 2)
+    assert whole.percentiles_exact and not sampled.percentiles_exact
+    assert sampled.events == whole.events and sampled.min is not None and sampled.max is not None
+    assert sampled.p50 is not None and sampled.p95 is not None
+    assert sampled.min <= sampled.p50 <= sampled.p95 <= sampled.max
 
 
 def test_sensors_list_detail_and_events(api: Api) -> None:
