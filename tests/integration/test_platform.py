@@ -116,8 +116,17 @@ def test_daily_partitions_and_retention(db_dsn: str) -> None:
         ).fetchone()
         assert created == (12,)
         assert conn.execute("SELECT sensorpipe_ensure_metrics_partitions(%s, %s)", (today, today)).fetchone() == (0,)
+        # one rollup row on each side of the window's edge, in every rollup
+        old, kept = (datetime(*(today - timedelta(days=d)).timetuple()[:3], 23, tzinfo=UTC) for d in (8, 7))
+        for t in (old, kept):
+            conn.execute("INSERT INTO metrics_1m VALUES ('s', %s, 1, 1, 1, 1)", (t,))
+            conn.execute("INSERT INTO metrics_1m_partition VALUES (0, %s, 1, 1, 1, 1)", (t,))
+            conn.execute("INSERT INTO metrics_1h_partition VALUES (0, %s, 1, 1, 1, 1)", (t,))
         dropped = conn.execute("SELECT sensorpipe_apply_retention(7)").fetchone()
         assert dropped == (3,)  # days today-10, -9, -8 are older than the 7-day window
+        rollups = {"metrics_1m": "minute", "metrics_1m_partition": "minute", "metrics_1h_partition": "hour"}
+        for table, col in rollups.items():
+            assert [r[0] for r in conn.execute(f"SELECT {col} FROM {table}")] == [kept], table
         names = {
             r[0]
             for r in conn.execute(

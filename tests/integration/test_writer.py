@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import psycopg
+import pytest
 
+from sensorpipe.storage import queries
 from sensorpipe.storage.writer import BatchWriter, Columns
 
 from .helpers import scalar
@@ -126,3 +129,41 @@ def test_rollups_equal_raw_aggregates(db_dsn: str) -> None:
     assert len(raw_p) > 12
     assert raw_p == rolled_p  # the all-sensor rollup, per partition, too
     w.close()
+
+
+def test_hourly_rollup_and_summaries_across_hour_edges(db_dsn: str) -> None:
+    """The hourly rollup equals the raw rows per partition and hour, and a summary whose range
+    cuts hours mid-way (whole hours from it, the ends from the minute rollup) equals the raw
+    rows whose minute starts inside the range."""
+    w = BatchWriter(db_dsn, retention_days=7)
+    base = int(time.time() // 3600 - 4) * 3600 * 1_000_000  # a whole hour, four hours ago
+    rows = [(f"s{i % 5}", i // 5, float((i * 37) % 101) - 50, i % 12, i) for i in range(1200)]
+    for k in range(0, 1200, 100):  # twelve batches, 17 minutes apart: 3 h 7 min in all
+        w.write(_cols(rows[k : k + 100], base + k // 100 * 17 * 60_000_000), [])
+    w.close()
+    with psycopg.connect(db_dsn) as conn:
+        raw_h = conn.execute(
+            "SELECT kafka_partition, date_bin('1 hour', ts, timestamptz 'epoch'), count(*), sum(value),"
+            " min(value), max(value) FROM metrics GROUP BY 1, 2 ORDER BY 1, 2"
+        ).fetchall()
+        rolled_h = conn.execute(
+            "SELECT kafka_partition, hour, count, sum, min, max FROM metrics_1h_partition ORDER BY 1, 2"
+        ).fetchall()
+        assert len({r[1] for r in raw_h}) == 4
+        assert [(*r[:3], pytest.approx(r[3]), *r[4:]) for r in rolled_h] == raw_h
+        t0 = datetime.fromtimestamp(base / 1e6, UTC)
+        for lo, hi in [
+            (t0 + timedelta(minutes=20), t0 + timedelta(hours=2, minutes=40)),  # two ends and a whole hour
+            (t0 + timedelta(minutes=10, seconds=30), t0 + timedelta(minutes=50)),  # inside one hour
+            (t0, t0 + timedelta(hours=3)),  # whole hours only
+            (t0 + timedelta(minutes=40), t0 + timedelta(hours=1, minutes=30)),  # across one edge, no whole hour
+        ]:
+            got = queries.summary(conn, None, lo, hi)
+            want = conn.execute(
+                "SELECT count(*), min(value), max(value), avg(value), count(DISTINCT sensor_id) FROM metrics"
+                " WHERE date_trunc('minute', ts) >= %s AND date_trunc('minute', ts) < %s",
+                (lo, hi),
+            ).fetchone()
+            assert want is not None and want[0] > 0
+            assert (got.events, got.min, got.max) == want[:3], (lo, hi)
+            assert got.avg == pytest.approx(want[3])

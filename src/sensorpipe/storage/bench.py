@@ -45,6 +45,11 @@ INSERT INTO metrics_1m_partition (kafka_partition, minute, count, sum, min, max)
 SELECT kafka_partition, date_trunc('minute', ts), count(*), sum(value), min(value), max(value)
 FROM metrics GROUP BY 1, 2
 """
+_LOAD_HOURLY_ROLLUP = """
+INSERT INTO metrics_1h_partition (kafka_partition, hour, count, sum, min, max)
+SELECT kafka_partition, date_bin('1 hour', minute, timestamptz 'epoch'), sum(count), sum(sum), min(min), max(max)
+FROM metrics_1m_partition GROUP BY 1, 2
+"""
 _LOAD_STATS = """
 INSERT INTO sensor_stats (sensor_id, events, last_value, last_ts, last_seq)
 SELECT DISTINCT ON (sensor_id) sensor_id, count(*) OVER (PARTITION BY sensor_id), value, ts, seq
@@ -112,6 +117,7 @@ def load_readings(dsn: str, rows: int, sensors: int) -> None:
         conn.execute(_LOAD, {"rows": rows, "sensors": sensors, "salt": str(rows)})
         conn.execute(_LOAD_ROLLUP)
         conn.execute(_LOAD_PARTITION_ROLLUP)
+        conn.execute(_LOAD_HOURLY_ROLLUP)
         conn.execute(_LOAD_STATS)
         conn.execute(_LOAD_COUNTERS)
         conn.commit()
@@ -119,6 +125,7 @@ def load_readings(dsn: str, rows: int, sensors: int) -> None:
         conn.execute("VACUUM ANALYZE metrics")
         conn.execute("VACUUM ANALYZE metrics_1m")
         conn.execute("VACUUM ANALYZE metrics_1m_partition")
+        conn.execute("VACUUM ANALYZE metrics_1h_partition")
         conn.execute("VACUUM ANALYZE sensor_stats")
 
 

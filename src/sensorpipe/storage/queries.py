@@ -7,8 +7,9 @@ Every connection of the API's pool runs under a `statement_timeout`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -124,9 +125,10 @@ def aggregate_json(
 
 
 # -- summary ----------------------------------------------------------------------------------
-# Sums over every sensor read the per-partition rollup (12 rows a minute); with sensors, the
-# per-sensor rollup. Distinct sensors are probed per sensor in the rollup's index, not counted
-# with DISTINCT over millions of rollup rows.
+# Sums over every sensor read the per-partition rollups: whole hours of the range from the
+# hourly one (12 rows an hour, migration 006), the partial hours at its two ends from the
+# minute one; see `_hour_split`. With sensors, the per-sensor rollup. Distinct sensors are
+# probed per sensor in the rollup's index, not counted with DISTINCT over millions of rows.
 _SUMMARY_ROLLUP = {
     True: """
         SELECT coalesce(sum(count), 0)::bigint AS count, min(min) AS min, max(max) AS max,
@@ -142,8 +144,29 @@ _SUMMARY_ROLLUP = {
                         SELECT 1 FROM metrics_1m m
                         WHERE m.sensor_id = s.sensor_id AND m.minute >= %(start)s AND m.minute < %(end)s))
                END AS sensors
-        FROM metrics_1m_partition WHERE minute >= %(start)s AND minute < %(end)s""",
+        FROM (SELECT count, sum, min, max FROM metrics_1h_partition WHERE hour >= %(h0)s AND hour < %(h1)s
+              UNION ALL
+              SELECT count, sum, min, max FROM metrics_1m_partition WHERE minute >= %(start)s AND minute < %(m0)s
+              UNION ALL
+              SELECT count, sum, min, max FROM metrics_1m_partition WHERE minute >= %(m1)s AND minute < %(end)s
+             ) r""",
 }
+
+
+def _hour_split(start: datetime, end: datetime) -> dict[str, datetime]:
+    """[h0, h1): the whole hours inside [start, end); [start, m0) and [m1, end): the rest.
+
+    A rollup row counts when its bucket starts inside the range, as everywhere else: an hour
+    is whole when all of its minutes would count. Without a whole hour, the minutes cover the
+    range alone and the hours' range is empty.
+    """
+    h0 = datetime.fromtimestamp(math.ceil(start.timestamp() / 3600) * 3600, UTC)
+    h1 = datetime.fromtimestamp(math.floor(end.timestamp() / 3600) * 3600, UTC)
+    if h0 >= h1:
+        return {"h0": end, "h1": end, "m0": end, "m1": end}
+    return {"h0": h0, "h1": h1, "m0": h0, "m1": h1}
+
+
 _FIRST_LAST = {
     True: """
         SELECT (SELECT min(ts) FROM metrics WHERE sensor_id = ANY(%(sensors)s)
@@ -159,7 +182,7 @@ _FIRST_LAST = {
 # fixed seed so that the same data gives the same answer. A block holds readings of one
 # moment, so the spread comes from how many moments are sampled more than from the row count:
 # on the benchmark's 10 M readings over 24 h, twelve seeds put p50 within 1.8% and p95 within
-# 1.4% of the exact values with 5,000 rows, and barely closer with 20,000 (1.1%, 1.0%), which
+# 1.4% of the exact values with 5,000 rows, and barely closer with 20,000 (1.4%, 1.0%), which
 # cost 6-16 ms a request against 3-4 ms.
 SAMPLE_ROWS = 5_000
 _PCT_EXACT = {
@@ -219,6 +242,8 @@ def summary(
 ) -> Summary:
     s = bool(sensors)
     params: dict[str, Any] = {"sensors": sensors, "start": start, "end": end}
+    if not s:
+        params.update(_hour_split(start, end))
     with conn.cursor(row_factory=dict_row) as cur:
         agg = cur.execute(_SUMMARY_ROLLUP[s], params).fetchone() or {}
         fl = cur.execute(_FIRST_LAST[s], params).fetchone() or {}

@@ -88,6 +88,16 @@ rp AS (                         -- the all-sensor rollup, per partition (migrati
         count = t.count + excluded.count, sum = t.sum + excluded.sum,
         min = least(t.min, excluded.min), max = greatest(t.max, excluded.max)
 ),
+rph AS (                        -- the same per hour, for summaries of whole hours (migration 006)
+    INSERT INTO metrics_1h_partition AS t (kafka_partition, hour, count, sum, min, max)
+    SELECT kpart, timestamptz 'epoch' + (minute / 60) * interval '1 hour', sum(count), sum(sum), min(min), max(max)
+    FROM unnest(%(p_part)s::int4[], %(p_minute)s::int8[], %(p_count)s::int8[], %(p_sum)s::float8[],
+                %(p_min)s::float8[], %(p_max)s::float8[]) AS u(kpart, minute, count, sum, min, max)
+    GROUP BY 1, 2
+    ON CONFLICT (hour, kafka_partition) DO UPDATE SET
+        count = t.count + excluded.count, sum = t.sum + excluded.sum,
+        min = least(t.min, excluded.min), max = greatest(t.max, excluded.max)
+),
 sst AS (                        -- the batch's first seq of a sensor is checked against its stored last seq
     INSERT INTO sensor_stats AS t (sensor_id, events, last_value, last_ts, last_seq, seq_gaps, order_violations)
     SELECT u.sensor_id, u.n, u.last_value, timestamptz 'epoch' + u.last_ts_us * interval '1 microsecond',
