@@ -13,10 +13,12 @@ import httpx
 import psycopg
 import pytest
 import schemathesis
+from confluent_kafka import Consumer, Producer, TopicPartition
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 
 from sensorpipe.api.app import ApiConfig
+from sensorpipe.api.pipeline import PipelineMonitor
 from sensorpipe.consumer.metrics import ConsumerMetrics
 from sensorpipe.consumer.service import ConsumerService
 from sensorpipe.contracts.events import H_POISON
@@ -243,6 +245,34 @@ def test_pipeline_lag_matches_a_consumer_at_a_known_offset(api: Api) -> None:
     assert sum(p["high_watermark"] for p in body["partitions"]) == SENSORS * PER_SENSOR + 2 + 40
     assert body["dlq_messages"] == 2
     assert len(body["trend"]) >= 2
+
+
+def test_pipeline_lag_seconds_is_the_age_of_the_oldest_unconsumed_message(platform: Platform) -> None:
+    """Messages stamped 3 h, 2 h and 1 h ago on one partition: with the group's offset at the
+    first of them, then at the second, lag in seconds is that message's age. The monitor peeks
+    once per committed offset, so the move proves it reads the new one, not its memory."""
+    suffix = uuid.uuid4().hex[:8]
+    topic, group = f"lagage_{suffix}", f"g-lagage-{suffix}"
+    kafka = platform.kafka_settings.model_copy(update={"topic": topic, "dlq_topic": f"{topic}.dlq"})
+    ensure_topics(kafka, topic=topic, dlq_topic=f"{topic}.dlq", partitions=1)
+    now = time.time()
+    stamps = [now - 3 * 3600, now - 2 * 3600, now - 3600]
+    p = Producer({"bootstrap.servers": kafka.bootstrap()})
+    for ts in stamps:
+        p.produce(topic, key=b"sensor-00001", value=b"{}", timestamp=int(ts * 1000))
+    assert p.flush(30) == 0
+    committer = Consumer({"bootstrap.servers": kafka.bootstrap(), "group.id": group, "enable.auto.commit": False})
+    monitor = PipelineMonitor(kafka.bootstrap(), topic, f"{topic}.dlq", group, lambda: None)
+    try:
+        for offset in (0, 1):
+            committer.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
+            (part,) = monitor.sample().partitions
+            assert (part.committed, part.lag) == (offset, 3 - offset)
+            age = time.time() - stamps[offset]
+            assert age - 5 <= part.lag_seconds <= age + 5, (offset, part.lag_seconds, age)
+    finally:
+        monitor.stop()
+        committer.close()
 
 
 def test_config_writes_need_the_token_and_are_versioned(api: Api) -> None:
