@@ -82,6 +82,13 @@ _AGG_SENSOR_MINUTES = """
         FROM metrics_1m
         WHERE sensor_id = ANY(%(sensors)s) AND minute >= %(start)s AND minute < %(end)s
         ORDER BY minute, sensor_id"""
+# One sensor: its rows come in key order, so there is nothing to sort (with = ANY the planner
+# cannot know that a single sensor is asked for).
+_AGG_ONE_SENSOR_MINUTES = """
+        SELECT sensor_id, minute AS bucket, count, min, max, sum / count AS avg
+        FROM metrics_1m
+        WHERE sensor_id = %(sensor)s AND minute >= %(start)s AND minute < %(end)s
+        ORDER BY minute"""
 _AGG_RAW = {
     True: """
         SELECT sensor_id, date_bin(%(bucket)s, ts, timestamptz 'epoch') AS bucket,
@@ -110,6 +117,7 @@ _AGG_JSON = {
     for with_sensors in (True, False)
 }
 _AGG_SENSOR_MINUTES_JSON = _as_json_array(_AGG_SENSOR_MINUTES)
+_AGG_ONE_SENSOR_MINUTES_JSON = _as_json_array(_AGG_ONE_SENSOR_MINUTES)
 
 
 def aggregate_json(
@@ -118,8 +126,17 @@ def aggregate_json(
     """Like `aggregate`, but the rows come back as one JSON array built by PostgreSQL, so the
     API sends them on without touching each row in Python. Returns (json, source)."""
     use_rollup = bucket_s >= 60 and bucket_s % 60 == 0
-    sql = _AGG_SENSOR_MINUTES_JSON if bucket_s == 60 and sensors else _AGG_JSON[(use_rollup, bool(sensors))]
-    params = {"sensors": sensors, "start": start, "end": end, "bucket": timedelta(seconds=bucket_s)}
+    if bucket_s == 60 and sensors:
+        sql = _AGG_ONE_SENSOR_MINUTES_JSON if len(sensors) == 1 else _AGG_SENSOR_MINUTES_JSON
+    else:
+        sql = _AGG_JSON[(use_rollup, bool(sensors))]
+    params = {
+        "sensors": sensors,
+        "sensor": sensors[0] if sensors else None,
+        "start": start,
+        "end": end,
+        "bucket": timedelta(seconds=bucket_s),
+    }
     row = conn.execute(sql, params).fetchone()
     return (row[0] if row else "[]").encode(), "metrics_1m" if use_rollup else "metrics"
 
