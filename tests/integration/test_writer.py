@@ -85,6 +85,46 @@ def test_replay_duplicates_and_conflicts_are_told_apart(db_dsn: str) -> None:
     w.close()
 
 
+def test_a_batch_mixing_new_rows_redeliveries_a_duplicate_and_a_conflict(db_dsn: str) -> None:
+    """The new rows among them are exactly the ones stored, wherever they sit in the batch
+    (the claim returns redeliveries as positions per partition, the others one by one)."""
+    w = BatchWriter(db_dsn, retention_days=7)
+    now = int(time.time() * 1e6)
+    stored = _cols([(f"s{i % 3}", i, float(i), i % 2, 100 + i) for i in range(10)], now)
+    assert w.write(stored, []).stored == 10
+    fresh = _cols([(f"s{i % 3}", 50 + i, float(i), i % 2, 200 + i) for i in range(6)], now)
+    mixed = Columns()
+    picks: list[tuple[Columns, int, int, int]] = [  # (source, row, offset, hash); -1 keeps the source's
+        (fresh, 0, -1, -1),
+        (stored, 2, -1, -1),  # redelivered, partition 0
+        (stored, 3, -1, -1),  # redelivered, partition 1
+        (fresh, 1, -1, -1),
+        (stored, 4, 300, -1),  # the same event at another offset: a duplicate
+        (fresh, 2, -1, -1),
+        (stored, 5, 301, 777),  # the same id with other content: a conflict
+        (stored, 7, -1, -1),  # redelivered, partition 1
+        (fresh, 3, -1, -1),
+    ]
+    for src, i, off, h in picks:
+        mixed.append(
+            src.event_id[i],
+            src.sensor_id[i],
+            src.ts_us[i],
+            src.value[i],
+            src.seq[i],
+            src.kpart[i],
+            src.koff[i] if off < 0 else off,
+            src.chash[i] if h < 0 else h,
+        )
+    r = w.write(mixed, [])
+    assert (r.stored, r.redeliveries, r.duplicates, r.conflicts) == (4, 3, 1, 1)
+    with psycopg.connect(db_dsn) as conn:
+        ids = {row[0] for row in conn.execute("SELECT event_id FROM metrics")}
+        assert conn.execute("SELECT count(*) FROM processed_events").fetchone() == (14,)
+    assert ids == set(stored.event_id) | set(fresh.event_id[:4])
+    w.close()
+
+
 def test_duplicate_pair_in_a_redelivered_batch_counts_once(db_dsn: str) -> None:
     w = BatchWriter(db_dsn, retention_days=7)
     now = int(time.time() * 1e6)

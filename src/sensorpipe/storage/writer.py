@@ -35,8 +35,11 @@ APPLICATION_NAME = "sensorpipe-consumer"
 # because every element is a number or an id that the contract forbids to contain `"` or
 # `\` (see contracts.events), and every text element is quoted, so none reads as NULL.
 #
-# Statement 1 claims the batch's event ids in processed_events and returns the ids that were
-# already there (normally none) with their stored position and hash, in the same round trip.
+# Statement 1 claims the batch's event ids in processed_events and, in the same round trip,
+# says which were already there (normally none): a copy read again from the position it was
+# stored from (a redelivery, and every row of a replay) comes back only as a count and a list
+# of positions per partition; any other (a duplicate or conflict candidate) as a row with
+# what was stored for it.
 # Statement 2 writes only the rows that were new: metrics, plus rollups, sensor statistics
 # and counters pre-aggregated in Python, so the server does no sorting or grouping.
 # Statement 3 runs only when something was not new: it classifies those rows as duplicates,
@@ -44,21 +47,29 @@ APPLICATION_NAME = "sensorpipe-consumer"
 _CLAIM = """
 WITH b AS (
     SELECT * FROM unnest(%(event_id)s::text[], %(kpart)s::int4[], %(koff)s::int8[], %(chash)s::int8[],
-                         %(ts_us)s::int8[]) AS u(event_id, kpart, koff, chash, ts_us)
+                         %(ts_us)s::int8[]) WITH ORDINALITY AS u(event_id, kpart, koff, chash, ts_us, ord)
 ),
 ins AS (
     INSERT INTO processed_events (event_id, kafka_partition, kafka_offset, content_hash, event_ts)
     SELECT event_id, kpart, koff, chash, timestamptz 'epoch' + ts_us * interval '1 microsecond' FROM b
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
-)
+),
 -- The ids that were already there, with what was stored for them. The main query sees the
 -- snapshot from before the insert, so a row claimed by a concurrent writer that committed
 -- meanwhile has no match here (stored_* NULL) and counts as a duplicate.
-SELECT b.event_id, p.kafka_partition, p.kafka_offset, p.content_hash
-FROM b LEFT JOIN ins USING (event_id)
-LEFT JOIN processed_events p ON p.event_id = b.event_id AND ins.event_id IS NULL
-WHERE ins.event_id IS NULL
+x AS (
+    SELECT b.ord - 1 AS pos, b.kpart, p.kafka_partition AS spart, p.kafka_offset AS soff, p.content_hash AS shash,
+           p.kafka_partition = b.kpart AND p.kafka_offset = b.koff AND p.content_hash = b.chash AS again
+    FROM b LEFT JOIN ins USING (event_id)
+    LEFT JOIN processed_events p ON p.event_id = b.event_id AND ins.event_id IS NULL
+    WHERE ins.event_id IS NULL
+)
+SELECT true AS again, kpart, count(*)::int8 AS n, string_agg(pos::text, ',') AS positions,
+       NULL::int4 AS spart, NULL::int8 AS soff, NULL::int8 AS shash
+FROM x WHERE again GROUP BY kpart
+UNION ALL
+SELECT false, kpart, 1, pos::text, spart, soff, shash FROM x WHERE again IS NOT TRUE
 """
 
 _WRITE_NEW = """
@@ -370,23 +381,8 @@ class BatchWriter:
                 ).fetchall()
                 new = cand
                 if claimed:  # some ids were already stored: a replay, a re-send or a conflict
-                    # rows come back as (event_id, partition, offset, hash), the last three
-                    # NULL for an id a concurrent writer claimed meanwhile
-                    existing = {r[0]: r for r in claimed}
-                    keep = [i for i, e in enumerate(cand.event_id) if e not in existing]
-                    new = cand.take(keep)
+                    new = self._not_claimed(cand, claimed, others)
                     lit = _Literals(new)
-                    redelivered = others.redelivered
-                    for i, e in enumerate(cand.event_id):
-                        got = existing.get(e)
-                        if got is None:
-                            continue
-                        part, off = cand.kpart[i], cand.koff[i]
-                        if got[1] == part and got[2] == off and got[3] == cand.chash[i]:
-                            # the common case of a replay, counted here without a call per row
-                            redelivered[part] = redelivered.get(part, 0) + 1
-                        else:
-                            others.classify(cand, i, None if got[1] is None else (got[1], got[2], got[3]))
                 if new.event_id:
                     conn.execute(_WRITE_NEW, {**lit.metrics(), **_aggregates(new)})
                     stored = len(new)
@@ -411,6 +407,30 @@ class BatchWriter:
             if before_commit is not None:
                 before_commit()  # still inside the transaction (the chaos suite's failpoint)
         return BatchResult(stored, duplicates, redeliveries, conflicts, len(dead))
+
+    @staticmethod
+    def _not_claimed(cand: Columns, claimed: list[tuple[Any, ...]], others: _Others) -> Columns:
+        """The candidates that were new, given _CLAIM's rows for those that were not: per
+        partition, the count and positions of redeliveries; one row for each other one, with
+        its stored (partition, offset, hash), NULL for an id a concurrent writer claimed."""
+        redelivered = others.redelivered
+        again: list[str] = []
+        other: list[tuple[int, Any, Any, Any]] = []  # position, stored (partition, offset, hash)
+        seen = 0
+        for is_again, part, n, positions, spart, soff, shash in claimed:
+            seen += n
+            if is_again:
+                redelivered[part] = redelivered.get(part, 0) + n
+                again.append(positions)
+            else:
+                other.append((int(positions), spart, soff, shash))
+        for i, spart, soff, shash in sorted(other):
+            others.classify(cand, i, None if spart is None else (spart, soff, shash))
+        if seen == len(cand):  # a pure replay: nothing is new, and no position is parsed
+            return Columns()
+        taken = {int(i) for i in ",".join(again).split(",")} if again else set()
+        taken.update(o[0] for o in other)
+        return cand.take([i for i in range(len(cand)) if i not in taken])
 
 
 class _Literals:
