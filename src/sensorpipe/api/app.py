@@ -479,8 +479,10 @@ def create_app(cfg: ApiConfig) -> FastAPI:
 
     # -- pipeline ---------------------------------------------------------------------------
     @app.get("/api/pipeline", response_model=s.PipelinePublic, responses={503: {"model": s.Problem}}, tags=["pipeline"])
-    def get_pipeline() -> Any:
+    async def get_pipeline() -> Any:
         """Lag per partition, its trend and drain estimate, the group, rates, stalls and the DLQ size."""
+        # async: it only reads the monitor's latest sample, so it runs on the event loop
+        # without a hand-off to the threadpool.
         sample = monitor.latest
         if sample is None:
             raise HTTPException(503, "no pipeline sample yet; Kafka may be starting", headers={"Retry-After": "1"})
@@ -543,7 +545,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
 
     # -- health -----------------------------------------------------------------------------
     @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
 
