@@ -7,9 +7,12 @@
 -- all-visible, which it does for every minute that is no longer being written).
 -- metrics_1m_partition gets the same for GET /api/summary, which sums a day of it.
 --
--- The cost: an upsert that changes count/sum/min/max now also rewrites the key's index entry
--- (no HOT update). The consumer's rollup upserts are one row per sensor and minute per batch,
--- not one per event.
+-- The cost: an upsert that changes count/sum/min/max is no longer a HOT update, so it adds
+-- entries to both of metrics_1m's indexes. The consumer upserts one row per sensor and minute
+-- per batch; at 20,000 events/s over 2,000 sensors that is close to one per event. Measured
+-- end to end at that rate (40 s runs, interleaved): PostgreSQL CPU 36.8 and 37.2 us per event
+-- with the plain key, 39.1 and 39.3 with this one. Kept for the reads: a cold read of one
+-- sensor's day took 506 ms through the heap against a few ms from the index.
 -- ON CONFLICT (sensor_id, minute) and (minute, kafka_partition) still infer these keys:
 -- INCLUDE columns are not key columns. On a large existing store this rebuilds both keys
 -- inside this migration's transaction.
