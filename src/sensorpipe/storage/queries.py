@@ -82,13 +82,7 @@ _AGG_SENSOR_MINUTES = """
         FROM metrics_1m
         WHERE sensor_id = ANY(%(sensors)s) AND minute >= %(start)s AND minute < %(end)s
         ORDER BY minute, sensor_id"""
-# One sensor: its rows come in key order, so there is nothing to sort (with = ANY the planner
-# cannot know that a single sensor is asked for).
-_AGG_ONE_SENSOR_MINUTES = """
-        SELECT sensor_id, minute AS bucket, count, min, max, sum / count AS avg
-        FROM metrics_1m
-        WHERE sensor_id = %(sensor)s AND minute >= %(start)s AND minute < %(end)s
-        ORDER BY minute"""
+
 _AGG_RAW = {
     True: """
         SELECT sensor_id, date_bin(%(bucket)s, ts, timestamptz 'epoch') AS bucket,
@@ -117,7 +111,6 @@ _AGG_JSON = {
     for with_sensors in (True, False)
 }
 _AGG_SENSOR_MINUTES_JSON = _as_json_array(_AGG_SENSOR_MINUTES)
-_AGG_ONE_SENSOR_MINUTES_JSON = _as_json_array(_AGG_ONE_SENSOR_MINUTES)
 
 
 def aggregate_json(
@@ -126,25 +119,54 @@ def aggregate_json(
     """Like `aggregate`, but the rows come back as one JSON array built by PostgreSQL, so the
     API sends them on without touching each row in Python. Returns (json, source)."""
     use_rollup = bucket_s >= 60 and bucket_s % 60 == 0
-    if bucket_s == 60 and sensors:
-        sql = _AGG_ONE_SENSOR_MINUTES_JSON if len(sensors) == 1 else _AGG_SENSOR_MINUTES_JSON
-    else:
-        sql = _AGG_JSON[(use_rollup, bool(sensors))]
-    params = {
-        "sensors": sensors,
-        "sensor": sensors[0] if sensors else None,
-        "start": start,
-        "end": end,
-        "bucket": timedelta(seconds=bucket_s),
-    }
+    sql = _AGG_SENSOR_MINUTES_JSON if bucket_s == 60 and sensors else _AGG_JSON[(use_rollup, bool(sensors))]
+    params = {"sensors": sensors, "start": start, "end": end, "bucket": timedelta(seconds=bucket_s)}
     row = conn.execute(sql, params).fetchone()
     return (row[0] if row else "[]").encode(), "metrics_1m" if use_rollup else "metrics"
+
+
+# -- one sensor's minutes, by the hour --------------------------------------------------------
+# For the API's cache of whole hours (api.hours). A rollup row only changes by gaining events
+# (its count goes up) or by retention deleting whole days, so an hour of one sensor whose
+# (rows, events) are unchanged holds exactly the same rows and values: that pair is the
+# hour's fingerprint. Reading the fingerprints is an index-only scan of the covering key.
+_SENSOR_HOURS = """
+        SELECT date_bin('1 hour', minute, timestamptz 'epoch') AS hour, count(*) AS n, sum(count)::bigint AS events
+        FROM metrics_1m
+        WHERE sensor_id = %(sensor)s AND minute >= %(start)s AND minute < %(end)s
+        GROUP BY 1 ORDER BY 1"""
+# The rows of the given hours inside [start, end), as one JSON array per hour, each with the
+# fingerprint of what it was rendered from (the same snapshot).
+_SENSOR_HOURS_JSON = """
+        SELECT date_bin('1 hour', x.bucket, timestamptz 'epoch') AS hour, count(*) AS n,
+               sum(x.count)::bigint AS events, json_agg(x ORDER BY x.bucket)::text AS rows
+        FROM (SELECT sensor_id, minute AS bucket, count, min, max, sum / count AS avg
+              FROM metrics_1m
+              WHERE sensor_id = %(sensor)s AND minute >= %(start)s AND minute < %(end)s
+                AND date_bin('1 hour', minute, timestamptz 'epoch') = ANY(%(hours)s::timestamptz[])) x
+        GROUP BY 1 ORDER BY 1"""
+
+
+def sensor_hours(
+    conn: psycopg.Connection[Any], sensor: str, start: datetime, end: datetime
+) -> list[tuple[datetime, int, int]]:
+    """(hour, rows, events) of each hour of `sensor` with rollup rows in [start, end)."""
+    rows = conn.execute(_SENSOR_HOURS, {"sensor": sensor, "start": start, "end": end}).fetchall()
+    return [(r[0], int(r[1]), int(r[2])) for r in rows]
+
+
+def sensor_hours_json(
+    conn: psycopg.Connection[Any], sensor: str, start: datetime, end: datetime, hours: list[datetime]
+) -> list[tuple[datetime, int, int, bytes]]:
+    """(hour, rows, events, JSON array of the rows) for each of `hours` with rows in [start, end)."""
+    params = {"sensor": sensor, "start": start, "end": end, "hours": hours}
+    return [(r[0], int(r[1]), int(r[2]), r[3].encode()) for r in conn.execute(_SENSOR_HOURS_JSON, params)]
 
 
 # -- summary ----------------------------------------------------------------------------------
 # Sums over every sensor read the per-partition rollups: whole hours of the range from the
 # hourly one (12 rows an hour, migration 006), the partial hours at its two ends from the
-# minute one; see `_hour_split`. With sensors, the per-sensor rollup. Distinct sensors are
+# minute one; see `hour_split`. With sensors, the per-sensor rollup. Distinct sensors are
 # probed per sensor in the rollup's index, not counted with DISTINCT over millions of rows.
 _SUMMARY_ROLLUP = {
     True: """
@@ -170,7 +192,7 @@ _SUMMARY_ROLLUP = {
 }
 
 
-def _hour_split(start: datetime, end: datetime) -> dict[str, datetime]:
+def hour_split(start: datetime, end: datetime) -> dict[str, datetime]:
     """[h0, h1): the whole hours inside [start, end); [start, m0) and [m1, end): the rest.
 
     A rollup row counts when its bucket starts inside the range, as everywhere else: an hour
@@ -260,7 +282,7 @@ def summary(
     s = bool(sensors)
     params: dict[str, Any] = {"sensors": sensors, "start": start, "end": end}
     if not s:
-        params.update(_hour_split(start, end))
+        params.update(hour_split(start, end))
     with conn.cursor(row_factory=dict_row) as cur:
         agg = cur.execute(_SUMMARY_ROLLUP[s], params).fetchone() or {}
         fl = cur.execute(_FIRST_LAST[s], params).fetchone() or {}

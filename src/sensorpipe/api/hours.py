@@ -1,0 +1,92 @@
+"""One sensor's 1-minute aggregate, with its whole hours cached as rendered JSON.
+
+A dashboard asks for the same sensor's last day again and again, and PostgreSQL spends most
+of such a request writing 1,440 rows as JSON. Whole hours of it are kept here, keyed by
+(sensor, hour), and reused while the hour's fingerprint, (rows, events) of its rollup rows,
+is unchanged: a rollup row only changes by gaining events, so an unchanged fingerprint means
+unchanged rows (see `storage.queries.sensor_hours`). Every request reads the fingerprints
+(one index-only scan) and renders only what is missing, changed, or a partial hour at either
+end of its range. A response is therefore never staler than the fingerprints it read.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from sensorpipe.storage import queries
+
+_HOUR = timedelta(hours=1)
+
+Key = tuple[str, datetime]
+
+
+class HourCache:
+    """Rendered whole hours, least recently used out first beyond `max_bytes`; thread-safe
+    (sync routes run on the threadpool)."""
+
+    def __init__(self, max_bytes: int = 32 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[Key, tuple[int, int, bytes]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Key, rows: int, events: int) -> bytes | None:
+        with self._lock:
+            got = self._items.get(key)
+            if got is None or got[:2] != (rows, events):
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return got[2]
+
+    def put(self, key: Key, rows: int, events: int, data: bytes) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old[2])
+            self._items[key] = (rows, events, data)
+            self._bytes += len(data)
+            while self._bytes > self.max_bytes and self._items:
+                _k, (_r, _e, dropped) = self._items.popitem(last=False)
+                self._bytes -= len(dropped)
+
+
+def _floor_hour(t: datetime) -> datetime:
+    return datetime.fromtimestamp(t.timestamp() // 3600 * 3600, UTC)
+
+
+def sensor_minutes(
+    conn: psycopg.Connection[Any], cache: HourCache, sensor: str, start: datetime, end: datetime
+) -> bytes:
+    """The JSON array `/api/readings/aggregate` returns for one sensor in 1-minute buckets
+    over [start, end): the same rows, in the same order, as the uncached statement."""
+    split = queries.hour_split(start, end)
+    h0, h1 = split["h0"], split["h1"]  # whole hours: [h0, h1), empty when h0 == h1
+    ready: dict[datetime, bytes] = {}
+    wanted: list[datetime] = []
+    if h0 < h1:
+        for hour, rows, events in queries.sensor_hours(conn, sensor, h0, h1):
+            got = cache.get((sensor, hour), rows, events)
+            if got is None:
+                wanted.append(hour)
+            else:
+                ready[hour] = got
+    # the partial hours at either end are rendered every time, cut to the range
+    for edge in {_floor_hour(start), _floor_hour(end - timedelta(microseconds=1))}:
+        if not (h0 <= edge and edge + _HOUR <= h1) and edge < end:
+            wanted.append(edge)
+    if wanted:
+        for hour, rows, events, data in queries.sensor_hours_json(conn, sensor, start, end, sorted(wanted)):
+            if h0 <= hour and hour + _HOUR <= h1:
+                cache.put((sensor, hour), rows, events, data)
+            ready[hour] = data
+    # each part is a JSON array: join their insides
+    return b"[" + b",".join(ready[h][1:-1] for h in sorted(ready)) + b"]"
