@@ -1,4 +1,4 @@
-"""The API's cache of whole hours of one sensor's 1-minute aggregate, against the database."""
+"""The API's cache of whole hours of one sensor's aggregate, against the database."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import psycopg
+import pytest
 
-from sensorpipe.api.hours import HourCache, sensor_minutes
+from sensorpipe.api.hours import HourCache, cacheable, sensor_buckets
 from sensorpipe.storage import queries
 from sensorpipe.storage.writer import BatchWriter, Columns
 
@@ -25,7 +26,8 @@ def _events(start_us: int, n: int, step_us: int, sensors: tuple[str, ...], first
     return c
 
 
-def test_whole_hours_are_served_from_the_cache_until_their_rows_change(db_dsn: str) -> None:
+@pytest.mark.parametrize(("bucket_s", "rows"), [(60, 165), (300, 33)])  # 35+60+60+10 minutes; 7+12+12+2 buckets
+def test_whole_hours_are_served_from_the_cache_until_their_rows_change(db_dsn: str, bucket_s: int, rows: int) -> None:
     w = BatchWriter(db_dsn, retention_days=7)
     base = int(time.time() // 3600 - 5) * 3600 * 1_000_000  # a whole hour, five hours ago
     w.write(_events(base, 600, 20_000_000, ("a", "b"), 0), [])  # a reading every 20 s for 3 h 20 min
@@ -34,26 +36,37 @@ def test_whole_hours_are_served_from_the_cache_until_their_rows_change(db_dsn: s
     cache = HourCache()
     with psycopg.connect(db_dsn, autocommit=True) as conn:
 
-        def uncached() -> list[dict[str, object]]:
-            data, _source = queries.aggregate_json(conn, ["a"], lo, hi, 60)
-            rows: list[dict[str, object]] = orjson.loads(data)
-            return rows
+        def uncached(a: datetime = lo, b: datetime = hi) -> list[dict[str, object]]:
+            data, _source = queries.aggregate_json(conn, ["a"], a, b, bucket_s)
+            out: list[dict[str, object]] = orjson.loads(data)
+            return out
 
-        first = sensor_minutes(conn, cache, "a", lo, hi)
+        first = sensor_buckets(conn, cache, "a", lo, hi, bucket_s)
         want = uncached()
-        assert orjson.loads(first) == want and len(want) == 165  # 35 + 60 + 60 + 10 minutes
+        assert orjson.loads(first) == want and len(want) == rows
         assert (cache.hits, cache.misses) == (0, 2)
-        again = sensor_minutes(conn, cache, "a", lo, hi)
+        again = sensor_buckets(conn, cache, "a", lo, hi, bucket_s)
         assert again == first and (cache.hits, cache.misses) == (2, 2)
         # a late event in the first whole hour, and one of another sensor in the second
         w.write(_events(base + 90 * MINUTE_US + 5, 1, 1, ("a",), 10_000), [])
         w.write(_events(base + 150 * MINUTE_US + 5, 1, 1, ("b",), 10_001), [])
-        after = sensor_minutes(conn, cache, "a", lo, hi)
+        after = sensor_buckets(conn, cache, "a", lo, hi, bucket_s)
         assert after != first and orjson.loads(after) == uncached()
         assert (cache.hits, cache.misses) == (3, 3)  # the second hour of "a" did not change
-        # a range without a whole hour, and one ending on an hour
-        for a, b in [(t0 + timedelta(minutes=70), t0 + timedelta(minutes=110)), (t0, t0 + timedelta(hours=2))]:
-            assert orjson.loads(sensor_minutes(conn, cache, "a", a, b)) == orjson.loads(
-                queries.aggregate_json(conn, ["a"], a, b, 60)[0]
-            )
+        # a range without a whole hour, one ending on an hour, and one cutting a bucket
+        for a, b in [
+            (t0 + timedelta(minutes=70), t0 + timedelta(minutes=110)),
+            (t0, t0 + timedelta(hours=2)),
+            (t0 + timedelta(minutes=62, seconds=30), t0 + timedelta(hours=2, minutes=3)),
+        ]:
+            assert orjson.loads(sensor_buckets(conn, cache, "a", a, b, bucket_s)) == uncached(a, b)
+        # the same hours in another bucket size are other entries
+        other = 300 if bucket_s == 60 else 60
+        assert orjson.loads(sensor_buckets(conn, cache, "a", lo, hi, other)) == orjson.loads(
+            queries.aggregate_json(conn, ["a"], lo, hi, other)[0]
+        )
     w.close()
+
+
+def test_only_buckets_that_divide_an_hour_are_cached() -> None:
+    assert [s for s in (1, 30, 60, 300, 420, 900, 3600, 7200, 86_400) if cacheable(s)] == [60, 300, 900, 3600]

@@ -11,7 +11,7 @@ def test_the_cache_keeps_to_its_size() -> None:
     cache = HourCache(max_bytes=100)
     t = datetime(2026, 1, 1, tzinfo=UTC)
     for h in range(5):
-        cache.put(("a", t + timedelta(hours=h)), 1, 1, b"x" * 30)
-    assert cache.get(("a", t), 1, 1) is None  # the oldest went first
-    assert cache.get(("a", t + timedelta(hours=4)), 1, 1) == b"x" * 30
-    assert cache.get(("a", t + timedelta(hours=4)), 1, 2) is None  # another fingerprint: a miss
+        cache.put(("a", 60, t + timedelta(hours=h)), 1, 1, b"x" * 30)
+    assert cache.get(("a", 60, t), 1, 1) is None  # the oldest went first
+    assert cache.get(("a", 60, t + timedelta(hours=4)), 1, 1) == b"x" * 30
+    assert cache.get(("a", 60, t + timedelta(hours=4)), 1, 2) is None  # another fingerprint: a miss

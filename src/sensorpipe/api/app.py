@@ -75,7 +75,7 @@ class ApiConfig:
     write_window_s: float = 10.0
     monitor_interval_s: float = 1.0
     security_protocol: str = "PLAINTEXT"
-    hour_cache_bytes: int = 32 << 20  # rendered whole hours of one sensor's minutes (api.hours)
+    hour_cache_bytes: int = 32 << 20  # rendered whole hours of one sensor's buckets (api.hours)
 
 
 class WriteLimiter:
@@ -363,8 +363,8 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         if (hi - lo).total_seconds() / secs > MAX_BUCKETS:
             raise HTTPException(400, f"at most {MAX_BUCKETS} buckets per sensor: use a larger bucket")
         with db.connection() as c:
-            if secs == 60 and ids is not None and len(ids) == 1:  # a sensor's chart: whole hours cached
-                data, source = hours.sensor_minutes(c, hour_cache, ids[0], lo, hi), "metrics_1m"
+            if ids is not None and len(ids) == 1 and hours.cacheable(secs):  # a sensor's chart: whole hours cached
+                data, source = hours.sensor_buckets(c, hour_cache, ids[0], lo, hi, secs), "metrics_1m"
             else:
                 data, source = queries.aggregate_json(c, ids, lo, hi, secs)
         # PostgreSQL built the array; the envelope is written around it without parsing it.

@@ -1,8 +1,10 @@
-"""One sensor's 1-minute aggregate, with its whole hours cached as rendered JSON.
+"""One sensor's aggregate in buckets that divide an hour, with its whole hours cached as
+rendered JSON.
 
-A dashboard asks for the same sensor's last day again and again, and PostgreSQL spends most
-of such a request writing 1,440 rows as JSON. Whole hours of it are kept here, keyed by
-(sensor, hour), and reused while the hour's fingerprint, (rows, events) of its rollup rows,
+A dashboard asks for the same sensor's last hours again and again, and PostgreSQL spends most
+of such a request writing the buckets as JSON (1,440 rows for a day of minutes). Whole hours
+are kept here, keyed by (sensor, bucket, hour), and reused while the hour's fingerprint,
+(rows, events) of its rollup rows,
 is unchanged: a rollup row only changes by gaining events, so an unchanged fingerprint means
 unchanged rows (see `storage.queries.sensor_hours`). Every request reads the fingerprints
 (one index-only scan) and renders only what is missing, changed, or a partial hour at either
@@ -22,7 +24,7 @@ from sensorpipe.storage import queries
 
 _HOUR = timedelta(hours=1)
 
-Key = tuple[str, datetime]
+Key = tuple[str, int, datetime]  # sensor, bucket seconds, hour
 
 
 class HourCache:
@@ -63,18 +65,24 @@ def _floor_hour(t: datetime) -> datetime:
     return datetime.fromtimestamp(t.timestamp() // 3600 * 3600, UTC)
 
 
-def sensor_minutes(
-    conn: psycopg.Connection[Any], cache: HourCache, sensor: str, start: datetime, end: datetime
+def cacheable(bucket_s: int) -> bool:
+    """Buckets of whole minutes that divide an hour: no bucket spans two hours."""
+    return bucket_s % 60 == 0 and 3600 % bucket_s == 0
+
+
+def sensor_buckets(
+    conn: psycopg.Connection[Any], cache: HourCache, sensor: str, start: datetime, end: datetime, bucket_s: int
 ) -> bytes:
-    """The JSON array `/api/readings/aggregate` returns for one sensor in 1-minute buckets
-    over [start, end): the same rows, in the same order, as the uncached statement."""
+    """The JSON array `/api/readings/aggregate` returns for one sensor over [start, end) in
+    buckets of `bucket_s` (see `cacheable`): the same rows, in the same order, as the
+    uncached statement."""
     split = queries.hour_split(start, end)
     h0, h1 = split["h0"], split["h1"]  # whole hours: [h0, h1), empty when h0 == h1
     ready: dict[datetime, bytes] = {}
     wanted: list[datetime] = []
     if h0 < h1:
         for hour, rows, events in queries.sensor_hours(conn, sensor, h0, h1):
-            got = cache.get((sensor, hour), rows, events)
+            got = cache.get((sensor, bucket_s, hour), rows, events)
             if got is None:
                 wanted.append(hour)
             else:
@@ -84,9 +92,9 @@ def sensor_minutes(
         if not (h0 <= edge and edge + _HOUR <= h1) and edge < end:
             wanted.append(edge)
     if wanted:
-        for hour, rows, events, data in queries.sensor_hours_json(conn, sensor, start, end, sorted(wanted)):
+        for hour, rows, events, data in queries.sensor_hours_json(conn, sensor, start, end, sorted(wanted), bucket_s):
             if h0 <= hour and hour + _HOUR <= h1:
-                cache.put((sensor, hour), rows, events, data)
+                cache.put((sensor, bucket_s, hour), rows, events, data)
             ready[hour] = data
     # each part is a JSON array: join their insides
     return b"[" + b",".join(ready[h][1:-1] for h in sorted(ready)) + b"]"

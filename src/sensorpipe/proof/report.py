@@ -188,7 +188,8 @@ def render(r: dict[str, Any], command: str) -> str:
             f"{a['rows']:,} readings of 2,000 sensors over 24 h (loaded with SQL in {a['load_seconds']} s); "
             f"`wrk -c10 -t2 --latency` per endpoint.",
             "",
-            "The API keeps the rendered whole hours of one sensor's 1-minute aggregate and checks each against "
+            "The API keeps the rendered whole hours of one sensor's aggregate (buckets that divide an hour) and "
+            "checks each against "
             "the hour's (rows, events) fingerprint on every request (`src/sensorpipe/api/hours.py`). The first "
             "aggregate row repeats one sensor, as a refreshing chart does, so its whole hours come from that "
             "cache; the second asks for a different sensor each time, so they are rendered afresh.",

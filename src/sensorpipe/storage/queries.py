@@ -135,10 +135,11 @@ _SENSOR_HOURS = """
         FROM metrics_1m
         WHERE sensor_id = %(sensor)s AND minute >= %(start)s AND minute < %(end)s
         GROUP BY 1 ORDER BY 1"""
-# The rows of the given hours inside [start, end), as one JSON array per hour, each with the
-# fingerprint of what it was rendered from (the same snapshot).
-# Each hour is its own index range scan (LATERAL), so only the wanted hours are read.
-_SENSOR_HOURS_JSON = """
+# The given hours inside [start, end), each as one JSON array of its rows or buckets (a bucket
+# divides an hour, so no bucket spans two), with the fingerprint of the rows they were computed
+# from, in the same snapshot. Each hour is its own index range scan (LATERAL). Minutes are the
+# rollup's own rows: one scan, no regrouping.
+_SENSOR_HOURS_MINUTES_JSON = """
         SELECT h.hour, count(*) AS n, sum(x.count)::bigint AS events, json_agg(x ORDER BY x.bucket)::text AS rows
         FROM unnest(%(hours)s::timestamptz[]) AS h(hour)
         CROSS JOIN LATERAL (
@@ -148,6 +149,27 @@ _SENSOR_HOURS_JSON = """
               AND minute >= greatest(h.hour, %(start)s) AND minute < least(h.hour + interval '1 hour', %(end)s)
         ) x
         GROUP BY h.hour ORDER BY h.hour"""
+_SENSOR_HOURS_JSON = """
+        SELECT h.hour, f.n, f.events, x.rows
+        FROM unnest(%(hours)s::timestamptz[]) AS h(hour)
+        CROSS JOIN LATERAL (
+            SELECT count(*) AS n, sum(count)::bigint AS events
+            FROM metrics_1m
+            WHERE sensor_id = %(sensor)s
+              AND minute >= greatest(h.hour, %(start)s) AND minute < least(h.hour + interval '1 hour', %(end)s)
+        ) f
+        CROSS JOIN LATERAL (
+            SELECT json_agg(b ORDER BY b.bucket)::text AS rows
+            FROM (SELECT sensor_id, date_bin(%(bucket)s, minute, timestamptz 'epoch') AS bucket,
+                         sum(count)::bigint AS count, min(min) AS min, max(max) AS max,
+                         sum(sum) / sum(count) AS avg
+                  FROM metrics_1m
+                  WHERE sensor_id = %(sensor)s
+                    AND minute >= greatest(h.hour, %(start)s) AND minute < least(h.hour + interval '1 hour', %(end)s)
+                  GROUP BY 1, 2) b
+        ) x
+        WHERE f.n > 0
+        ORDER BY h.hour"""
 
 
 def sensor_hours(
@@ -159,11 +181,18 @@ def sensor_hours(
 
 
 def sensor_hours_json(
-    conn: psycopg.Connection[Any], sensor: str, start: datetime, end: datetime, hours: list[datetime]
+    conn: psycopg.Connection[Any],
+    sensor: str,
+    start: datetime,
+    end: datetime,
+    hours: list[datetime],
+    bucket_s: int = 60,
 ) -> list[tuple[datetime, int, int, bytes]]:
-    """(hour, rows, events, JSON array of the rows) for each of `hours` with rows in [start, end)."""
-    params = {"sensor": sensor, "start": start, "end": end, "hours": hours}
-    return [(r[0], int(r[1]), int(r[2]), r[3].encode()) for r in conn.execute(_SENSOR_HOURS_JSON, params)]
+    """(hour, rows, events, JSON array of its buckets) for each of `hours` with rows in
+    [start, end); `bucket_s` must divide an hour into whole minutes."""
+    params = {"sensor": sensor, "start": start, "end": end, "hours": hours, "bucket": timedelta(seconds=bucket_s)}
+    sql = _SENSOR_HOURS_MINUTES_JSON if bucket_s == 60 else _SENSOR_HOURS_JSON
+    return [(r[0], int(r[1]), int(r[2]), r[3].encode()) for r in conn.execute(sql, params)]
 
 
 # -- summary ----------------------------------------------------------------------------------
