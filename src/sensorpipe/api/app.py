@@ -32,7 +32,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sensorpipe.api import hours
 from sensorpipe.api import schemas as s
-from sensorpipe.api.hours import HourCache
 from sensorpipe.api.pipeline import PipelineMonitor, as_dict
 from sensorpipe.contracts.config import PipelineConfig
 from sensorpipe.contracts.events import ID_PATTERN, ID_PATTERN_PORTABLE, MAX_ID_LEN
@@ -172,8 +171,8 @@ async def get_pool(request: Request) -> ConnectionPool[psycopg.Connection[Any]]:
 
     Routes hold a connection only around their queries: `with db.connection() as c`. This is
     an async function, and not a generator yielding a connection, because FastAPI runs a sync
-    or generator dependency in its threadpool: that was two more thread hand-offs per request
-    on top of the route's own, measurable at hundreds of requests a second.
+    or generator dependency in its threadpool: two more thread hand-offs per request on top of
+    the route's own.
     """
     pool: ConnectionPool[psycopg.Connection[Any]] = request.app.state.pool
     return pool
@@ -243,7 +242,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
     req_seconds = Histogram("sensorpipe_api_request_seconds", "Request latency", ["route"], registry=registry)
     req_errors = Counter("sensorpipe_api_errors", "Responses with status >= 500", ["route"], registry=registry)
     limiter = WriteLimiter(cfg.write_limit, cfg.write_window_s)
-    hour_cache = HourCache(cfg.hour_cache_bytes)
+    hour_cache = hours.HourCache(cfg.hour_cache_bytes)
 
     def configure(conn: psycopg.Connection[Any]) -> None:
         conn.execute(f"SET statement_timeout = {int(cfg.statement_timeout_ms)}")

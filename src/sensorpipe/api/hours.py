@@ -4,11 +4,11 @@ rendered JSON.
 A dashboard asks for the same sensor's last hours again and again, and PostgreSQL spends most
 of such a request writing the buckets as JSON (1,440 rows for a day of minutes). Whole hours
 are kept here, keyed by (sensor, bucket, hour), and reused while the hour's fingerprint,
-(rows, events) of its rollup rows,
-is unchanged: a rollup row only changes by gaining events, so an unchanged fingerprint means
-unchanged rows (see `storage.queries.sensor_hours`). Every request reads the fingerprints
-(one index-only scan) and renders only what is missing, changed, or a partial hour at either
-end of its range. A response is therefore never staler than the fingerprints it read.
+(rows, events) of its rollup rows, is unchanged: a rollup row only changes by gaining events,
+so an unchanged fingerprint means unchanged rows (see `storage.queries.sensor_hours`). Every
+request reads the fingerprints (one index-only scan) and renders only what is missing,
+changed, or a partial hour at either end of its range. A response is therefore never staler
+than the fingerprints it read.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def sensor_buckets(
                 ready[hour] = got
     # the partial hours at either end are rendered every time, cut to the range
     for edge in {_floor_hour(start), _floor_hour(end - timedelta(microseconds=1))}:
-        if not (h0 <= edge and edge + _HOUR <= h1) and edge < end:
+        if not (h0 <= edge and edge + _HOUR <= h1):
             wanted.append(edge)
     if wanted:
         for hour, rows, events, data in queries.sensor_hours_json(conn, sensor, start, end, sorted(wanted), bucket_s):

@@ -241,18 +241,16 @@ class PipelineMonitor:
                 targets.append(TopicPartition(self.topic, p, start))
         if not targets:
             return out
-        starts = {tp.partition: tp.offset for tp in targets}
-        todo = len(targets)
+        starts = {tp.partition: tp.offset for tp in targets}  # the partitions still to peek
         try:
             self._peek.assign(targets)
             deadline = time.monotonic() + 1.0
-            while todo and time.monotonic() < deadline:
+            while starts and time.monotonic() < deadline:
                 for m in self._peek.consume(len(targets), timeout=0.2):
                     p = int(m.partition() or 0)
                     if m.error() is not None or p not in starts:
                         continue
                     start = starts.pop(p)
-                    todo -= 1
                     _kind, ts_ms = m.timestamp()
                     if ts_ms > 0:
                         out[p] = ts_ms / 1000

@@ -664,18 +664,13 @@ end
 def _wrk(url: str, seconds: int, script: str | None = None) -> dict[str, Any]:
     if shutil.which("wrk") is None:
         raise PlatformError("the API benchmark needs wrk: apt-get install wrk (`make bench` installs it)")
-    with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
-        lua.write(script or "")
-        lua.flush()
-        out = subprocess.run(
-            ["wrk", "-c10", "-t2", f"-d{seconds}s", "--latency", "--timeout", "10s"]
-            + (["-s", lua.name] if script else [])
-            + [url],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=seconds + 60,
-        )
+    cmd = ["wrk", "-c10", "-t2", f"-d{seconds}s", "--latency", "--timeout", "10s", url]
+    with tempfile.TemporaryDirectory() as tmp:
+        if script:
+            lua = Path(tmp) / "requests.lua"
+            lua.write_text(script)
+            cmd[-1:-1] = ["-s", str(lua)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=seconds + 60)
     pct: dict[str, float] = {}
     for line in out.stdout.splitlines():
         m = _WRK_LINE.match(line)

@@ -74,8 +74,8 @@ _AGG_ROLLUP = {
         WHERE minute >= %(start)s AND minute < %(end)s
         GROUP BY 2 ORDER BY 2""",
 }
-# A bucket of exactly one minute is the rollup's own grain: a sensor's rows are the buckets,
-# read in key order by an index-only scan with no regrouping (migration 005). Same rows and
+# A bucket of exactly one minute is the rollup's own grain: the rows are the buckets, read by
+# an index-only scan with no regrouping (migration 005). Same rows and
 # values as the grouped statement: a minute's row is its only member.
 _AGG_SENSOR_MINUTES = """
         SELECT sensor_id, minute AS bucket, count, min, max, sum / count AS avg
@@ -138,7 +138,8 @@ _SENSOR_HOURS = """
 # The given hours inside [start, end), each as one JSON array of its rows or buckets (a bucket
 # divides an hour, so no bucket spans two), with the fingerprint of the rows they were computed
 # from, in the same snapshot. Each hour is its own index range scan (LATERAL). Minutes are the
-# rollup's own rows: one scan, no regrouping.
+# rollup's own rows: one scan, no regrouping (25 hours of one sensor: 4.1 ms median against
+# 5.6 ms for the general statement, 15 interleaved runs).
 _SENSOR_HOURS_MINUTES_JSON = """
         SELECT h.hour, count(*) AS n, sum(x.count)::bigint AS events, json_agg(x ORDER BY x.bucket)::text AS rows
         FROM unnest(%(hours)s::timestamptz[]) AS h(hour)
@@ -253,8 +254,8 @@ _FIRST_LAST = {
 # fixed seed so that the same data gives the same answer. A block holds readings of one
 # moment, so the spread comes from how many moments are sampled more than from the row count:
 # on the benchmark's 10 M readings over 24 h, twelve seeds put p50 within 1.8% and p95 within
-# 1.4% of the exact values with 5,000 rows, and barely closer with 20,000 (1.4%, 1.0%), which
-# cost 6-16 ms a request against 3-4 ms.
+# 1.4% of the exact values with 5,000 rows, and barely closer with 20,000 (1.4%, 1.0%), whose
+# statement took 7-16 ms (medians of five runs) against 2-4 ms.
 SAMPLE_ROWS = 5_000
 _PCT_EXACT = {
     True: """

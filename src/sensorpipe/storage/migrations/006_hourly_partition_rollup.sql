@@ -1,7 +1,7 @@
 -- 006: an hourly rollup over all sensors, per Kafka partition.
 --
 -- GET /api/summary over every sensor summed a day of metrics_1m_partition: 17,280 rows
--- (12 partitions x 1,440 minutes), the largest part of its cost. Whole hours of a range now
+-- (12 partitions x 1,440 minutes), 4.4-5.6 ms (medians) of its statements. Whole hours now
 -- come from here (288 rows a day) and only the partial hours at its two ends from the minute
 -- rollup. The consumer writes it in the same transaction as the other rollups; hours are UTC
 -- (date_bin from the epoch), independent of the session's time zone.
