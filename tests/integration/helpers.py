@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +91,16 @@ def scalar(dsn: str, sql: str, params: tuple[Any, ...] = ()) -> Any:
     with psycopg.connect(dsn) as conn:
         row = conn.execute(sql, params).fetchone()
         return row[0] if row else None
+
+
+def read_side(dsn: str, query: Callable[[psycopg.AsyncConnection[Any]], Awaitable[Any]]) -> Any:
+    """Run one of the read side's async queries (storage.queries) on a fresh connection."""
+
+    async def run() -> Any:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            return await query(conn)
+
+    return asyncio.run(run())
 
 
 def wait_until(pred: Callable[[], bool], timeout: float, what: str, step: float = 0.2) -> None:

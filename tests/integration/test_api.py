@@ -28,7 +28,7 @@ from sensorpipe.settings import ConsumerSettings, DatabaseSettings
 from sensorpipe.storage import queries
 from sensorpipe.storage.migrate import migrate
 
-from .helpers import ApiServer, Ev, produce, produce_events, scalar, wait_until
+from .helpers import ApiServer, Ev, produce, produce_events, read_side, scalar, wait_until
 
 TOKEN = "test-admin-token"
 SENSORS = 6
@@ -207,9 +207,8 @@ def test_summary(api: Api) -> None:
 def test_summary_percentiles_from_a_sample(api: Api) -> None:
     """Past SAMPLE_ROWS matching rows, percentiles come from a block sample and say so."""
     lo, hi = api.t0, api.t0 + timedelta(hours=2)
-    with psycopg.connect(api.dsn) as conn:
-        whole = queries.summary(conn, None, lo, hi)
-        sampled = queries.summary(conn, None, lo, hi, sample_rows=SENSORS * PER_SENSOR // 2)
+    whole = read_side(api.dsn, lambda c: queries.summary(c, None, lo, hi))
+    sampled = read_side(api.dsn, lambda c: queries.summary(c, None, lo, hi, sample_rows=SENSORS * PER_SENSOR // 2))
     assert whole.percentiles_exact and not sampled.percentiles_exact
     assert sampled.events == whole.events and sampled.min is not None and sampled.max is not None
     assert sampled.p50 is not None and sampled.p95 is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -34,37 +35,41 @@ def test_whole_hours_are_served_from_the_cache_until_their_rows_change(db_dsn: s
     t0 = datetime.fromtimestamp(base / 1e6, UTC)
     lo, hi = t0 + timedelta(minutes=25), t0 + timedelta(hours=3, minutes=10)  # whole hours: +1 h, +2 h
     cache = HourCache()
-    with psycopg.connect(db_dsn, autocommit=True) as conn:
 
-        def uncached(a: datetime = lo, b: datetime = hi) -> list[dict[str, object]]:
-            data, _source = queries.aggregate_json(conn, ["a"], a, b, bucket_s)
-            out: list[dict[str, object]] = orjson.loads(data)
-            return out
+    async def scenario() -> None:
+        async with await psycopg.AsyncConnection.connect(db_dsn, autocommit=True) as conn:
 
-        first = sensor_buckets(conn, cache, "a", lo, hi, bucket_s)
-        want = uncached()
-        assert orjson.loads(first) == want and len(want) == rows
-        assert (cache.hits, cache.misses) == (0, 2)
-        again = sensor_buckets(conn, cache, "a", lo, hi, bucket_s)
-        assert again == first and (cache.hits, cache.misses) == (2, 2)
-        # a late event in the first whole hour, and one of another sensor in the second
-        w.write(_events(base + 90 * MINUTE_US + 5, 1, 1, ("a",), 10_000), [])
-        w.write(_events(base + 150 * MINUTE_US + 5, 1, 1, ("b",), 10_001), [])
-        after = sensor_buckets(conn, cache, "a", lo, hi, bucket_s)
-        assert after != first and orjson.loads(after) == uncached()
-        assert (cache.hits, cache.misses) == (3, 3)  # the second hour of "a" did not change
-        # a range without a whole hour, one ending on an hour, and one cutting a bucket
-        for a, b in [
-            (t0 + timedelta(minutes=70), t0 + timedelta(minutes=110)),
-            (t0, t0 + timedelta(hours=2)),
-            (t0 + timedelta(minutes=62, seconds=30), t0 + timedelta(hours=2, minutes=3)),
-        ]:
-            assert orjson.loads(sensor_buckets(conn, cache, "a", a, b, bucket_s)) == uncached(a, b)
-        # the same hours in another bucket size are other entries
-        other = 300 if bucket_s == 60 else 60
-        assert orjson.loads(sensor_buckets(conn, cache, "a", lo, hi, other)) == orjson.loads(
-            queries.aggregate_json(conn, ["a"], lo, hi, other)[0]
-        )
+            async def uncached(a: datetime = lo, b: datetime = hi) -> list[dict[str, object]]:
+                data, _source = await queries.aggregate_json(conn, ["a"], a, b, bucket_s)
+                out: list[dict[str, object]] = orjson.loads(data)
+                return out
+
+            first = await sensor_buckets(conn, cache, "a", lo, hi, bucket_s)
+            want = await uncached()
+            assert orjson.loads(first) == want and len(want) == rows
+            assert (cache.hits, cache.misses) == (0, 2)
+            again = await sensor_buckets(conn, cache, "a", lo, hi, bucket_s)
+            assert again == first and (cache.hits, cache.misses) == (2, 2)
+            # a late event in the first whole hour, and one of another sensor in the second
+            w.write(_events(base + 90 * MINUTE_US + 5, 1, 1, ("a",), 10_000), [])
+            w.write(_events(base + 150 * MINUTE_US + 5, 1, 1, ("b",), 10_001), [])
+            after = await sensor_buckets(conn, cache, "a", lo, hi, bucket_s)
+            assert after != first and orjson.loads(after) == await uncached()
+            assert (cache.hits, cache.misses) == (3, 3)  # the second hour of "a" did not change
+            # a range without a whole hour, one ending on an hour, and one cutting a bucket
+            for a, b in [
+                (t0 + timedelta(minutes=70), t0 + timedelta(minutes=110)),
+                (t0, t0 + timedelta(hours=2)),
+                (t0 + timedelta(minutes=62, seconds=30), t0 + timedelta(hours=2, minutes=3)),
+            ]:
+                assert orjson.loads(await sensor_buckets(conn, cache, "a", a, b, bucket_s)) == await uncached(a, b)
+            # the same hours in another bucket size are other entries
+            other = 300 if bucket_s == 60 else 60
+            assert orjson.loads(await sensor_buckets(conn, cache, "a", lo, hi, other)) == orjson.loads(
+                (await queries.aggregate_json(conn, ["a"], lo, hi, other))[0]
+            )
+
+    asyncio.run(scenario())
     w.close()
 
 

@@ -12,7 +12,7 @@ import pytest
 from sensorpipe.storage import queries
 from sensorpipe.storage.writer import BatchWriter, Columns
 
-from .helpers import scalar
+from .helpers import read_side, scalar
 
 
 def _cols(rows: list[tuple[str, int, float, int, int]], now_us: int) -> Columns:
@@ -198,7 +198,7 @@ def test_hourly_rollup_and_summaries_across_hour_edges(db_dsn: str) -> None:
             (t0, t0 + timedelta(hours=3)),  # whole hours only
             (t0 + timedelta(minutes=40), t0 + timedelta(hours=1, minutes=30)),  # across one edge, no whole hour
         ]:
-            got = queries.summary(conn, None, lo, hi)
+            got = read_side(db_dsn, lambda c, lo=lo, hi=hi: queries.summary(c, None, lo, hi))
             want = conn.execute(
                 "SELECT count(*), min(value), max(value), avg(value), count(DISTINCT sensor_id) FROM metrics"
                 " WHERE date_trunc('minute', ts) >= %s AND date_trunc('minute', ts) < %s",

@@ -13,7 +13,6 @@ than the fingerprints it read.
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,37 +27,35 @@ Key = tuple[str, int, datetime]  # sensor, bucket seconds, hour
 
 
 class HourCache:
-    """Rendered whole hours, least recently used out first beyond `max_bytes`; thread-safe
-    (sync routes run on the threadpool)."""
+    """Rendered whole hours, least recently used out first beyond `max_bytes`.
+
+    Not locked: the API uses it from its event loop only, and neither method awaits."""
 
     def __init__(self, max_bytes: int = 32 << 20) -> None:
         self.max_bytes = max_bytes
         self._items: OrderedDict[Key, tuple[int, int, bytes]] = OrderedDict()
         self._bytes = 0
-        self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
     def get(self, key: Key, rows: int, events: int) -> bytes | None:
-        with self._lock:
-            got = self._items.get(key)
-            if got is None or got[:2] != (rows, events):
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            self.hits += 1
-            return got[2]
+        got = self._items.get(key)
+        if got is None or got[:2] != (rows, events):
+            self.misses += 1
+            return None
+        self._items.move_to_end(key)
+        self.hits += 1
+        return got[2]
 
     def put(self, key: Key, rows: int, events: int, data: bytes) -> None:
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= len(old[2])
-            self._items[key] = (rows, events, data)
-            self._bytes += len(data)
-            while self._bytes > self.max_bytes and self._items:
-                _k, (_r, _e, dropped) = self._items.popitem(last=False)
-                self._bytes -= len(dropped)
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old[2])
+        self._items[key] = (rows, events, data)
+        self._bytes += len(data)
+        while self._bytes > self.max_bytes and self._items:
+            _k, (_r, _e, dropped) = self._items.popitem(last=False)
+            self._bytes -= len(dropped)
 
 
 def _floor_hour(t: datetime) -> datetime:
@@ -70,8 +67,8 @@ def cacheable(bucket_s: int) -> bool:
     return bucket_s % 60 == 0 and 3600 % bucket_s == 0
 
 
-def sensor_buckets(
-    conn: psycopg.Connection[Any], cache: HourCache, sensor: str, start: datetime, end: datetime, bucket_s: int
+async def sensor_buckets(
+    conn: psycopg.AsyncConnection[Any], cache: HourCache, sensor: str, start: datetime, end: datetime, bucket_s: int
 ) -> bytes:
     """The JSON array `/api/readings/aggregate` returns for one sensor over [start, end) in
     buckets of `bucket_s` (see `cacheable`): the same rows, in the same order, as the
@@ -81,7 +78,7 @@ def sensor_buckets(
     ready: dict[datetime, bytes] = {}
     wanted: list[datetime] = []
     if h0 < h1:
-        for hour, rows, events in queries.sensor_hours(conn, sensor, h0, h1):
+        for hour, rows, events in await queries.sensor_hours(conn, sensor, h0, h1):
             got = cache.get((sensor, bucket_s, hour), rows, events)
             if got is None:
                 wanted.append(hour)
@@ -92,9 +89,11 @@ def sensor_buckets(
         if not (h0 <= edge and edge + _HOUR <= h1):
             wanted.append(edge)
     if wanted:
-        for hour, rows, events, data in queries.sensor_hours_json(conn, sensor, start, end, sorted(wanted), bucket_s):
+        for hour, rows, events, data in await queries.sensor_hours_json(
+            conn, sensor, start, end, sorted(wanted), bucket_s
+        ):
+            inside = data[1:-1]  # each hour is a JSON array: its rows are kept without the brackets
             if h0 <= hour and hour + _HOUR <= h1:
-                cache.put((sensor, bucket_s, hour), rows, events, data)
-            ready[hour] = data
-    # each part is a JSON array: join their insides
-    return b"[" + b",".join(ready[h][1:-1] for h in sorted(ready)) + b"]"
+                cache.put((sensor, bucket_s, hour), rows, events, inside)
+            ready[hour] = inside
+    return b"[" + b",".join([ready[h] for h in sorted(ready)]) + b"]"

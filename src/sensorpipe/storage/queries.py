@@ -3,6 +3,11 @@
 Routes never build SQL. Where a filter is optional, there is one static statement per
 combination (rather than `param IS NULL OR ...`), so each gets a plan that uses its index.
 Every connection of the API's pool runs under a `statement_timeout`.
+
+The API awaits these on its event loop (`psycopg.AsyncConnection`): a route then needs no
+hand-off to a worker thread, and no worker thread competes with the loop for the GIL.
+`counters` is also read by sync callers (the audit, the API's pipeline monitor thread), so it
+takes a sync connection.
 """
 
 from __future__ import annotations
@@ -39,8 +44,8 @@ _READINGS = {
 }
 
 
-def readings(
-    conn: psycopg.Connection[Any],
+async def readings(
+    conn: psycopg.AsyncConnection[Any],
     sensors: list[str] | None,
     start: datetime,
     end: datetime,
@@ -52,8 +57,9 @@ def readings(
     params: dict[str, Any] = {"sensors": sensors, "start": start, "end": end, "limit": limit}
     if after is not None:
         params["cts"], params["ceid"] = after
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(sql, params).fetchall()
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql, params)
+        return await cur.fetchall()
 
 
 # -- aggregates ---------------------------------------------------------------------------------
@@ -113,15 +119,15 @@ _AGG_JSON = {
 _AGG_SENSOR_MINUTES_JSON = _as_json_array(_AGG_SENSOR_MINUTES)
 
 
-def aggregate_json(
-    conn: psycopg.Connection[Any], sensors: list[str] | None, start: datetime, end: datetime, bucket_s: int
+async def aggregate_json(
+    conn: psycopg.AsyncConnection[Any], sensors: list[str] | None, start: datetime, end: datetime, bucket_s: int
 ) -> tuple[bytes, str]:
     """Like `aggregate`, but the rows come back as one JSON array built by PostgreSQL, so the
     API sends them on without touching each row in Python. Returns (json, source)."""
     use_rollup = bucket_s >= 60 and bucket_s % 60 == 0
     sql = _AGG_SENSOR_MINUTES_JSON if bucket_s == 60 and sensors else _AGG_JSON[(use_rollup, bool(sensors))]
     params = {"sensors": sensors, "start": start, "end": end, "bucket": timedelta(seconds=bucket_s)}
-    row = conn.execute(sql, params).fetchone()
+    row = await (await conn.execute(sql, params)).fetchone()
     return (row[0] if row else "[]").encode(), "metrics_1m" if use_rollup else "metrics"
 
 
@@ -173,16 +179,16 @@ _SENSOR_HOURS_JSON = """
         ORDER BY h.hour"""
 
 
-def sensor_hours(
-    conn: psycopg.Connection[Any], sensor: str, start: datetime, end: datetime
+async def sensor_hours(
+    conn: psycopg.AsyncConnection[Any], sensor: str, start: datetime, end: datetime
 ) -> list[tuple[datetime, int, int]]:
     """(hour, rows, events) of each hour of `sensor` with rollup rows in [start, end)."""
-    rows = conn.execute(_SENSOR_HOURS, {"sensor": sensor, "start": start, "end": end}).fetchall()
+    rows = await (await conn.execute(_SENSOR_HOURS, {"sensor": sensor, "start": start, "end": end})).fetchall()
     return [(r[0], int(r[1]), int(r[2])) for r in rows]
 
 
-def sensor_hours_json(
-    conn: psycopg.Connection[Any],
+async def sensor_hours_json(
+    conn: psycopg.AsyncConnection[Any],
     sensor: str,
     start: datetime,
     end: datetime,
@@ -193,7 +199,8 @@ def sensor_hours_json(
     [start, end); `bucket_s` must divide an hour into whole minutes."""
     params = {"sensor": sensor, "start": start, "end": end, "hours": hours, "bucket": timedelta(seconds=bucket_s)}
     sql = _SENSOR_HOURS_MINUTES_JSON if bucket_s == 60 else _SENSOR_HOURS_JSON
-    return [(r[0], int(r[1]), int(r[2]), r[3].encode()) for r in conn.execute(sql, params)]
+    rows = await (await conn.execute(sql, params)).fetchall()
+    return [(r[0], int(r[1]), int(r[2]), r[3].encode()) for r in rows]
 
 
 # -- summary ----------------------------------------------------------------------------------
@@ -305,8 +312,8 @@ class Summary:
     dlq: dict[str, int]
 
 
-def summary(
-    conn: psycopg.Connection[Any],
+async def summary(
+    conn: psycopg.AsyncConnection[Any],
     sensors: list[str] | None,
     start: datetime,
     end: datetime,
@@ -316,23 +323,29 @@ def summary(
     params: dict[str, Any] = {"sensors": sensors, "start": start, "end": end}
     if not s:
         params.update(hour_split(start, end))
-    with conn.cursor(row_factory=dict_row) as cur:
-        agg = cur.execute(_SUMMARY_ROLLUP[s], params).fetchone() or {}
-        fl = cur.execute(_FIRST_LAST[s], params).fetchone() or {}
+    async with conn.cursor(row_factory=dict_row) as cur:
+
+        async def one(sql: str, p: dict[str, Any] | None = None) -> Row:
+            await cur.execute(sql, p)
+            return await cur.fetchone() or {}
+
+        agg = await one(_SUMMARY_ROLLUP[s], params)
+        fl = await one(_FIRST_LAST[s], params)
         count = int(agg.get("count") or 0)
         exact = count <= sample_rows
         if count == 0:
             pct: Row = {}
         elif exact:
-            pct = cur.execute(_PCT_EXACT[s], params).fetchone() or {}
+            pct = await one(_PCT_EXACT[s], params)
         else:
             params["pct"] = max(0.01, min(100.0, 100.0 * sample_rows / count))
-            pct = cur.execute(_PCT_SAMPLED[s], params).fetchone() or {}
+            pct = await one(_PCT_SAMPLED[s], params)
             if pct.get("p50") is None:  # the sampled blocks held none of the matching rows
                 exact = True
-                pct = cur.execute(_PCT_EXACT[s], params).fetchone() or {}
-        counters = cur.execute(_COUNTERS).fetchone() or {}
-        dlq = {r["reason"]: int(r["count"]) for r in cur.execute(_DLQ_BY_REASON).fetchall()}
+                pct = await one(_PCT_EXACT[s], params)
+        counters = await one(_COUNTERS)
+        await cur.execute(_DLQ_BY_REASON)
+        dlq = {r["reason"]: int(r["count"]) for r in await cur.fetchall()}
     return Summary(
         events=count,
         sensors=int(agg.get("sensors") or 0),
@@ -382,36 +395,39 @@ def _sensor_list_sql(sort: str, desc: bool, with_cursor: bool, with_query: bool)
     return f"SELECT {_SENSOR_COLS} FROM sensor_stats {clause} ORDER BY {col} {order}, sensor_id {order} LIMIT %(limit)s"  # noqa: S608
 
 
-def sensors(
-    conn: psycopg.Connection[Any], q: str | None, sort: str, desc: bool, limit: int, after: tuple[Any, str] | None
+async def sensors(
+    conn: psycopg.AsyncConnection[Any], q: str | None, sort: str, desc: bool, limit: int, after: tuple[Any, str] | None
 ) -> list[Row]:
     sql = _sensor_list_sql(sort, desc, after is not None, bool(q))
     params: dict[str, Any] = {"q": q, "limit": limit}
     if after is not None:
         params["cval"], params["cid"] = after
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(sql.encode(), params).fetchall()
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql.encode(), params)
+        return await cur.fetchall()
 
 
-def sensor(conn: psycopg.Connection[Any], sensor_id: str) -> Row | None:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
+async def sensor(conn: psycopg.AsyncConnection[Any], sensor_id: str) -> Row | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
             f"SELECT {_SENSOR_COLS} FROM sensor_stats WHERE sensor_id = %s".encode(),  # noqa: S608
             (sensor_id,),
-        ).fetchone()
+        )
+        return await cur.fetchone()
 
 
-def event(conn: psycopg.Connection[Any], event_id: str) -> Row | None:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
+async def event(conn: psycopg.AsyncConnection[Any], event_id: str) -> Row | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
             """SELECT p.event_id, p.kafka_partition, p.kafka_offset, p.processed_at,
                       m.sensor_id, m.ts, m.value, m.seq, m.ingest_id
                FROM processed_events p
                LEFT JOIN metrics m ON m.event_id = p.event_id AND m.ts = p.event_ts
                WHERE p.event_id = %s""",
             (event_id,),
-        ).fetchone()
+        )
+        return await cur.fetchone()
 
 
-def ping(conn: psycopg.Connection[Any]) -> bool:
-    return conn.execute("SELECT 1").fetchone() == (1,)
+async def ping(conn: psycopg.AsyncConnection[Any]) -> bool:
+    return await (await conn.execute("SELECT 1")).fetchone() == (1,)
