@@ -464,7 +464,7 @@ class Bench:
         start = end - timedelta(hours=24)
         q = f"start={start.isoformat().replace('+00:00', 'Z')}&end={end.isoformat().replace('+00:00', 'Z')}"
         # The first aggregate repeats one sensor, as a dashboard refreshing a chart does: its
-        # whole hours come from the API's cache (api.hours). The second asks for a different
+        # hours come from the API's cache (api.hours). The second asks for a different
         # sensor each time, round the 2,000, so nearly every hour is rendered afresh.
         rotate = _ROTATE_SENSORS.replace("QUERY", f"/api/readings/aggregate?sensor_id=sensor-%05d&bucket=1m&{q}")
         targets: dict[str, tuple[str, str | None]] = {

@@ -188,11 +188,13 @@ def render(r: dict[str, Any], command: str) -> str:
             f"{a['rows']:,} readings of 2,000 sensors over 24 h (loaded with SQL in {a['load_seconds']} s); "
             f"`wrk -c10 -t2 --latency` per endpoint.",
             "",
-            "The API keeps the rendered whole hours of one sensor's aggregate (buckets that divide an hour) and "
-            "checks each against "
-            "the hour's (rows, events) fingerprint on every request (`src/sensorpipe/api/hours.py`). The first "
-            "aggregate row repeats one sensor, as a refreshing chart does, so its whole hours come from that "
-            "cache; the second asks for a different sensor each time, so they are rendered afresh.",
+            "The API keeps the rendered hours of one sensor's aggregate (buckets that divide an hour) and "
+            "checks each against the hour's (rows, events) fingerprint on every request "
+            "(`src/sensorpipe/api/hours.py`); a range's partial end hours are cut from the cached whole hours. "
+            "The first aggregate row repeats one sensor, as a refreshing chart does. The readings are loaded "
+            "once and nothing writes during the run, so every hour comes from that cache; while a consumer "
+            "writes, the current hour changes and is rendered again on each request. The second row asks for a "
+            "different sensor each time, so its hours are rendered afresh.",
             "",
             "| endpoint | p50 ms | p90 ms | p99 ms | req/s | non-2xx |",
             "|---|---:|---:|---:|---:|---:|",
