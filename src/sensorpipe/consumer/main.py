@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sensorpipe.consumer.metrics import ConsumerMetrics
 from sensorpipe.consumer.service import ConsumerService
-from sensorpipe.runtime.process import configure_logging, serve_metrics, stop_on_signals
+from sensorpipe.runtime.process import configure_logging, freeze_startup_heap, serve_metrics, stop_on_signals
 from sensorpipe.settings import ConsumerSettings, DatabaseSettings, KafkaSettings
 
 
@@ -13,4 +13,6 @@ def run_consumer(consumer: ConsumerSettings, kafka: KafkaSettings, db: DatabaseS
     stop = stop_on_signals()
     metrics = ConsumerMetrics()
     serve_metrics(metrics.registry, consumer.metrics_port, "consumer", consumer.metrics_host)
-    ConsumerService(kafka, consumer, db, metrics).run(stop)
+    service = ConsumerService(kafka, consumer, db, metrics)
+    freeze_startup_heap()
+    service.run(stop)
