@@ -116,16 +116,34 @@ def test_daily_partitions_and_retention(db_dsn: str) -> None:
         ).fetchone()
         assert created == (12,)
         assert conn.execute("SELECT sensorpipe_ensure_metrics_partitions(%s, %s)", (today, today)).fetchone() == (0,)
-        # one rollup row on each side of the window's edge, in every rollup
+        # one row on each side of the window's edge, in every table retention trims
         old, kept = (datetime(*(today - timedelta(days=d)).timetuple()[:3], 23, tzinfo=UTC) for d in (8, 7))
-        for t in (old, kept):
+        for i, t in enumerate((old, kept)):
             conn.execute("INSERT INTO metrics_1m VALUES ('s', %s, 1, 1, 1, 1)", (t,))
             conn.execute("INSERT INTO metrics_1m_partition VALUES (0, %s, 1, 1, 1, 1)", (t,))
             conn.execute("INSERT INTO metrics_1h_partition VALUES (0, %s, 1, 1, 1, 1)", (t,))
+            conn.execute(
+                "INSERT INTO processed_events (event_id, kafka_partition, kafka_offset, content_hash, event_ts)"
+                " VALUES (%s, 0, %s, 0, %s)",
+                (f"e{i}", i, t),
+            )
+            conn.execute(
+                "INSERT INTO ignored_deliveries (kafka_partition, kafka_offset, event_id, kind, seen_at)"
+                " VALUES (0, %s, %s, 'duplicate', %s)",
+                (i, f"e{i}", t),
+            )
         dropped = conn.execute("SELECT sensorpipe_apply_retention(7)").fetchone()
         assert dropped == (3,)  # days today-10, -9, -8 are older than the 7-day window
-        rollups = {"metrics_1m": "minute", "metrics_1m_partition": "minute", "metrics_1h_partition": "hour"}
-        for table, col in rollups.items():
+        trimmed = {
+            "metrics_1m": "minute",
+            "metrics_1m_partition": "minute",
+            "metrics_1h_partition": "hour",
+            "processed_events": "event_ts",
+            "ignored_deliveries": "seen_at",
+        }
+        listed = conn.execute("SELECT table_name::text, time_column::text FROM retention_targets").fetchall()
+        assert dict(listed) == trimmed
+        for table, col in trimmed.items():
             assert [r[0] for r in conn.execute(f"SELECT {col} FROM {table}")] == [kept], table
         names = {
             r[0]
