@@ -386,3 +386,34 @@ def test_schemathesis_finds_no_500s_and_no_schema_violations(api: Api) -> None:
             )
 
         check()
+
+
+def test_a_read_held_past_the_statement_timeout_gets_a_503(api: Api) -> None:
+    """Every pooled connection runs under the statement timeout: a read held past it (here by
+    a lock) is cancelled by the server and answered 503, and the same pool serves on."""
+    cfg = ApiConfig(
+        dsn=api.dsn,
+        bootstrap=api.bootstrap,
+        topic=api.topic,
+        dlq_topic=f"{api.topic}.dlq",
+        group=api.group,
+        admin_token=TOKEN,
+        statement_timeout_ms=300,
+        cors_origins=[],
+        dashboard_dir=None,
+    )
+    server = ApiServer(cfg)
+    try:
+        url = f"{server.url}/api/sensors/sensor-00002"
+        assert httpx.get(url, timeout=10).status_code == 200
+        with psycopg.connect(api.dsn) as locker:
+            locker.execute("LOCK TABLE sensor_stats IN ACCESS EXCLUSIVE MODE")
+            t0 = time.monotonic()
+            r = httpx.get(url, timeout=10)
+            held = time.monotonic() - t0
+            locker.rollback()
+        assert r.status_code == 503 and "statement timeout" in r.json()["detail"], r.text
+        assert 0.3 <= held < 5
+        assert httpx.get(url, timeout=10).status_code == 200
+    finally:
+        server.stop()
