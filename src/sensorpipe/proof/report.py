@@ -207,7 +207,8 @@ def render(r: dict[str, Any], command: str) -> str:
             "The first aggregate row repeats one sensor, as a refreshing chart does. The readings are loaded "
             "once and nothing writes during the run, so every hour comes from that cache; while a consumer "
             "writes, the current hour changes and is rendered again on each request. The second row asks for a "
-            "different sensor each time, so its hours are rendered afresh.",
+            "different sensor each time, so its hours are rendered afresh. The last row repeats the first while "
+            "a producer and a consumer write into the same database, sharing the two cores with the API.",
             "",
             "| endpoint | p50 ms | p90 ms | p99 ms | req/s | non-2xx |",
             "|---|---:|---:|---:|---:|---:|",
