@@ -267,8 +267,8 @@ def create_app(cfg: ApiConfig) -> FastAPI:
     async def configure_async(conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute(timeout)
 
-    # One connection per concurrent read at most; the sync pool serves the configuration
-    # store's routes and the pipeline monitor's thread.
+    # The read routes take connections from the async pool; the sync pool serves the
+    # configuration store's routes and the pipeline monitor's thread.
     pool = AsyncConnectionPool(
         cfg.dsn,
         min_size=2,

@@ -118,8 +118,7 @@ async def sensor_buckets(
     first, last = _floor_hour(start), _floor_hour(end - timedelta(microseconds=1))
     # an end hour can be cut from its whole hour unless the range's end splits one of its buckets
     sliceable = bucket_s == 60 or (lo_s % bucket_s == 0 and hi_s % bucket_s == 0)
-    ready: dict[datetime, bytes] = {}
-    kept: dict[datetime, Hour] = {}
+    ready: dict[datetime, bytes] = {}  # hour -> its buckets in range, joined by commas
     wanted: list[datetime] = []
     cut: list[datetime] = []
     for hour, rows, events in await queries.sensor_hours(conn, sensor, first, last + _HOUR):
@@ -130,13 +129,12 @@ async def sensor_buckets(
         if got is None:
             wanted.append(hour)
         else:
-            kept[hour] = got
+            ready[hour] = got.within(lo_s, hi_s)
     if wanted:
         for hour, rows, events, objects, starts in await queries.sensor_hours_json(conn, sensor, wanted, bucket_s):
-            kept[hour] = Hour.of(objects, starts)
-            cache.put((sensor, bucket_s, hour), rows, events, kept[hour])
-    for hour, h in kept.items():
-        ready[hour] = h.within(lo_s, hi_s)
+            rendered = Hour.of(objects, starts)
+            cache.put((sensor, bucket_s, hour), rows, events, rendered)
+            ready[hour] = rendered.within(lo_s, hi_s)
     for hour in cut:  # rare: computed from the rollup over the part of the hour in range
         data, _source = await queries.aggregate_json(conn, [sensor], max(start, hour), min(end, hour + _HOUR), bucket_s)
         ready[hour] = data[1:-1]

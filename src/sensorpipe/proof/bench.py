@@ -478,9 +478,7 @@ class Bench:
         url = f"http://127.0.0.1:{port}"
         _wait_http(f"{url}/api/pipeline", 60)
         stats = ProcStats(api.pid).start()
-        end = datetime.now(UTC)
-        start = end - timedelta(hours=24)
-        q = f"start={start.isoformat().replace('+00:00', 'Z')}&end={end.isoformat().replace('+00:00', 'Z')}"
+        q = _day_ending(datetime.now(UTC))
         # The first aggregate repeats one sensor, as a dashboard refreshing a chart does: its
         # hours come from the API's cache (api.hours). The second asks for a different
         # sensor each time, round the 2,000, so nearly every hour is rendered afresh.
@@ -521,9 +519,7 @@ class Bench:
         )
         try:
             time.sleep(10)  # the consumer has joined its group and is writing
-            end = datetime.now(UTC) + timedelta(minutes=2)
-            q = f"start={(end - timedelta(hours=24)).isoformat().replace('+00:00', 'Z')}"
-            q += f"&end={end.isoformat().replace('+00:00', 'Z')}"
+            q = _day_ending(datetime.now(UTC) + timedelta(minutes=2))
             self.log(f"api: wrk -c10 -t2 -d{seconds}s --latency {name}")
             return name, _wrk(f"{url}/api/readings/aggregate?sensor_id=sensor-00042&bucket=1m&{q}", seconds)
         finally:
@@ -688,6 +684,12 @@ def _wait_http(url: str, timeout: float) -> None:
 
 
 _WRK_LINE = re.compile(r"^\s+(50|75|90|99)(?:\.\d+)?%\s+([\d.]+)(us|ms|s)\s*$")
+
+
+def _day_ending(end: datetime) -> str:
+    """The query string of the 24 h ending at `end`, times in UTC with a Z."""
+    start = end - timedelta(hours=24)
+    return f"start={start.isoformat().replace('+00:00', 'Z')}&end={end.isoformat().replace('+00:00', 'Z')}"
 
 
 # A wrk script: each request asks for the next sensor, and the two threads start 1,000 apart.

@@ -81,8 +81,8 @@ _AGG_ROLLUP = {
         GROUP BY 2 ORDER BY 2""",
 }
 # A bucket of exactly one minute is the rollup's own grain: the rows are the buckets, read by
-# an index-only scan with no regrouping (migration 005). Same rows and
-# values as the grouped statement: a minute's row is its only member.
+# an index-only scan with no regrouping (migration 005). Same rows and values as the grouped
+# statement: a minute's row is its only member.
 _AGG_SENSOR_MINUTES = """
         SELECT sensor_id, minute AS bucket, count, min, max, sum / count AS avg
         FROM metrics_1m
