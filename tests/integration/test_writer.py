@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from sensorpipe.storage import queries
-from sensorpipe.storage.writer import BatchWriter, Columns
+from sensorpipe.storage.writer import BatchWriter, BinaryArray, Columns, Float8Array, Int4Array, Int8Array
 
 from .helpers import read_side, scalar
 
@@ -207,3 +207,28 @@ def test_hourly_rollup_and_summaries_across_hour_edges(db_dsn: str) -> None:
             assert want is not None and want[0] > 0
             assert (got.events, got.min, got.max) == want[:3], (lo, hi)
             assert got.avg == pytest.approx(want[3])
+
+
+def test_binary_arrays_reach_the_server_exactly(db_dsn: str) -> None:
+    """The writer's numeric columns travel in PostgreSQL's binary array format; the server
+    reads back every edge value as sent (int limits, signed zero, the largest accepted value,
+    the smallest subnormal) and empty arrays as empty."""
+    ints = [-(2**63), -1, 0, 1, 2**63 - 1]
+    int4s = [-(2**31), 0, 11, 2**31 - 1]
+    floats = [-0.0, 0.1, -1e15, 1e15, 5e-324, 20.000000000000004]
+    with psycopg.connect(db_dsn) as conn:
+        BinaryArray.adapt(conn)
+        row = conn.execute(
+            "SELECT %s::int8[], %s::int4[], %s::float8[], %s::int8[], %s::float8[], pg_typeof(%s)::text",
+            (Int8Array(ints), Int4Array(int4s), Float8Array(floats), Int8Array([]), Float8Array([]), Int8Array([1])),
+        ).fetchone()
+    assert row is not None
+    assert row[0] == ints
+    assert row[1] == int4s
+    assert [x.hex() for x in row[2]] == [x.hex() for x in floats]  # bit-exact, -0.0 included
+    assert row[3] == [] and row[4] == []
+    assert row[5] == "bigint[]"  # typed by the dumper, not guessed by the server
+    with pytest.raises(OverflowError):
+        Int8Array([2**63])  # never truncated into a wrong id or offset
+    with pytest.raises(OverflowError):
+        Int4Array([2**31])
