@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,7 @@ import psycopg
 import pytest
 
 from sensorpipe.storage import queries
-from sensorpipe.storage.writer import BatchWriter, BinaryArray, Columns, Float8Array, Int4Array, Int8Array
+from sensorpipe.storage.writer import BatchResult, BatchWriter, BinaryArray, Columns, Float8Array, Int4Array, Int8Array
 
 from .helpers import read_side, scalar
 
@@ -85,13 +86,18 @@ def test_replay_duplicates_and_conflicts_are_told_apart(db_dsn: str) -> None:
     w.close()
 
 
-def test_a_batch_mixing_new_rows_redeliveries_a_duplicate_and_a_conflict(db_dsn: str) -> None:
+@pytest.mark.parametrize("after_replay", [False, True], ids=["claim-first", "lookup-first"])
+def test_a_batch_mixing_new_rows_redeliveries_a_duplicate_and_a_conflict(db_dsn: str, after_replay: bool) -> None:
     """The new rows among them are exactly the ones stored, wherever they sit in the batch
-    (the claim returns redeliveries as positions per partition, the others one by one)."""
+    (the lookup returns redeliveries as positions per partition, the others one by one). A
+    writer that has just replayed looks the ids up before claiming them; the outcome is the
+    same."""
     w = BatchWriter(db_dsn, retention_days=7)
     now = int(time.time() * 1e6)
     stored = _cols([(f"s{i % 3}", i, float(i), i % 2, 100 + i) for i in range(10)], now)
     assert w.write(stored, []).stored == 10
+    if after_replay:
+        assert w.write(stored, []).redeliveries == 10
     fresh = _cols([(f"s{i % 3}", 50 + i, float(i), i % 2, 200 + i) for i in range(6)], now)
     mixed = Columns()
     picks: list[tuple[Columns, int, int, int]] = [  # (source, row, offset, hash); -1 keeps the source's
@@ -232,3 +238,53 @@ def test_binary_arrays_reach_the_server_exactly(db_dsn: str) -> None:
         Int8Array([2**63])  # never truncated into a wrong id or offset
     with pytest.raises(OverflowError):
         Int4Array([2**31])
+
+
+@pytest.mark.parametrize("after_replay", [False, True], ids=["claim-first", "lookup-first"])
+def test_an_id_claimed_by_a_concurrent_writer_is_a_duplicate_not_a_second_row(db_dsn: str, after_replay: bool) -> None:
+    """Writer A claims an id and holds its transaction open; writer B, given the same event
+    from another offset, waits on A's claim and, once A commits, counts a duplicate and
+    stores nothing: with its usual claim, and when it looks ids up first (after a replay)."""
+    a, b = BatchWriter(db_dsn, retention_days=7), BatchWriter(db_dsn, retention_days=7)
+    now = int(time.time() * 1e6)
+    if after_replay:
+        warm = _cols([("w", 0, 1.0, 5, 0)], now)
+        assert b.write(warm, []).stored == 1
+        assert b.write(warm, []).redeliveries == 1
+    mine = _cols([("x", 0, 1.0, 0, 10), ("x", 1, 2.0, 0, 11)], now)
+    theirs = mine.take([1])
+    theirs.kpart[0], theirs.koff[0] = 1, 20  # the producer's re-send, on another partition
+    extra = _cols([("y", 0, 3.0, 1, 21)], now)
+    theirs.append(extra.event_id[0], "y", extra.ts_us[0], 3.0, 0, 1, 21, extra.chash[0])
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        holding.set()
+        assert release.wait(30)
+
+    results: dict[str, BatchResult] = {}
+
+    def write_a() -> None:
+        results["a"] = a.write(mine, [], before_commit=hold)
+
+    def write_b() -> None:
+        results["b"] = b.write(theirs, [])
+
+    ta = threading.Thread(target=write_a)
+    ta.start()
+    assert holding.wait(30)
+    tb = threading.Thread(target=write_b)
+    tb.start()
+    tb.join(1.0)
+    assert tb.is_alive()  # B waits on A's uncommitted claim of the shared id
+    release.set()
+    ta.join(30)
+    tb.join(30)
+    assert results["a"].stored == 2
+    rb = results["b"]
+    assert (rb.stored, rb.duplicates, rb.conflicts, rb.redeliveries) == (1, 1, 0, 0)
+    with psycopg.connect(db_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM metrics WHERE event_id = %s", (mine.event_id[1],)).fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM metrics WHERE sensor_id IN ('x', 'y')").fetchone() == (3,)
+    a.close()
+    b.close()

@@ -299,7 +299,7 @@ class Bench:
         dsn: str,
         consumers: int,
         expect: int,
-        count: Callable[[str], int],
+        count: Callable[[psycopg.Connection[tuple[Any, ...]]], int],
         group: str | None = None,
     ) -> dict[str, Any]:
         group = group or f"bench-{uuid.uuid4().hex[:8]}"
@@ -308,17 +308,18 @@ class Bench:
         ]
         stats = [ProcStats(p.pid).start() for p in procs]
         first_t: float | None = None
-        start_n = count(dsn)
-        t_start = time.monotonic()
-        deadline = t_start + 900
-        n = start_n
-        while time.monotonic() < deadline:
-            n = count(dsn)
-            if first_t is None and n > start_n:
-                first_t = time.monotonic()
-            if n - start_n >= expect:
-                break
-            time.sleep(0.1)
+        with bq.progress(dsn) as conn:
+            start_n = count(conn)
+            t_start = time.monotonic()
+            deadline = t_start + 900
+            n = start_n
+            while time.monotonic() < deadline:
+                n = count(conn)
+                if first_t is None and n > start_n:
+                    first_t = time.monotonic()
+                if n - start_n >= expect:
+                    break
+                time.sleep(0.1)
         t_end = time.monotonic()
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -389,22 +390,24 @@ class Bench:
         lags: list[tuple[float, int]] = []
         backlog: list[tuple[float, int]] = []
         t0 = time.monotonic()
+        conn = bq.progress(dsn)
 
         def sample(hw: int) -> None:
             t = round(time.monotonic() - t0, 1)
             lags.append((t, consumer_lag(k, group, hw)))
-            backlog.append((t, max(0, hw - bq.stored(dsn))))
+            backlog.append((t, max(0, hw - bq.stored(conn))))
 
-        while prod.poll() is None:
-            sample(self.high_watermark(k))
-            time.sleep(1.0)
-        end = time.monotonic()
-        hw = self.high_watermark(k)
-        drain_deadline = end + 120
-        while bq.stored(dsn) < hw and time.monotonic() < drain_deadline:
-            sample(hw)
-            time.sleep(1.0)
-        drained = bq.stored(dsn) >= hw
+        with conn:
+            while prod.poll() is None:
+                sample(self.high_watermark(k))
+                time.sleep(1.0)
+            end = time.monotonic()
+            hw = self.high_watermark(k)
+            drain_deadline = end + 120
+            while bq.stored(conn) < hw and time.monotonic() < drain_deadline:
+                sample(hw)
+                time.sleep(1.0)
+            drained = bq.stored(conn) >= hw
         cons.send_signal(signal.SIGTERM)
         cons.wait(60)
         res = {name: s.stop() for name, s in stats.items()}

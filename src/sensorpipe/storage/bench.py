@@ -58,18 +58,24 @@ FROM metrics ORDER BY sensor_id, ts DESC
 _LOAD_COUNTERS = "INSERT INTO ingest_counters (kafka_partition, stored) SELECT 0, count(*) FROM metrics"
 
 
-def _one(dsn: str, sql: str) -> int:
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute(sql).fetchone()
-        return int(row[0]) if row else 0
+def progress(dsn: str) -> psycopg.Connection[tuple[Any, ...]]:
+    """One connection for polling `stored` or `replayed` many times a second: a connection
+    per poll started a server backend each time, about 2% of the server's CPU during a drain
+    polled 10 times a second (perf), taken from the consumer being measured."""
+    return psycopg.connect(dsn, autocommit=True)
 
 
-def stored(dsn: str) -> int:
-    return _one(dsn, _STORED)
+def _one(conn: psycopg.Connection[tuple[Any, ...]], sql: str) -> int:
+    row = conn.execute(sql).fetchone()
+    return int(row[0]) if row else 0
 
 
-def replayed(dsn: str) -> int:
-    return _one(dsn, _REPLAYED)
+def stored(conn: psycopg.Connection[tuple[Any, ...]]) -> int:
+    return _one(conn, _STORED)
+
+
+def replayed(conn: psycopg.Connection[tuple[Any, ...]]) -> int:
+    return _one(conn, _REPLAYED)
 
 
 def rows_of(dsn: str) -> list[tuple[Any, ...]]:
@@ -135,7 +141,8 @@ def load_readings(dsn: str, rows: int, sensors: int) -> None:
 def loaded_rows(dsn: str) -> int:
     """Rows in a database left by an earlier run, or 0 when it does not exist."""
     try:
-        return _one(dsn, "SELECT count(*) FROM metrics")
+        with psycopg.connect(dsn) as conn:
+            return _one(conn, "SELECT count(*) FROM metrics")
     except psycopg.Error:
         return 0
 

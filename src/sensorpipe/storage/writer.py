@@ -44,35 +44,46 @@ APPLICATION_NAME = "sensorpipe-consumer"
 #   forbids an id to contain `"` or `\` (see contracts.events), and every element is quoted,
 #   so none reads as NULL.
 #
-# Statement 1 claims the batch's event ids in processed_events and, in the same round trip,
-# says which were already there (normally none): a copy read again from the position it was
-# stored from (a redelivery, and every row of a replay) comes back only as a count and a list
-# of positions per partition; any other (a duplicate or conflict candidate) as a row with
-# what was stored for it.
+# Statement 1 claims the batch's event ids in processed_events. Normally every id is new, the
+# insert's row count says so, and nothing else is asked. Otherwise `_KNOWN` says which ids were
+# already there: a copy read again from the position it was stored from (a redelivery, and
+# every row of a replay) comes back only as a count and a list of positions per partition; any
+# other (a duplicate or conflict candidate) as a row with what was stored for it.
+# While a writer's batches are mostly known (a replay), it asks `_KNOWN` first and inserts only
+# the rest: one index probe per known id instead of two (the insert's conflict check, then
+# the lookup).
 # Statement 2 writes only the rows that were new: metrics, plus rollups, sensor statistics
 # and counters pre-aggregated in Python, so the server does no sorting or grouping.
 # Statement 3 runs only when something was not new: it classifies those rows as duplicates,
 # redeliveries or conflicts.
+#
+# One INSERT with RETURNING and a join of its result against the batch used to say all of
+# this in one round trip; materialising the batch and the returned ids for that join cost
+# the server 1.5-2 us per event (10.8-12.2 against 9.9 us per event for the claim alone).
 _CLAIM = """
-WITH b AS (
-    SELECT * FROM unnest(%(event_id)s::text[], %(kpart)s::int4[], %(koff)s::int8[], %(chash)s::int8[],
-                         %(ts_us)s::int8[]) WITH ORDINALITY AS u(event_id, kpart, koff, chash, ts_us, ord)
-),
-ins AS (
-    INSERT INTO processed_events (event_id, kafka_partition, kafka_offset, content_hash, event_ts)
-    SELECT event_id, kpart, koff, chash, timestamptz 'epoch' + ts_us * interval '1 microsecond' FROM b
-    ON CONFLICT (event_id) DO NOTHING
-    RETURNING event_id
-),
--- The ids that were already there, with what was stored for them. The main query sees the
--- snapshot from before the insert, so a row claimed by a concurrent writer that committed
--- meanwhile has no match here (stored_* NULL) and counts as a duplicate.
-x AS (
-    SELECT b.ord - 1 AS pos, b.kpart, p.kafka_partition AS spart, p.kafka_offset AS soff, p.content_hash AS shash,
-           p.kafka_partition = b.kpart AND p.kafka_offset = b.koff AND p.content_hash = b.chash AS again
-    FROM b LEFT JOIN ins USING (event_id)
-    LEFT JOIN processed_events p ON p.event_id = b.event_id AND ins.event_id IS NULL
-    WHERE ins.event_id IS NULL
+INSERT INTO processed_events (event_id, kafka_partition, kafka_offset, content_hash, event_ts)
+SELECT event_id, kpart, koff, chash, timestamptz 'epoch' + ts_us * interval '1 microsecond'
+FROM unnest(%(event_id)s::text[], %(kpart)s::int4[], %(koff)s::int8[], %(chash)s::int8[], %(ts_us)s::int8[])
+    AS u(event_id, kpart, koff, chash, ts_us)
+ON CONFLICT (event_id) DO NOTHING
+"""
+
+# The batch's ids that are in processed_events and were not claimed by this transaction (its
+# own rows carry its xid as xmin; processed_events rows are never updated), with what was
+# stored for them. After the claim, `missing` is true: an id neither claimed nor found (its
+# row deleted meanwhile by retention) then comes back too, with NULL stored values, and
+# counts as a duplicate: it is never written to metrics without its processed_events row.
+# Before a claim (a replay), `missing` is false and the ids not found are claimed next. An id
+# that a concurrent writer claimed is seen once that writer has committed: the claim's
+# conflict check waited for it, and each statement takes a new snapshot.
+_KNOWN = """
+WITH x AS (
+    SELECT u.ord - 1 AS pos, u.kpart, p.kafka_partition AS spart, p.kafka_offset AS soff, p.content_hash AS shash,
+           p.kafka_partition = u.kpart AND p.kafka_offset = u.koff AND p.content_hash = u.chash AS again
+    FROM unnest(%(event_id)s::text[], %(kpart)s::int4[], %(koff)s::int8[], %(chash)s::int8[])
+         WITH ORDINALITY AS u(event_id, kpart, koff, chash, ord)
+    LEFT JOIN processed_events p USING (event_id)
+    WHERE CASE WHEN p.event_id IS NULL THEN %(missing)s ELSE p.xmin <> pg_current_xact_id()::xid END
 )
 SELECT true AS again, kpart, count(*)::int8 AS n, string_agg(pos::text, ',') AS positions,
        NULL::int4 AS spart, NULL::int8 AS soff, NULL::int8 AS shash
@@ -345,6 +356,8 @@ class BatchWriter:
         self.idle_tx_timeout_ms = idle_tx_timeout_ms
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._known_days: set[date] = set()
+        # True while this writer's last batch was mostly ids already stored (a replay).
+        self._replaying = False
 
     def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -424,21 +437,7 @@ class BatchWriter:
             if slowdown_ms > 0:
                 conn.execute("SELECT pg_sleep(%s)", (slowdown_ms / 1000,))
             if n:
-                lit = _Literals(cand)
-                claimed = conn.execute(
-                    _CLAIM,
-                    {
-                        "event_id": lit.event_id,
-                        "kpart": lit.kpart,
-                        "koff": lit.koff,
-                        "chash": lit.chash,
-                        "ts_us": lit.ts_us,
-                    },
-                ).fetchall()
-                new = cand
-                if claimed:  # some ids were already stored: a replay, a re-send or a conflict
-                    new = self._not_claimed(cand, claimed, others)
-                    lit = _Literals(new)
+                new, lit = self._claim(conn, cand, others)
                 if new.event_id:
                     conn.execute(_WRITE_NEW, {**lit.metrics(), **_aggregates(new)})
                     stored = len(new)
@@ -464,9 +463,30 @@ class BatchWriter:
                 before_commit()  # still inside the transaction (the chaos suite's failpoint)
         return BatchResult(stored, duplicates, redeliveries, conflicts, len(dead))
 
+    def _claim(
+        self, conn: psycopg.Connection[tuple[Any, ...]], cand: Columns, others: _Others
+    ) -> tuple[Columns, _Literals]:
+        """Claim `cand`'s ids in processed_events; the rows that were new, with their literals.
+        The rest are classified into `others`."""
+        total = len(cand)
+        lit = _Literals(cand)
+        if self._replaying:  # most ids are known: look them up first, claim only the rest
+            known = conn.execute(_KNOWN, {**lit.claim(), "missing": False}).fetchall()
+            if known:
+                cand = self._not_claimed(cand, known, others)
+                lit = _Literals(cand)
+        if cand.event_id:
+            claimed = conn.execute(_CLAIM, {**lit.claim(), "ts_us": lit.ts_us}).rowcount
+            if claimed < len(cand):  # some were stored already: a replay, a re-send or a conflict
+                known = conn.execute(_KNOWN, {**lit.claim(), "missing": True}).fetchall()
+                cand = self._not_claimed(cand, known, others)
+                lit = _Literals(cand)
+        self._replaying = 2 * len(cand) < total
+        return cand, lit
+
     @staticmethod
     def _not_claimed(cand: Columns, claimed: list[tuple[Any, ...]], others: _Others) -> Columns:
-        """The candidates that were new, given _CLAIM's rows for those that were not: per
+        """The candidates that were new, given _KNOWN's rows for those that were not: per
         partition, the count and positions of redeliveries; one row for each other one, with
         its stored (partition, offset, hash), NULL for an id a concurrent writer claimed."""
         redelivered = others.redelivered
@@ -499,6 +519,9 @@ class _Literals:
         self.koff = _ints(c.koff)
         self.chash = _ints(c.chash)
         self.ts_us = _ints(c.ts_us)
+
+    def claim(self) -> dict[str, BinaryArray | str]:
+        return {"event_id": self.event_id, "kpart": self.kpart, "koff": self.koff, "chash": self.chash}
 
     def metrics(self) -> dict[str, BinaryArray | str]:
         c = self.c
