@@ -289,14 +289,15 @@ class BinaryArray:
     """A one-dimensional array of numbers in PostgreSQL's binary format (what `array_recv`
     reads), built by numpy in one pass: a header (one dimension, no NULLs, the element type,
     the length, lower bound 1), then each element as its byte length and big-endian value.
-    numpy raises OverflowError for an int outside the element type; it never truncates."""
+    From a list, numpy raises OverflowError for an int outside the element type; it never
+    truncates. A numpy array is cast to the element type as is (the caller's dtype)."""
 
     __slots__ = ("data",)
     ELEM_OID: ClassVar[int]
     ARRAY_OID: ClassVar[int]
     DTYPE: ClassVar[str]
 
-    def __init__(self, values: list[Any]) -> None:
+    def __init__(self, values: list[Any] | np.ndarray) -> None:
         n = len(values)
         if n == 0:
             self.data = struct.pack(">iiI", 0, 0, self.ELEM_OID)
@@ -536,82 +537,110 @@ class _Literals:
         }
 
 
-def _rollup_params(prefix: str, table: dict[Any, list[float]], keys: list[Any]) -> dict[str, BinaryArray]:
+def _groups(
+    v: np.ndarray, primary: np.ndarray, secondary: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """count, sum, min and max of `v` per (primary, secondary), in that key order. Returns the
+    two keys of each group, then its count, sum, min and max. Sums add the values in batch
+    order (bincount's loop), so they are the same doubles as a running sum row by row."""
+    order = np.lexsort((secondary, primary))  # stable: rows of one group keep batch order
+    p, s = primary[order], secondary[order]
+    first = np.empty(len(order), dtype=bool)
+    first[0] = True
+    first[1:] = (p[1:] != p[:-1]) | (s[1:] != s[:-1])
+    starts = np.flatnonzero(first)
+    labels = np.empty(len(order), dtype=np.int64)
+    labels[order] = np.cumsum(first) - 1  # each row's group, in batch order
+    g = len(starts)
+    vs = v[order]
+    return (
+        p[starts],
+        s[starts],
+        np.bincount(labels, minlength=g),
+        np.bincount(labels, weights=v, minlength=g),
+        np.minimum.reduceat(vs, starts),
+        np.maximum.reduceat(vs, starts),
+    )
+
+
+def aggregate(c: Columns) -> dict[str, Any]:
+    """Rollups per (sensor, minute) and per (partition, minute), running state per sensor and
+    stored counts per partition, computed here so the database only applies them: numpy arrays
+    for the numbers, lists of str for the sensor ids. `c` must not be empty.
+
+    Each table's rows come in its key order, so concurrent writers lock rows in the same order
+    and cannot deadlock. A sensor's state takes its rows in batch order: its first and last
+    seq, the last value and time, and how many steps skipped seqs (a gap) or went back (an
+    order violation). Vectorised: 0.3-0.4 us per row against about 1.8 for a dict per group
+    updated row by row (py-spy on the consumer drain), on the writer thread that shares the
+    GIL with decoding."""
+    n = len(c)
+    names = sorted(set(c.sensor_id))
+    rank = {sid: i for i, sid in enumerate(names)}
+    code = np.fromiter(map(rank.__getitem__, c.sensor_id), dtype=np.int64, count=n)  # sorts like the ids
+    ts = np.array(c.ts_us, dtype=np.int64)
+    v = np.array(c.value, dtype=np.float64)
+    seq = np.array(c.seq, dtype=np.int64)
+    kp = np.array(c.kpart, dtype=np.int64)
+    minute = ts // 60_000_000
+    r_code, r_minute, r_count, r_sum, r_min, r_max = _groups(v, code, minute)
+    p_minute, p_part, p_count, p_sum, p_min, p_max = _groups(v, minute, kp)
+    # sensor state: rows grouped by sensor, batch order kept within each
+    order = np.argsort(code, kind="stable")
+    sc, sq = code[order], seq[order]
+    first = np.empty(n, dtype=bool)
+    first[0] = True
+    first[1:] = sc[1:] != sc[:-1]
+    starts = np.flatnonzero(first)
+    ends = np.append(starts[1:], n) - 1
+    group = np.cumsum(first) - 1
+    step = sq[1:] - sq[:-1]  # no overflow: both are in [0, 2**63)
+    same = ~first[1:]  # row i + 1 follows row i of the same sensor
+    g = len(starts)
+    parts, stored = np.unique(kp, return_counts=True)
     return {
-        f"{prefix}_count": _ints([int(table[k][0]) for k in keys]),
-        f"{prefix}_sum": _floats([table[k][1] for k in keys]),
-        f"{prefix}_min": _floats([table[k][2] for k in keys]),
-        f"{prefix}_max": _floats([table[k][3] for k in keys]),
+        "r_sensor": [names[i] for i in r_code.tolist()],
+        "r_minute": r_minute,
+        "r_count": r_count,
+        "r_sum": r_sum,
+        "r_min": r_min,
+        "r_max": r_max,
+        "p_part": p_part,
+        "p_minute": p_minute,
+        "p_count": p_count,
+        "p_sum": p_sum,
+        "p_min": p_min,
+        "p_max": p_max,
+        "s_sensor": names,  # every name has rows, so group i is names[i]
+        "s_n": np.diff(np.append(starts, n)),
+        "s_first": sq[starts],
+        "s_last": sq[ends],
+        "s_value": v[order][ends],
+        "s_ts": ts[order][ends],
+        "s_gaps": np.bincount(group[1:][same & (step > 1)], minlength=g),
+        "s_viol": np.bincount(group[1:][same & (step <= 0)], minlength=g),
+        "c_part": parts,
+        "c_stored": stored,
     }
+
+
+_FLOAT_PARAMS = {"r_sum", "r_min", "r_max", "p_sum", "p_min", "p_max", "s_value"}
+_INT4_PARAMS = {"p_part", "c_part"}
 
 
 def _aggregates(c: Columns) -> dict[str, BinaryArray | str]:
-    """Rollups per (sensor, minute) and per (partition, minute), running state per sensor and
-    stored counts per partition, computed here so the database only applies them."""
-    roll: dict[tuple[str, int], list[float]] = {}
-    proll: dict[tuple[int, int], list[float]] = {}
-    sens: dict[str, list[float]] = {}  # n, first, last, value, ts, gaps, violations
-    parts: dict[int, int] = {}
-    for sid, ts, v, seq, kp in zip(c.sensor_id, c.ts_us, c.value, c.seq, c.kpart, strict=True):
-        minute = ts // 60_000_000
-        # count, sum, min, max per (sensor, minute) and per (partition, minute), inline: this
-        # loop runs for every new row, on a writer thread that competes with decoding for the GIL
-        r = roll.get((sid, minute))
-        if r is None:
-            roll[(sid, minute)] = [1, v, v, v]
+    """`aggregate(c)` as the statement's parameters."""
+    out: dict[str, BinaryArray | str] = {}
+    for name, values in aggregate(c).items():
+        if isinstance(values, list):
+            out[name] = _texts(values)
+        elif name in _FLOAT_PARAMS:
+            out[name] = _floats(values)
+        elif name in _INT4_PARAMS:
+            out[name] = _int4s(values)
         else:
-            r[0] += 1
-            r[1] += v
-            if v < r[2]:
-                r[2] = v
-            elif v > r[3]:
-                r[3] = v
-        r = proll.get((kp, minute))
-        if r is None:
-            proll[(kp, minute)] = [1, v, v, v]
-        else:
-            r[0] += 1
-            r[1] += v
-            if v < r[2]:
-                r[2] = v
-            elif v > r[3]:
-                r[3] = v
-        st = sens.get(sid)
-        if st is None:
-            sens[sid] = [1, seq, seq, v, ts, 0, 0]
-        else:
-            prev = st[2]
-            if seq > prev + 1:
-                st[5] += 1
-            elif seq <= prev:
-                st[6] += 1
-            st[0] += 1
-            st[2], st[3], st[4] = seq, v, ts
-        parts[kp] = parts.get(kp, 0) + 1
-    # Rows are upserted in a fixed order (each table's key order), so concurrent writers
-    # lock them in the same order and cannot deadlock.
-    rk = sorted(roll)
-    qk = sorted(proll, key=lambda k: (k[1], k[0]))
-    sk = sorted(sens)
-    pk = sorted(parts)
-    return {
-        "r_sensor": _texts([k[0] for k in rk]),
-        "r_minute": _ints([k[1] for k in rk]),
-        **_rollup_params("r", roll, rk),
-        "p_part": _int4s([k[0] for k in qk]),
-        "p_minute": _ints([k[1] for k in qk]),
-        **_rollup_params("p", proll, qk),
-        "s_sensor": _texts(sk),
-        "s_n": _ints([int(sens[k][0]) for k in sk]),
-        "s_first": _ints([int(sens[k][1]) for k in sk]),
-        "s_last": _ints([int(sens[k][2]) for k in sk]),
-        "s_value": _floats([sens[k][3] for k in sk]),
-        "s_ts": _ints([int(sens[k][4]) for k in sk]),
-        "s_gaps": _ints([int(sens[k][5]) for k in sk]),
-        "s_viol": _ints([int(sens[k][6]) for k in sk]),
-        "c_part": _int4s(pk),
-        "c_stored": _ints([parts[k] for k in pk]),
-    }
+            out[name] = _ints(values)
+    return out
 
 
 class _Others:
