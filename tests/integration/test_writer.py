@@ -11,7 +11,16 @@ import psycopg
 import pytest
 
 from sensorpipe.storage import queries
-from sensorpipe.storage.writer import BatchResult, BatchWriter, BinaryArray, Columns, Float8Array, Int4Array, Int8Array
+from sensorpipe.storage.writer import (
+    BatchResult,
+    BatchWriter,
+    BinaryArray,
+    Columns,
+    Float8Array,
+    Int4Array,
+    Int8Array,
+    TimestamptzArray,
+)
 
 from .helpers import read_side, scalar
 
@@ -234,6 +243,13 @@ def test_binary_arrays_reach_the_server_exactly(db_dsn: str) -> None:
     assert [x.hex() for x in row[2]] == [x.hex() for x in floats]  # bit-exact, -0.0 included
     assert row[3] == [] and row[4] == []
     assert row[5] == "bigint[]"  # typed by the dumper, not guessed by the server
+    unix_us = [0, 1_795_000_000_123_456, -1, 946_684_800_000_000]
+    with psycopg.connect(db_dsn) as conn:
+        BinaryArray.adapt(conn)
+        times = conn.execute("SELECT %s::timestamptz[]", (TimestamptzArray(unix_us),)).fetchone()
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    assert times is not None
+    assert times[0] == [epoch + timedelta(microseconds=us) for us in unix_us]  # to the microsecond
     with pytest.raises(OverflowError):
         Int8Array([2**63])  # never truncated into a wrong id or offset
     with pytest.raises(OverflowError):

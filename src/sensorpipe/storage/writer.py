@@ -63,9 +63,9 @@ APPLICATION_NAME = "sensorpipe-consumer"
 # only, batches of 20,000).
 _CLAIM = """
 INSERT INTO processed_events (event_id, kafka_partition, kafka_offset, content_hash, event_ts)
-SELECT event_id, kpart, koff, chash, timestamptz 'epoch' + ts_us * interval '1 microsecond'
-FROM unnest(%(event_id)s::text[], %(kpart)s::int4[], %(koff)s::int8[], %(chash)s::int8[], %(ts_us)s::int8[])
-    AS u(event_id, kpart, koff, chash, ts_us)
+SELECT event_id, kpart, koff, chash, ts
+FROM unnest(%(event_id)s::text[], %(kpart)s::int4[], %(koff)s::int8[], %(chash)s::int8[], %(ts)s::timestamptz[])
+    AS u(event_id, kpart, koff, chash, ts)
 ON CONFLICT (event_id) DO NOTHING
 """
 
@@ -96,16 +96,16 @@ SELECT false, kpart, 1, pos::text, spart, soff, shash FROM x WHERE again IS NOT 
 _WRITE_NEW = """
 WITH m AS (
     INSERT INTO metrics (ts, sensor_id, event_id, value, seq, kafka_partition, kafka_offset)
-    SELECT timestamptz 'epoch' + ts_us * interval '1 microsecond', sensor_id, event_id, value, seq, kpart, koff
-    FROM unnest(%(sensor_id)s::text[], %(event_id)s::text[], %(ts_us)s::int8[], %(value)s::float8[],
+    SELECT ts, sensor_id, event_id, value, seq, kpart, koff
+    FROM unnest(%(sensor_id)s::text[], %(event_id)s::text[], %(ts)s::timestamptz[], %(value)s::float8[],
                 %(seq)s::int8[], %(kpart)s::int4[], %(koff)s::int8[])
-         WITH ORDINALITY AS u(sensor_id, event_id, ts_us, value, seq, kpart, koff, ord)
+         WITH ORDINALITY AS u(sensor_id, event_id, ts, value, seq, kpart, koff, ord)
     ORDER BY ord
 ),
 r AS (
     INSERT INTO metrics_1m AS t (sensor_id, minute, count, sum, min, max)
-    SELECT sensor_id, timestamptz 'epoch' + minute * interval '1 minute', count, sum, min, max
-    FROM unnest(%(r_sensor)s::text[], %(r_minute)s::int8[], %(r_count)s::int8[], %(r_sum)s::float8[],
+    SELECT sensor_id, minute, count, sum, min, max
+    FROM unnest(%(r_sensor)s::text[], %(r_minute)s::timestamptz[], %(r_count)s::int8[], %(r_sum)s::float8[],
                 %(r_min)s::float8[], %(r_max)s::float8[]) AS u(sensor_id, minute, count, sum, min, max)
     ON CONFLICT (sensor_id, minute) DO UPDATE SET
         count = t.count + excluded.count, sum = t.sum + excluded.sum,
@@ -113,8 +113,8 @@ r AS (
 ),
 rp AS (                         -- the all-sensor rollup, per partition (migration 002)
     INSERT INTO metrics_1m_partition AS t (kafka_partition, minute, count, sum, min, max)
-    SELECT kpart, timestamptz 'epoch' + minute * interval '1 minute', count, sum, min, max
-    FROM unnest(%(p_part)s::int4[], %(p_minute)s::int8[], %(p_count)s::int8[], %(p_sum)s::float8[],
+    SELECT kpart, minute, count, sum, min, max
+    FROM unnest(%(p_part)s::int4[], %(p_minute)s::timestamptz[], %(p_count)s::int8[], %(p_sum)s::float8[],
                 %(p_min)s::float8[], %(p_max)s::float8[]) AS u(kpart, minute, count, sum, min, max)
     ON CONFLICT (minute, kafka_partition) DO UPDATE SET
         count = t.count + excluded.count, sum = t.sum + excluded.sum,
@@ -122,8 +122,8 @@ rp AS (                         -- the all-sensor rollup, per partition (migrati
 ),
 rph AS (                        -- the same per hour, for summaries of whole hours (migration 006)
     INSERT INTO metrics_1h_partition AS t (kafka_partition, hour, count, sum, min, max)
-    SELECT kpart, timestamptz 'epoch' + (minute / 60) * interval '1 hour', sum(count), sum(sum), min(min), max(max)
-    FROM unnest(%(p_part)s::int4[], %(p_minute)s::int8[], %(p_count)s::int8[], %(p_sum)s::float8[],
+    SELECT kpart, date_bin('1 hour', minute, timestamptz 'epoch'), sum(count), sum(sum), min(min), max(max)
+    FROM unnest(%(p_part)s::int4[], %(p_minute)s::timestamptz[], %(p_count)s::int8[], %(p_sum)s::float8[],
                 %(p_min)s::float8[], %(p_max)s::float8[]) AS u(kpart, minute, count, sum, min, max)
     GROUP BY 1, 2
     ON CONFLICT (hour, kafka_partition) DO UPDATE SET
@@ -132,13 +132,13 @@ rph AS (                        -- the same per hour, for summaries of whole hou
 ),
 sst AS (                        -- the batch's first seq of a sensor is checked against its stored last seq
     INSERT INTO sensor_stats AS t (sensor_id, events, last_value, last_ts, last_seq, seq_gaps, order_violations)
-    SELECT u.sensor_id, u.n, u.last_value, timestamptz 'epoch' + u.last_ts_us * interval '1 microsecond',
+    SELECT u.sensor_id, u.n, u.last_value, u.last_ts,
            u.last_seq,
            u.gaps + CASE WHEN prev.last_seq IS NOT NULL AND u.first_seq > prev.last_seq + 1 THEN 1 ELSE 0 END,
            u.violations + CASE WHEN prev.last_seq IS NOT NULL AND u.first_seq <= prev.last_seq THEN 1 ELSE 0 END
     FROM unnest(%(s_sensor)s::text[], %(s_n)s::int8[], %(s_first)s::int8[], %(s_last)s::int8[],
-                %(s_value)s::float8[], %(s_ts)s::int8[], %(s_gaps)s::int8[], %(s_viol)s::int8[])
-         AS u(sensor_id, n, first_seq, last_seq, last_value, last_ts_us, gaps, violations)
+                %(s_value)s::float8[], %(s_ts)s::timestamptz[], %(s_gaps)s::int8[], %(s_viol)s::int8[])
+         AS u(sensor_id, n, first_seq, last_seq, last_value, last_ts, gaps, violations)
     LEFT JOIN sensor_stats prev USING (sensor_id)
     ON CONFLICT (sensor_id) DO UPDATE SET
         events = t.events + excluded.events, last_value = excluded.last_value, last_ts = excluded.last_ts,
@@ -286,6 +286,9 @@ class BatchResult:
         )
 
 
+_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 UTC in Unix microseconds
+
+
 class BinaryArray:
     """A one-dimensional array of numbers in PostgreSQL's binary format (what `array_recv`
     reads), built by numpy in one pass: a header (one dimension, no NULLs, the element type,
@@ -311,7 +314,7 @@ class BinaryArray:
     @staticmethod
     def adapt(conn: psycopg.Connection[Any]) -> None:
         """Teach `conn` to send these arrays as they are, typed by their array oid."""
-        for cls in (Int4Array, Int8Array, Float8Array):
+        for cls in (Int4Array, Int8Array, TimestamptzArray, Float8Array):
             conn.adapters.register_dumper(cls, _BinaryArrayDumper)
 
 
@@ -321,6 +324,16 @@ class Int4Array(BinaryArray):
 
 class Int8Array(BinaryArray):
     ELEM_OID, ARRAY_OID, DTYPE = 20, 1016, ">i8"
+
+
+class TimestamptzArray(BinaryArray):
+    """Times given as microseconds since the Unix epoch; sent as PostgreSQL's own (microseconds
+    since 2000-01-01 UTC), so the server does no arithmetic to store them."""
+
+    ELEM_OID, ARRAY_OID, DTYPE = 1184, 1185, ">i8"
+
+    def __init__(self, unix_us: list[int] | np.ndarray) -> None:
+        super().__init__(np.asarray(unix_us, dtype=np.int64) - _PG_EPOCH_US)
 
 
 class Float8Array(BinaryArray):
@@ -478,7 +491,7 @@ class BatchWriter:
                 cand = self._not_claimed(cand, known, others)
                 lit = _Literals(cand)
         if cand.event_id:
-            claimed = conn.execute(_CLAIM, {**lit.claim(), "ts_us": lit.ts_us}).rowcount
+            claimed = conn.execute(_CLAIM, {**lit.claim(), "ts": lit.ts}).rowcount
             if claimed < len(cand):  # some were stored already: a replay, a re-send or a conflict
                 known = conn.execute(_KNOWN, {**lit.claim(), "missing": True}).fetchall()
                 cand = self._not_claimed(cand, known, others)
@@ -520,7 +533,7 @@ class _Literals:
         self.kpart = _int4s(c.kpart)
         self.koff = _ints(c.koff)
         self.chash = _ints(c.chash)
-        self.ts_us = _ints(c.ts_us)
+        self.ts = TimestamptzArray(c.ts_us)
 
     def claim(self) -> dict[str, BinaryArray | str]:
         return {"event_id": self.event_id, "kpart": self.kpart, "koff": self.koff, "chash": self.chash}
@@ -530,7 +543,7 @@ class _Literals:
         return {
             "sensor_id": _texts(c.sensor_id),
             "event_id": self.event_id,
-            "ts_us": self.ts_us,
+            "ts": self.ts,
             "value": _floats(c.value),
             "seq": _ints(c.seq),
             "kpart": self.kpart,
@@ -626,6 +639,7 @@ def aggregate(c: Columns) -> dict[str, Any]:
 
 
 _FLOAT_PARAMS = {"r_sum", "r_min", "r_max", "p_sum", "p_min", "p_max", "s_value"}
+_MINUTE_PARAMS = {"r_minute", "p_minute"}  # minutes since the epoch
 _INT4_PARAMS = {"p_part", "c_part"}
 
 
@@ -637,6 +651,10 @@ def _aggregates(c: Columns) -> dict[str, BinaryArray | str]:
             out[name] = _texts(values)
         elif name in _FLOAT_PARAMS:
             out[name] = _floats(values)
+        elif name in _MINUTE_PARAMS:
+            out[name] = TimestamptzArray(values * 60_000_000)
+        elif name == "s_ts":
+            out[name] = TimestamptzArray(values)
         elif name in _INT4_PARAMS:
             out[name] = _int4s(values)
         else:
