@@ -175,14 +175,28 @@ def render(r: dict[str, Any], command: str) -> str:
             f"- maximum sustainable ≥ 40,000/s: {_mark(e['max_sustainable'] >= 40_000)} "
             f"(highest rate with a steady backlog: {e['max_sustainable']:,}/s)",
             "",
-            "Resources during the 20,000/s run (CPU seconds, peak RSS):",
+            "Resources during the 20,000/s run (CPU seconds, CPU per produced event, peak RSS):",
             "",
-            "| process | CPU s | peak RSS |",
-            "|---|---:|---:|",
+            "| process | CPU s | CPU us/event | peak RSS |",
+            "|---|---:|---:|---:|",
         ]
         if at20:
+            n = at20["produced"] or 1
+            total_us = 0.0
             for name, res in at20["resources"].items():
-                out.append(f"| {name} | {res['cpu_s']} | {res['peak_rss_mb']} MB |")
+                us = res["cpu_s"] / n * 1e6
+                total_us += us
+                out.append(f"| {name} | {res['cpu_s']} | {us:.1f} | {res['peak_rss_mb']} MB |")
+            cores = r.get("machine", {}).get("cores")
+            if cores and total_us:
+                # The budget that bounds the sustainable rate on one box: no scheduling can carry
+                # more events per second than the cores' CPU-seconds divided by the cost of one.
+                out += [
+                    "",
+                    f"Together {total_us:.1f} us of CPU per event: even with its {cores} cores fully busy, this "
+                    f"box could carry at most {cores * 1e6 / total_us:,.0f} events/s at that cost. "
+                    f"{40_000:,}/s would need at most {cores * 1e6 / 40_000:.1f} us per event.",
+                ]
         out += [
             "",
             "(postgres: the server and all its backends, RSS summed, so shared buffers count "
