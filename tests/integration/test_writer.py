@@ -231,22 +231,20 @@ def test_binary_arrays_reach_the_server_exactly(db_dsn: str) -> None:
     ints = [-(2**63), -1, 0, 1, 2**63 - 1]
     int4s = [-(2**31), 0, 11, 2**31 - 1]
     floats = [-0.0, 0.1, -1e15, 1e15, 5e-324, 20.000000000000004]
+    unix_us = [0, 1_795_000_000_123_456, -1, 946_684_800_000_000]
     with psycopg.connect(db_dsn) as conn:
         BinaryArray.adapt(conn)
         row = conn.execute(
             "SELECT %s::int8[], %s::int4[], %s::float8[], %s::int8[], %s::float8[], pg_typeof(%s)::text",
             (Int8Array(ints), Int4Array(int4s), Float8Array(floats), Int8Array([]), Float8Array([]), Int8Array([1])),
         ).fetchone()
+        times = conn.execute("SELECT %s::timestamptz[]", (TimestamptzArray(unix_us),)).fetchone()
     assert row is not None
     assert row[0] == ints
     assert row[1] == int4s
     assert [x.hex() for x in row[2]] == [x.hex() for x in floats]  # bit-exact, -0.0 included
     assert row[3] == [] and row[4] == []
     assert row[5] == "bigint[]"  # typed by the dumper, not guessed by the server
-    unix_us = [0, 1_795_000_000_123_456, -1, 946_684_800_000_000]
-    with psycopg.connect(db_dsn) as conn:
-        BinaryArray.adapt(conn)
-        times = conn.execute("SELECT %s::timestamptz[]", (TimestamptzArray(unix_us),)).fetchone()
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     assert times is not None
     assert times[0] == [epoch + timedelta(microseconds=us) for us in unix_us]  # to the microsecond

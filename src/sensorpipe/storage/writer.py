@@ -36,8 +36,8 @@ APPLICATION_NAME = "sensorpipe-consumer"
 #
 # No array is sent as a Python list: psycopg adapts a list element by element in Python
 # (about 2 us per element, 100 ms for a batch of 5,000).
-# - Numbers go in PostgreSQL's binary array format, built by numpy in one pass (`_ints`,
-#   `_floats`): about 0.03 us per element, against 0.15-0.29 us for a text literal built with
+# - Numbers and times go in PostgreSQL's binary array format, built by numpy in one pass
+#   (`BinaryArray`): about 0.03 us per element, against 0.15-0.29 us for a text literal built with
 #   str.join, and the server copies them instead of parsing text (array_in was about 6% of its
 #   CPU on the consumer drain).
 # - Ids go as a text literal built with str.join (`_texts`). This is safe because the contract
@@ -59,7 +59,7 @@ APPLICATION_NAME = "sensorpipe-consumer"
 #
 # One INSERT with RETURNING and a join of its result against the batch used to say all of
 # this in one round trip; materialising the batch and the returned ids for that join cost
-# the server 1.5-3 us per event (11.4-13.0 against 9.7-9.9 us for the claim alone, writer
+# the server 1.5-3 us per event (11.4-13.0 against 9.7-10.0 us for the claim alone, writer
 # only, batches of 20,000).
 _CLAIM = """
 INSERT INTO processed_events (event_id, kafka_partition, kafka_offset, content_hash, event_ts)
@@ -351,9 +351,6 @@ class _BinaryArrayDumper(Dumper):
         return obj.data  # type: ignore[no-any-return]
 
 
-_ints, _int4s, _floats = Int8Array, Int4Array, Float8Array
-
-
 def _texts(values: list[str]) -> str:
     return '{"' + '","'.join(values) + '"}' if values else "{}"
 
@@ -530,9 +527,9 @@ class _Literals:
     def __init__(self, c: Columns) -> None:
         self.c = c
         self.event_id = _texts(c.event_id)
-        self.kpart = _int4s(c.kpart)
-        self.koff = _ints(c.koff)
-        self.chash = _ints(c.chash)
+        self.kpart = Int4Array(c.kpart)
+        self.koff = Int8Array(c.koff)
+        self.chash = Int8Array(c.chash)
         self.ts = TimestamptzArray(c.ts_us)
 
     def claim(self) -> dict[str, BinaryArray | str]:
@@ -544,8 +541,8 @@ class _Literals:
             "sensor_id": _texts(c.sensor_id),
             "event_id": self.event_id,
             "ts": self.ts,
-            "value": _floats(c.value),
-            "seq": _ints(c.seq),
+            "value": Float8Array(c.value),
+            "seq": Int8Array(c.seq),
             "kpart": self.kpart,
             "koff": self.koff,
         }
@@ -585,9 +582,9 @@ def aggregate(c: Columns) -> dict[str, Any]:
     Each table's rows come in its key order, so concurrent writers lock rows in the same order
     and cannot deadlock. A sensor's state takes its rows in batch order: its first and last
     seq, the last value and time, and how many steps skipped seqs (a gap) or went back (an
-    order violation). Vectorised: 0.3-0.4 us per row against about 1.8 for a dict per group
-    updated row by row (py-spy on the consumer drain), on the writer thread that shares the
-    GIL with decoding."""
+    order violation). Vectorised: 0.48-0.73 us per row against 2.75-3.11 for a dict per group
+    updated row by row (batches of 20,000 rows, best of 7), on the writer thread that shares
+    the GIL with decoding."""
     n = len(c)
     names = sorted(set(c.sensor_id))
     rank = {sid: i for i, sid in enumerate(names)}
@@ -638,28 +635,40 @@ def aggregate(c: Columns) -> dict[str, Any]:
     }
 
 
-_FLOAT_PARAMS = {"r_sum", "r_min", "r_max", "p_sum", "p_min", "p_max", "s_value"}
-_MINUTE_PARAMS = {"r_minute", "p_minute"}  # minutes since the epoch
-_INT4_PARAMS = {"p_part", "c_part"}
+def _minutes(minutes: np.ndarray) -> TimestamptzArray:
+    return TimestamptzArray(minutes * 60_000_000)
+
+
+# How each of `aggregate`'s results travels; a result without an entry fails loudly.
+_ENCODE: dict[str, Callable[[Any], BinaryArray | str]] = {
+    "r_sensor": _texts,
+    "r_minute": _minutes,
+    "r_count": Int8Array,
+    "r_sum": Float8Array,
+    "r_min": Float8Array,
+    "r_max": Float8Array,
+    "p_part": Int4Array,
+    "p_minute": _minutes,
+    "p_count": Int8Array,
+    "p_sum": Float8Array,
+    "p_min": Float8Array,
+    "p_max": Float8Array,
+    "s_sensor": _texts,
+    "s_n": Int8Array,
+    "s_first": Int8Array,
+    "s_last": Int8Array,
+    "s_value": Float8Array,
+    "s_ts": TimestamptzArray,
+    "s_gaps": Int8Array,
+    "s_viol": Int8Array,
+    "c_part": Int4Array,
+    "c_stored": Int8Array,
+}
 
 
 def _aggregates(c: Columns) -> dict[str, BinaryArray | str]:
     """`aggregate(c)` as the statement's parameters."""
-    out: dict[str, BinaryArray | str] = {}
-    for name, values in aggregate(c).items():
-        if isinstance(values, list):
-            out[name] = _texts(values)
-        elif name in _FLOAT_PARAMS:
-            out[name] = _floats(values)
-        elif name in _MINUTE_PARAMS:
-            out[name] = TimestamptzArray(values * 60_000_000)
-        elif name == "s_ts":
-            out[name] = TimestamptzArray(values)
-        elif name in _INT4_PARAMS:
-            out[name] = _int4s(values)
-        else:
-            out[name] = _ints(values)
-    return out
+    return {name: _ENCODE[name](values) for name, values in aggregate(c).items()}
 
 
 class _Others:
@@ -688,11 +697,11 @@ class _Others:
         rp = sorted(self.redelivered)
         return {
             "o_event": _texts([r[0] for r in x]),
-            "o_part": _int4s([r[1] for r in x]),
-            "o_off": _ints([r[2] for r in x]),
+            "o_part": Int4Array([r[1] for r in x]),
+            "o_off": Int8Array([r[2] for r in x]),
             "o_kind": _texts([r[3] for r in x]),
-            "o_hash": _ints([r[4] for r in x]),
-            "o_stored": _ints([r[5] for r in x]),
-            "r_part": _int4s(rp),
-            "r_n": _int4s([self.redelivered[p] for p in rp]),
+            "o_hash": Int8Array([r[4] for r in x]),
+            "o_stored": Int8Array([r[5] for r in x]),
+            "r_part": Int4Array(rp),
+            "r_n": Int4Array([self.redelivered[p] for p in rp]),
         }
