@@ -176,6 +176,11 @@ class ConsumerSettings(BaseSettings):
     max_message_bytes: int = Field(default=65_536, ge=256, description="Larger messages are poison.")
     future_window_s: int = Field(default=86_400, ge=0, description="Accepted event-time lead over the clock.")
     slowdown_ms: int = Field(default=0, ge=0, le=60_000, description="Artificial DB latency per batch.")
+    replay_by_position: bool = Field(
+        default=True,
+        description="Count a message at a Kafka position already recorded as processed as a redelivery, "
+        "without decoding it (false: every message takes the full path).",
+    )
     config_poll_s: float = Field(default=2.0, gt=0, description="How often the slowdown knob is re-read.")
     metrics_port: int = Field(default=9400, ge=0, le=65535, description="Prometheus port; 0 disables.")
     metrics_host: str = Field(default="127.0.0.1", description="Prometheus listen address (0.0.0.0 in containers).")

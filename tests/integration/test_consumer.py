@@ -316,3 +316,80 @@ def test_consumers_share_the_partitions_without_duplicates(topics: Topics, db_ds
         ).fetchall()
         rolled = conn.execute("SELECT sensor_id, minute, count, sum, min, max FROM metrics_1m ORDER BY 1, 2").fetchall()
     assert [(*r[:3], pytest.approx(r[3]), *r[4:]) for r in raw] == rolled
+
+
+def _counters(dsn: str) -> tuple[int, int, int]:
+    row = scalar(dsn, "SELECT array[sum(stored), sum(redeliveries), sum(duplicates)]::int8[] FROM ingest_counters")
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def test_a_new_group_reading_recorded_positions_counts_them_without_decoding(
+    topics: Topics, db_dsn: str, make_consumer: Factory
+) -> None:
+    """Group A stores a topic holding a poison message. Group B, reset to the earliest offset,
+    reads it all again: the recorded positions are redeliveries, not decoded, and the poison
+    is not dead-lettered a second time; what was produced since is stored. Group C, with the
+    position path off, classifies every copy by event id instead, with the same rows."""
+    boot = topics.settings.bootstrap()
+    first = make_events(4, 10)
+    msgs: list[tuple[bytes | None, bytes, list[tuple[str, bytes]] | None]] = [
+        (e.sensor_id.encode(), e.encode(), None) for e in first
+    ]
+    msgs.insert(7, (b"sensor-00001", b"{not json", None))
+    produce(boot, topics.main, msgs)
+    a = make_consumer()
+    drain(a, lambda: stored(db_dsn) == 40 and scalar(db_dsn, "SELECT count(*) FROM dead_letters") == 1)
+    a.close()
+    with psycopg.connect(db_dsn) as conn:
+        ranges = conn.execute(
+            "SELECT kafka_partition, first_offset, last_offset FROM processed_ranges ORDER BY 1"
+        ).fetchall()
+    parts = {tp: n for tp, n in committed_ends(topics).items() if n}
+    assert [(p, 0, n - 1) for p, n in sorted(parts.items())] == ranges  # every position read, once
+
+    later = [Ev(f"late-{e.sensor_id}", e.event_id, e.ts_ms, e.value, e.seq) for e in make_events(2, 5)]
+    produce_events(boot, topics.main, later)
+    b = make_consumer(group_id=f"g-{uuid.uuid4().hex[:10]}")
+    drain(b, lambda: stored(db_dsn) == 50)
+    b.close()
+    assert b.metrics.known_positions._value.get() == 41  # 40 events and the poison message
+    assert b.metrics.redeliveries._value.get() == 41
+    assert b.metrics.stored._value.get() == 10
+    assert sum(v._value.get() for v in b.metrics.dlq._metrics.values()) == 0  # not dead-lettered again
+    assert _counters(db_dsn) == (50, 41, 0)
+    assert scalar(db_dsn, "SELECT count(*) FROM dead_letters") == 1
+
+    c = make_consumer(group_id=f"g-{uuid.uuid4().hex[:10]}", replay_by_position=False)
+    drain(c, lambda: _counters(db_dsn)[1] == 41 + 50)
+    c.close()
+    assert c.metrics.known_positions._value.get() == 0
+    assert c.metrics.redeliveries._value.get() == 50  # found by event id and position in processed_events
+    assert sum(v._value.get() for v in c.metrics.dlq._metrics.values()) == 1  # decoded, so dead-lettered again
+    _assert_exactly_once(db_dsn, first + later)
+
+
+def test_positions_recorded_for_another_topic_id_are_not_taken_as_processed(
+    topics: Topics, db_dsn: str, make_consumer: Factory
+) -> None:
+    """A topic deleted and created again under its name restarts at offset 0 with a new Kafka
+    id: ranges recorded under the old id cover its offsets but must not match."""
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute(
+            "INSERT INTO processed_ranges SELECT 'an-older-topic-id', p, 0, 1000000 FROM generate_series(0, 11) AS p"
+        )
+    events = make_events(3, 6)
+    produce_events(topics.settings.bootstrap(), topics.main, events)
+    svc = make_consumer()
+    drain(svc, lambda: stored(db_dsn) == len(events))
+    svc.close()
+    assert svc.metrics.known_positions._value.get() == 0
+    _assert_exactly_once(db_dsn, events)
+
+
+def committed_ends(topics: Topics) -> dict[int, int]:
+    """Each partition's end offset (its next offset) on the main topic."""
+    c = Consumer({"bootstrap.servers": topics.settings.bootstrap(), "group.id": "ends"})
+    try:
+        return {p: c.get_watermark_offsets(TopicPartition(topics.main, p), timeout=10)[1] for p in range(12)}
+    finally:
+        c.close()

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from sensorpipe.storage import queries
+from sensorpipe.storage.positions import Positions, Ranges
 from sensorpipe.storage.writer import (
     BatchResult,
     BatchWriter,
@@ -48,7 +49,7 @@ def _enter_mode(w: BatchWriter, mode: str, now_us: int) -> int:
         assert w.write(warm, []).stored == 2
     elif mode == "lookup-first":  # all known: a replay
         assert w.write(warm.take([0]), []).redeliveries == 1
-    assert w._mode.value == mode.split("-")[0]  # the setup reached the mode under test
+    assert w._mode.value == mode.removesuffix("-first")  # the setup reached the mode under test
     return 3 if mode == "claim-first" else 1
 
 
@@ -319,3 +320,36 @@ def test_an_id_claimed_by_a_concurrent_writer_is_a_duplicate_not_a_second_row(db
         assert conn.execute("SELECT count(*) FROM metrics WHERE sensor_id IN ('x', 'y')").fetchone() == (3,)
     a.close()
     b.close()
+
+
+def test_positions_are_recorded_in_the_parts_transaction_and_ranges_only_grow(db_dsn: str) -> None:
+    """A span continues the range that holds or precedes its first offset, or starts its own;
+    a span behind a range (a fenced consumer's late batch) never shrinks it; ranges are kept
+    per topic id; known positions count as redeliveries; a rolled-back part records nothing."""
+    w = BatchWriter(db_dsn, retention_days=7)
+    now = int(time.time() * 1e6)
+    rows = _cols([("a", i, 1.0, 0, i) for i in range(5)], now)  # partition 0, offsets 0-4
+    r = w.write(rows, [], positions=Positions("T", spans={0: (0, 4), 3: (10, 12)}, known={3: 3}))
+    assert (r.stored, r.redeliveries) == (5, 3)
+    for part, span in ((0, (5, 9)), (0, (20, 25)), (0, (3, 6)), (3, (13, 13))):
+        w.write(Columns(), [], positions=Positions("T", spans={part: span}))
+    w.write(Columns(), [], positions=Positions("U", spans={1: (0, 100)}))
+
+    def fail() -> None:
+        raise RuntimeError("the part fails before its commit")
+
+    with pytest.raises(RuntimeError):
+        w.write(Columns(), [], before_commit=fail, positions=Positions("T", spans={0: (26, 40), 7: (0, 9)}))
+    with psycopg.connect(db_dsn) as conn:
+        got = conn.execute(
+            "SELECT topic_id, kafka_partition, first_offset, last_offset FROM processed_ranges ORDER BY 1, 2, 3"
+        )
+        assert got.fetchall() == [("T", 0, 0, 9), ("T", 0, 20, 25), ("T", 3, 10, 13), ("U", 1, 0, 100)]
+        ranges = Ranges()
+        ranges.load(conn, "T", [0, 1, 3, 7])
+    assert scalar(db_dsn, "SELECT sum(redeliveries) FROM ingest_counters") == 3
+    assert [ranges.through(0, off) for off in (0, 9, 10, 19, 20, 25, 26)] == [9, 9, -1, -1, 25, 25, -1]
+    assert [ranges.through(3, off) for off in (9, 10, 13, 14)] == [-1, 13, 13, -1]
+    assert ranges.through(1, 0) == -1  # recorded under topic id U only
+    assert ranges.through(7, 0) == -1  # its part was rolled back
+    w.close()

@@ -12,6 +12,11 @@ class ConsumerMetrics:
         self.stored = Counter("sensorpipe_consumer_stored", "Events newly stored", registry=r)
         self.duplicates = Counter("sensorpipe_consumer_duplicates", "Duplicate events ignored", registry=r)
         self.redeliveries = Counter("sensorpipe_consumer_redeliveries", "Offsets consumed again", registry=r)
+        self.known_positions = Counter(
+            "sensorpipe_consumer_known_positions",
+            "Messages at positions recorded as processed: redeliveries counted without decoding",
+            registry=r,
+        )
         self.conflicts = Counter("sensorpipe_consumer_conflicts", "Reused event ids, other content", registry=r)
         self.dlq = Counter("sensorpipe_consumer_dlq", "Messages dead-lettered", ["reason"], registry=r)
         self.retries = Counter("sensorpipe_consumer_batch_retries", "Batches retried after an outage", registry=r)

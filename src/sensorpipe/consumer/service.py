@@ -41,13 +41,14 @@ from typing import Any, cast
 
 import orjson
 import psycopg
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicCollection, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from sensorpipe.consumer.metrics import ConsumerMetrics
 from sensorpipe.contracts import events as ev
 from sensorpipe.contracts.config import PipelineConfig
 from sensorpipe.settings import ConsumerSettings, DatabaseSettings, KafkaSettings
-from sensorpipe.storage import config_store
+from sensorpipe.storage import config_store, positions
 from sensorpipe.storage.writer import BatchResult, BatchWriter, Columns, DeadLetter
 
 log = logging.getLogger("sensorpipe.consumer")
@@ -76,7 +77,11 @@ class Batch:
     dlq: list[Message] = field(default_factory=list)
     first: dict[int, int] = field(default_factory=dict)  # partition -> first offset in the batch
     last: dict[int, int] = field(default_factory=dict)  # partition -> last offset in the batch
+    known: dict[int, int] = field(default_factory=dict)  # partition -> messages at recorded positions
     consumed: int = 0
+    # partition -> (first, last) offsets to record as processed with this batch, set when it
+    # is handed to the writers (see ConsumerService._spans)
+    spans: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -128,6 +133,12 @@ class ConsumerService:
         self._next_config = 0.0
         self._next_maintain = 0.0
         self._backoff = 0.5
+        # Positions already processed (storage.positions): the topic's Kafka id, the recorded
+        # ranges of our partitions as loaded when they were assigned, and the last offset of
+        # each partition that this process committed since then.
+        self._topic_id: str | None = None
+        self._ranges = positions.Ranges()
+        self._read_to: dict[int, int] = {}
         self.consumer = Consumer(
             {
                 **kafka.client_config(),
@@ -195,6 +206,31 @@ class ConsumerService:
         self.assigned |= {p.partition for p in parts}
         log.info("assigned %s; now %s", sorted(p.partition for p in parts), sorted(self.assigned))
         self.metrics.assigned.set(len(self.assigned))
+        self._load_ranges(sorted(p.partition for p in parts))
+
+    def _load_ranges(self, partitions: list[int]) -> None:
+        """Learn which positions of newly assigned partitions were processed already. Ranges
+        only grow, so a view that is missing or old only sends more messages down the full
+        path; on any error the partitions are simply read in full."""
+        if self._topic_id is None:
+            self._topic_id = self._describe_topic()
+        if self._topic_id is None or not self.settings.replay_by_position or not partitions:
+            return
+        try:
+            self._ranges.load(self._side_connection(), self._topic_id, partitions)
+        except psycopg.Error as e:
+            log.info("processed ranges not loaded (%s); partitions %s are read in full", e, partitions)
+            self._close_side_connection()
+
+    def _describe_topic(self) -> str | None:
+        """The topic's Kafka id, which tells this topic from one recreated under its name."""
+        try:
+            admin = AdminClient(self.kafka.client_config())
+            futures = admin.describe_topics(TopicCollection([self.kafka.topic]), request_timeout=10)
+            return str(futures[self.kafka.topic].result(timeout=15).topic_id)
+        except (KafkaException, TimeoutError) as e:
+            log.warning("topic id of %s unknown (%s): positions are neither recorded nor skipped", self.kafka.topic, e)
+            return None
 
     def _on_revoke(self, _c: Consumer, parts: list[TopicPartition]) -> None:
         # Finish and commit the batch in flight while these partitions are still ours, so the
@@ -204,6 +240,9 @@ class ConsumerService:
 
     def _forget(self, parts: list[TopicPartition]) -> None:
         self.assigned -= {p.partition for p in parts}
+        self._ranges.forget([p.partition for p in parts])
+        for p in parts:
+            self._read_to.pop(p.partition, None)
         log.info("revoked %s; now %s", sorted(p.partition for p in parts), sorted(self.assigned))
         for p in parts:
             with contextlib.suppress(KeyError):  # no lag reported yet for it
@@ -247,8 +286,19 @@ class ConsumerService:
             self._backoff = min(self._backoff * 2, self.settings.retry_max_s)
             return None
         if batch is not None and batch.consumed:
+            batch.spans = self._spans(batch)
             self._inflight = InFlight(batch, self._pool.submit(self._write, batch, self.knobs.slowdown_ms))
         return result
+
+    def _spans(self, batch: Batch) -> dict[int, tuple[int, int]]:
+        """The offsets the batch covers per partition, from just after this process's last
+        committed batch of that partition when it read on from there: offsets between that
+        batch and this one hold no message (a transaction marker, a compacted record)."""
+        out = {}
+        for p, first in batch.first.items():
+            before = self._read_to.get(p)
+            out[p] = (first if before is None else min(first, before + 1), batch.last[p])
+        return out
 
     def _write(self, batch: Batch, slowdown_ms: int) -> tuple[BatchResult, float]:
         """On a writer thread: DLQ first, then the batch's rows, one transaction per part.
@@ -261,17 +311,38 @@ class ConsumerService:
         """
         t0 = time.perf_counter()
         self._dead_letter(batch)
-        parts = batch.cols.shards(len(self.writers))
+        # Every partition read, with its dead letters and recorded positions, goes to one
+        # part: a range never claims a dead letter or row that another transaction holds.
+        owner = batch.cols.owners(len(self.writers), also=batch.first)
+        parts = batch.cols.shards(len(self.writers), owner)
+        dead: list[list[DeadLetter]] = [[] for _ in parts]
+        for d in batch.dead:
+            dead[owner[d.kafka_partition]].append(d)
+        pos = [self._positions(batch, owner, i) for i in range(len(parts))]
         others = [
-            self._pool.submit(self.writers[i].write, part, [], slowdown_ms) for i, part in enumerate(parts[1:], 1)
+            self._pool.submit(self.writers[i].write, part, dead[i], slowdown_ms, None, pos[i])
+            for i, part in enumerate(parts[1:], 1)
         ]
         try:
-            result = self.writer.write(parts[0], batch.dead, slowdown_ms, lambda: self._failpoint("before_db_commit"))
+            result = self.writer.write(
+                parts[0], dead[0], slowdown_ms, lambda: self._failpoint("before_db_commit"), pos[0]
+            )
         finally:
             wait(others)  # every part has finished, even when this one failed
         for f in others:
             result = result.plus(f.result())  # raises that part's error, if it failed
         return result, time.perf_counter() - t0
+
+    def _positions(self, batch: Batch, owner: dict[int, int], part: int) -> positions.Positions | None:
+        """What part `part` of the batch records: its partitions' spans and known positions."""
+        if self._topic_id is None:
+            return None
+        mine = [p for p in batch.spans if owner[p] == part]
+        return positions.Positions(
+            self._topic_id,
+            spans={p: batch.spans[p] for p in mine},
+            known={p: batch.known[p] for p in mine if p in batch.known},
+        )
 
     def _settle(self) -> BatchResult | None:
         """Wait for the batch in flight; commit its offsets if its transaction committed."""
@@ -293,6 +364,9 @@ class ConsumerService:
         self._failpoint("after_db_commit")
         t0 = time.perf_counter()
         self._commit(inflight.batch)
+        for p, off in inflight.batch.last.items():
+            if p in self.assigned:
+                self._read_to[p] = off
         self._observe(inflight.batch, result, write_s, time.perf_counter() - t0)
         return result
 
@@ -305,7 +379,11 @@ class ConsumerService:
         # the columns' appends, bound once: this loop runs for every message
         eids, sids, tss, vals = c.event_id.append, c.sensor_id.append, c.ts_us.append, c.value.append
         seqs, parts, offs, hashes = c.seq.append, c.kpart.append, c.koff.append, c.chash.append
-        first, last = batch.first, batch.last
+        first, last, known = batch.first, batch.last, batch.known
+        # partition -> the last offset of the recorded range holding its first message in
+        # this batch (-1: none); messages up to it are counted, not decoded
+        through = self._ranges.through
+        skip: dict[int, int] = {}
         consumed = 0
         for m in msgs:
             err = m.error()
@@ -318,8 +396,12 @@ class ConsumerService:
             off: int = m.offset()  # type: ignore[assignment]
             if part not in first:
                 first[part] = off
+                skip[part] = through(part, off)
             last[part] = off
             consumed += 1
+            if off <= skip[part]:
+                known[part] = known.get(part, 0) + 1
+                continue
             key, value = m.key(), m.value()
             r = row(key, value)
             if r is not None:
@@ -437,6 +519,7 @@ class ConsumerService:
         m.stored.inc(r.stored)
         m.duplicates.inc(r.duplicates)
         m.redeliveries.inc(r.redeliveries)
+        m.known_positions.inc(sum(batch.known.values()))
         m.conflicts.inc(r.conflicts)
         for d in batch.dead:
             m.dlq.labels(reason=d.reason).inc()
@@ -451,16 +534,12 @@ class ConsumerService:
         self._next_config = now + self.settings.config_poll_s
         stored: PipelineConfig | None = None
         try:
-            if self._config_conn is None or self._config_conn.closed:
-                self._config_conn = psycopg.connect(self.db.dsn(), autocommit=True, connect_timeout=3)
-            row = config_store.latest_or_none(self._config_conn)
+            row = config_store.latest_or_none(self._side_connection())
             stored = row.config if row else None
             version = row.version if row else None
         except psycopg.Error as e:
             log.debug("config store unreachable (%s); keeping the current knobs", e)
-            if self._config_conn is not None:
-                self._config_conn.close()
-            self._config_conn = None
+            self._close_side_connection()
             return
         slowdown = max(self.settings.slowdown_ms, stored.consumer_slowdown_ms if stored else 0)
         batch_max = self.settings.batch_max
@@ -470,6 +549,18 @@ class ConsumerService:
             log.info("slowdown knob: %d ms per batch, batch max %d (config v%s)", slowdown, batch_max, version)
         self.knobs = Knobs(slowdown, batch_max, version)
         self.metrics.slowdown_ms.set(slowdown)
+
+    def _side_connection(self) -> psycopg.Connection[Any]:
+        """The main thread's own autocommit connection (knobs, ranges); the writers' are busy
+        while a batch is in flight."""
+        if self._config_conn is None or self._config_conn.closed:
+            self._config_conn = psycopg.connect(self.db.dsn(), autocommit=True, connect_timeout=3)
+        return self._config_conn
+
+    def _close_side_connection(self) -> None:
+        if self._config_conn is not None:
+            self._config_conn.close()
+        self._config_conn = None
 
     def _maintain(self, now: float) -> None:
         """Create the coming days' partitions and apply retention, at start and every 10 minutes."""

@@ -301,10 +301,12 @@ class Bench:
         expect: int,
         count: Callable[[psycopg.Connection[tuple[Any, ...]]], int],
         group: str | None = None,
+        **env: str,
     ) -> dict[str, Any]:
         group = group or f"bench-{uuid.uuid4().hex[:8]}"
         procs = [
-            self.spawn(["consumer"], self.env(k, dsn, SENSORPIPE_CONSUMER_GROUP_ID=group)) for _ in range(consumers)
+            self.spawn(["consumer"], self.env(k, dsn, SENSORPIPE_CONSUMER_GROUP_ID=group, **env))
+            for _ in range(consumers)
         ]
         stats = [ProcStats(p.pid).start() for p in procs]
         first_t: float | None = None
@@ -346,6 +348,8 @@ class Bench:
         out["one"] = self.drain(k, dsn, 1, n, bq.stored)
         self.log("consumer: pure-duplicate replay (a new group re-reads everything)")
         out["replay"] = self.drain(k, dsn, 1, n, bq.replayed)
+        self.log("consumer: the same replay with the position path off (every copy decoded, found by event id)")
+        out["replay_by_id"] = self.drain(k, dsn, 1, n, bq.replayed, SENSORPIPE_CONSUMER_REPLAY_BY_POSITION="false")
         for c in (2, 3):
             dsn_c = self.database(f"cons{c}")
             self.log(f"consumer: {c} processes")

@@ -87,10 +87,13 @@ def render(r: dict[str, Any], command: str) -> str:
         ]
         for key, label in (
             ("one", "1 consumer, dedupe + rollups + sensor stats"),
-            ("replay", "pure-duplicate replay (1 consumer)"),
+            ("replay", "pure-duplicate replay (1 consumer, a new group; positions recorded as processed)"),
+            ("replay_by_id", "the same replay, position path off: every copy decoded and found by event id"),
             ("x2", "2 consumers"),
             ("x3", "3 consumers"),
         ):
+            if key not in c:  # runs recorded before the position path have no replay_by_id
+                continue
             x = c[key]
             out.append(f"| {label} | {x['events_per_s']:,} | {x['seconds']} | {x['peak_rss_mb']} MB | {x['cpu_s']} |")
         out.append(

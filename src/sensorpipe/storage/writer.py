@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from operator import itemgetter
@@ -27,6 +27,9 @@ import psycopg
 from psycopg.abc import AdaptContext
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
+
+from sensorpipe.storage.positions import Positions
+from sensorpipe.storage.positions import record as record_positions
 
 # How the consumer's sessions show in pg_stat_activity (operators and the chaos suite find
 # its backends by this name).
@@ -235,20 +238,31 @@ class Columns:
             setattr(out, name, list(got) if len(idx) > 1 else [got])
         return out
 
-    def shards(self, n: int) -> list[Columns]:
-        """The rows split into at most `n` parts by Kafka partition: a partition's rows stay in
-        one part, in their order, so a sensor's events stay in one transaction and in order.
-        Partitions go to the lightest part first, largest first (balanced by rows)."""
+    def owners(self, n: int, also: Iterable[int] = ()) -> dict[int, int]:
+        """Each Kafka partition's part when the rows are split into at most `n` parts, never
+        an empty one. Partitions go to the lightest part, largest first (balanced by rows);
+        partitions in `also` that have no rows (a batch's dead letters, known positions) go to
+        the lightest part after that."""
         counts = Counter(self.kpart)
-        if n <= 1 or len(counts) <= 1:
-            return [self]
-        loads = [0] * min(n, len(counts))
+        loads = [0] * max(1, min(n, len(counts)))
         owner: dict[int, int] = {}
         for p, k in sorted(counts.items(), key=lambda pk: (-pk[1], pk[0])):
-            i = loads.index(min(loads))
+            i = loads.index(min(loads))  # the first parts each get a partition: none stays empty
             owner[p] = i
             loads[i] += k
-        idx: list[list[int]] = [[] for _ in loads]
+        for p in sorted(set(also) - owner.keys()):
+            owner[p] = loads.index(min(loads))
+        return owner
+
+    def shards(self, n: int, owner: dict[int, int] | None = None) -> list[Columns]:
+        """The rows split into parts by Kafka partition (`owner`, by default `owners(n)`): a
+        partition's rows stay in one part, in their order, so a sensor's events stay in one
+        transaction and in order."""
+        owner = self.owners(n) if owner is None else owner
+        k = max(owner.values(), default=0) + 1
+        if k <= 1:
+            return [self]
+        idx: list[list[int]] = [[] for _ in range(k)]
         for i, p in enumerate(self.kpart):
             idx[owner[p]].append(i)
         return [self.take(ix) for ix in idx]
@@ -433,7 +447,10 @@ class BatchWriter:
         dead: list[DeadLetter],
         slowdown_ms: int = 0,
         before_commit: Callable[[], None] | None = None,
+        positions: Positions | None = None,
     ) -> BatchResult:
+        """Write one part of a batch in one transaction: its rows, its dead letters and, if
+        given, the Kafka positions it read (its known positions count as redeliveries)."""
         n = len(cols)
         # The first copy of each event id in the batch is the candidate; later copies are
         # duplicates (or conflicts) of it and are classified in Python.
@@ -464,10 +481,13 @@ class BatchWriter:
                 for i in later:  # later copies within the batch: compared with the first copy
                     j = seen[cols.event_id[i]]
                     others.classify(cols, i, (cols.kpart[j], cols.koff[j], cols.chash[j]))
-                if others.any():
-                    counted = conn.execute(_WRITE_OTHERS, others.params()).fetchone()
-                    if counted is not None:
-                        duplicates, conflicts, redeliveries = int(counted[0]), int(counted[1]), int(counted[2])
+            if positions is not None:
+                for part, k in positions.known.items():
+                    others.redelivered[part] = others.redelivered.get(part, 0) + k
+            if others.any():
+                counted = conn.execute(_WRITE_OTHERS, others.params()).fetchone()
+                if counted is not None:
+                    duplicates, conflicts, redeliveries = int(counted[0]), int(counted[1]), int(counted[2])
             if dead:
                 conn.execute(
                     _WRITE_DEAD,
@@ -479,6 +499,8 @@ class BatchWriter:
                         [d.poison_label for d in dead],
                     ),
                 )
+            if positions is not None:
+                record_positions(conn, positions)
             if before_commit is not None:
                 before_commit()  # still inside the transaction (the chaos suite's failpoint)
         return BatchResult(stored, duplicates, redeliveries, conflicts, len(dead))
