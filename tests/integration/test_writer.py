@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 import uuid
@@ -352,4 +353,26 @@ def test_positions_are_recorded_in_the_parts_transaction_and_ranges_only_grow(db
     assert [ranges.through(3, off) for off in (9, 10, 13, 14)] == [-1, 13, 13, -1]
     assert ranges.through(1, 0) == -1  # recorded under topic id U only
     assert ranges.through(7, 0) == -1  # its part was rolled back
+    w.close()
+
+
+def test_rows_are_stored_in_batch_order(db_dsn: str) -> None:
+    """metrics.ingest_id follows the order of the batch (Kafka order within each partition),
+    over batches large enough that the server would spill or reorder if it could: per-sensor
+    order is proven from it."""
+    w = BatchWriter(db_dsn, retention_days=7)
+    now = int(time.time() * 1e6)
+    rng = random.Random(3)
+    batches = []
+    for b in range(3):
+        rows = [
+            (f"s{rng.randrange(500)}", b * 10_000 + i, rng.random(), rng.randrange(12), b * 10_000 + i)
+            for i in range(10_000)
+        ]
+        batches.append(_cols(rows, now))
+    for c in batches:
+        assert w.write(c, []).stored == 10_000
+    with psycopg.connect(db_dsn) as conn:
+        got = [r[0] for r in conn.execute("SELECT event_id FROM metrics ORDER BY ingest_id")]
+    assert got == [e for c in batches for e in c.event_id]
     w.close()
