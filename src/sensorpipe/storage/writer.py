@@ -120,9 +120,8 @@ WITH m AS (
 ),
 r AS (
     INSERT INTO metrics_1m AS t (sensor_id, minute, count, sum, min, max)
-    SELECT sensor_id, minute, count, sum, min, max
-    FROM unnest(%(r_sensor)s::text[], %(r_minute)s::timestamptz[], %(r_count)s::int8[], %(r_sum)s::float8[],
-                %(r_min)s::float8[], %(r_max)s::float8[]) AS u(sensor_id, minute, count, sum, min, max)
+    SELECT unnest(%(r_sensor)s::text[]), unnest(%(r_minute)s::timestamptz[]), unnest(%(r_count)s::int8[]),
+           unnest(%(r_sum)s::float8[]), unnest(%(r_min)s::float8[]), unnest(%(r_max)s::float8[])
     ON CONFLICT (sensor_id, minute) DO UPDATE SET
         count = t.count + excluded.count, sum = t.sum + excluded.sum,
         min = least(t.min, excluded.min), max = greatest(t.max, excluded.max)
