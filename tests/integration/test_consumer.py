@@ -77,6 +77,15 @@ def committed(topics: Topics, group: str) -> dict[int, int]:
     return {tp.partition: tp.offset for tp in tps if tp.offset >= 0}  # -1001: nothing committed yet
 
 
+def end_offsets(topics: Topics) -> dict[int, int]:
+    """Each partition's end offset (the offset its next message will get) on the main topic."""
+    c = Consumer({"bootstrap.servers": topics.settings.bootstrap(), "group.id": "ends"})
+    try:
+        return {p: c.get_watermark_offsets(TopicPartition(topics.main, p), timeout=10)[1] for p in range(12)}
+    finally:
+        c.close()
+
+
 def test_same_event_three_times_is_stored_once(topics: Topics, db_dsn: str, make_consumer: Factory) -> None:
     boot = topics.settings.bootstrap()
     e = make_events(1, 1)[0]
@@ -344,7 +353,7 @@ def test_a_new_group_reading_recorded_positions_counts_them_without_decoding(
         ranges = conn.execute(
             "SELECT kafka_partition, first_offset, last_offset FROM processed_ranges ORDER BY 1"
         ).fetchall()
-    parts = {tp: n for tp, n in committed_ends(topics).items() if n}
+    parts = {tp: n for tp, n in end_offsets(topics).items() if n}
     assert [(p, 0, n - 1) for p, n in sorted(parts.items())] == ranges  # every position read, once
 
     later = [Ev(f"late-{e.sensor_id}", e.event_id, e.ts_ms, e.value, e.seq) for e in make_events(2, 5)]
@@ -384,12 +393,3 @@ def test_positions_recorded_for_another_topic_id_are_not_taken_as_processed(
     svc.close()
     assert svc.metrics.known_positions._value.get() == 0
     _assert_exactly_once(db_dsn, events)
-
-
-def committed_ends(topics: Topics) -> dict[int, int]:
-    """Each partition's end offset (its next offset) on the main topic."""
-    c = Consumer({"bootstrap.servers": topics.settings.bootstrap(), "group.id": "ends"})
-    try:
-        return {p: c.get_watermark_offsets(TopicPartition(topics.main, p), timeout=10)[1] for p in range(12)}
-    finally:
-        c.close()

@@ -72,7 +72,8 @@ APPLICATION_NAME = "sensorpipe-consumer"
 # this in one round trip; materialising the batch and the returned ids for that join cost
 # the server 1.5-3 us per event (11.4-13.0 against 9.7-10.0 us for the claim alone, writer
 # only, batches of 20,000).
-# The two large inserts unnest their arrays in the select list, not in FROM: a set-returning
+# The claim, the metrics insert and the per-minute rollup unnest their arrays in the select
+# list, not in FROM: a set-returning
 # function in FROM is a Function Scan, which first copies its whole result into a tuplestore,
 # and the metrics insert then sorted it by ordinality to keep Kafka order. In the select list
 # (a ProjectSet node) the rows stream straight into the insert, and the order is the one the
@@ -536,7 +537,7 @@ class BatchWriter:
                 known = conn.execute(_KNOWN, {**lit.claim(), "missing": True}).fetchall()
                 cand = self._not_claimed(cand, known, others)
                 lit = _Literals(cand)
-        self._mode = _Mode.LOOKUP if 2 * len(cand) < total else _Mode.INSERT if len(cand) == total else _Mode.CLAIM
+        self._mode = _Mode.after(len(cand), total)
         return cand, lit
 
     @staticmethod
@@ -570,6 +571,13 @@ class _Mode(enum.Enum):
     INSERT = "insert"  # the last batch's ids were all new: a plain INSERT in a savepoint
     CLAIM = "claim"  # some were known: INSERT ... ON CONFLICT DO NOTHING
     LOOKUP = "lookup"  # most were known (a replay): look them up, then claim the rest
+
+    @staticmethod
+    def after(new: int, total: int) -> _Mode:
+        """The mode for the next batch, given how many of this one's `total` ids were new."""
+        if new == total:
+            return _Mode.INSERT
+        return _Mode.LOOKUP if 2 * new < total else _Mode.CLAIM
 
 
 class _Literals:
