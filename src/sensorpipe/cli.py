@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -153,16 +153,55 @@ def status(
             "pid": rec.pid,
             "address": rec.address,
         }
+    disk = _disk_status(state_dir)
     if json_out:
-        sys.stdout.write(orjson.dumps({"components": components}, option=orjson.OPT_INDENT_2).decode() + "\n")
+        doc = {"components": components, "disk": disk}
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     if not components:
         _say(f"nothing is running from {state_dir}")
-        return
-    table = Table("component", "state", "pid", "address")
-    for name, c in components.items():
-        table.add_row(name, str(c["state"]), str(c["pid"]), str(c["address"] or ""))
+    else:
+        table = Table("component", "state", "pid", "address")
+        for name, c in components.items():
+            table.add_row(name, str(c["state"]), str(c["pid"]), str(c["address"] or ""))
+        Console().print(table)
+    if disk is not None:
+        _print_disk(disk)
+
+
+def _disk_status(state_dir: Path) -> dict[str, Any] | None:
+    """The disk plan the stack was started with, and each component's use now."""
+    from sensorpipe.contracts import disk
+
+    planned = disk.read_plan(state_dir)
+    if planned is None:
+        return None
+    plan, watch = planned
+    used = disk.usage(state_dir, watch[1] if len(watch) > 1 else None)
+    free = min((disk.fs_usage(p).free for p in watch), default=None)
+    return {
+        "budget_bytes": plan.effective,
+        "floor_bytes": plan.floor,
+        "free_bytes": free,
+        "components": {
+            "kafka": {"used_bytes": used.kafka, "share_bytes": plan.kafka},
+            "postgres": {"used_bytes": used.postgres, "share_bytes": plan.postgres},
+            "logs": {"used_bytes": used.logs, "share_bytes": plan.logs},
+        },
+    }
+
+
+def _print_disk(d: dict[str, Any]) -> None:
+    from sensorpipe.contracts.disk import human
+
+    table = Table("disk", "used", "share", title=f"disk budget {human(d['budget_bytes'])}")
+    for name, c in d["components"].items():
+        table.add_row(name, human(c["used_bytes"]), human(c["share_bytes"]))
     Console().print(table)
+    free = d["free_bytes"]
+    if free is not None:
+        note = " (under it: consumption paused)" if free < d["floor_bytes"] else ""
+        _say(f"free space {human(free)}, floor {human(d['floor_bytes'])}{note}")
 
 
 @app.command()
@@ -197,7 +236,7 @@ def consumer(
 ) -> None:
     """Consume sensor_metrics into PostgreSQL: idempotent batches, offsets after commit, DLQ."""
     from sensorpipe.consumer.main import run_consumer
-    from sensorpipe.settings import ConsumerSettings
+    from sensorpipe.settings import ConsumerSettings, DiskSettings
 
     flags = {
         "batch_max": batch_max,
@@ -206,7 +245,7 @@ def consumer(
         "metrics_port": metrics_port,
     }
     settings = ConsumerSettings.model_validate({k: v for k, v in flags.items() if v is not None})
-    run_consumer(settings, KafkaSettings(), DatabaseSettings())
+    run_consumer(settings, KafkaSettings(), DatabaseSettings(), DiskSettings())
 
 
 @app.command()

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sensorpipe.contracts.disk import parse_amount
 from sensorpipe.contracts.topics import CONSUMER_GROUP, DLQ_TOPIC, PARTITIONS, TOPIC
 
 
@@ -34,6 +35,50 @@ class StateSettings(BaseSettings):
 
     def resolved(self) -> Path:
         return self.state_dir.expanduser().resolve()
+
+
+class DiskSettings(BaseSettings):
+    """The disk budget of the local stack (see contracts.disk)."""
+
+    model_config = _env("SENSORPIPE_DISK_")
+
+    budget: str = Field(
+        default="40%",
+        description="What the local Kafka log, PostgreSQL and the logs may take together: a size (50GB) or a "
+        "share of the state folder's filesystem (40%). Never more than the filesystem holds above the floor.",
+    )
+    floor: str | None = Field(
+        default=None,
+        description="Free space the consumer keeps on the filesystems it writes to; below it, consumption "
+        "pauses until space returns. A size or a share; unset: the larger of 5% and 2 GiB.",
+    )
+    kafka_share: float = Field(default=0.25, gt=0, lt=1, description="Kafka's part of the budget.")
+    watch: list[Path] = Field(
+        default_factory=list,
+        description="Folders whose filesystems must stay above the floor; unset: the state folder and "
+        "PostgreSQL's data folder when the stack is local.",
+    )
+    postgres_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="PostgreSQL's share in bytes, kept by size retention. `sensorpipe up` sets it from the budget; "
+        "unset: only time retention.",
+    )
+    check_s: float = Field(default=2.0, gt=0, le=600, description="How often the consumer checks free space.")
+    size_check_s: float = Field(default=30.0, gt=0, le=3600, description="How often size retention runs.")
+
+    @field_validator("budget")
+    @classmethod
+    def _budget(cls, v: str) -> str:
+        parse_amount(v, 1 << 40)
+        return v
+
+    @field_validator("floor")
+    @classmethod
+    def _floor(cls, v: str | None) -> str | None:
+        if v is not None and v.strip().lower() not in ("", "auto"):
+            parse_amount(v, 1 << 40)
+        return v
 
 
 class KafkaSettings(BaseSettings):
@@ -100,7 +145,14 @@ class DatabaseSettings(BaseSettings):
     sslmode: str | None = Field(default=None, pattern=r"^(disable|prefer|require|verify-ca|verify-full)$")
     start_timeout_s: float = Field(default=60.0, gt=0)
     statement_timeout_ms: int = Field(default=5000, ge=100, description="Read-side statement timeout.")
-    retention_days: int = Field(default=7, ge=1, le=3650, description="Days of metrics kept; also the dedupe window.")
+    retention_days: int = Field(
+        default=7,
+        ge=1,
+        le=3650,
+        description="Days of raw readings kept (fewer if the disk budget is reached); also the dedupe window.",
+    )
+    rollup_1m_days: int = Field(default=90, ge=1, le=3650, description="Days of 1-minute rollups kept.")
+    rollup_1h_days: int = Field(default=730, ge=1, le=36500, description="Days of 1-hour rollups kept.")
 
     @property
     def local(self) -> bool:

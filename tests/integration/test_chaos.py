@@ -17,11 +17,14 @@ and `sensorpipe consumer` as separate processes that are killed, frozen and rest
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,11 +37,14 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from sensorpipe.contracts.disk import MiB
 from sensorpipe.proof.audit import AuditReport, audit
 from sensorpipe.runtime.bootstrap import ensure_topics
 from sensorpipe.runtime.kafka import cluster_answers
+from sensorpipe.runtime.postgres import LocalPostgres
 from sensorpipe.runtime.supervisor import Platform, down
 from sensorpipe.settings import DatabaseSettings, KafkaSettings
+from sensorpipe.storage.migrate import migrate
 from sensorpipe.storage.writer import APPLICATION_NAME
 
 from .conftest import REPO, Topics
@@ -447,3 +453,102 @@ def test_producer_killed_and_restarted(rig: Rig, rng: random.Random) -> None:
     assert_clean(report, phantom_ok=kills * 2 * RATE)
     for ledger in rig.ledgers[:kills]:
         assert "acked" in ledger.read_text(), f"the killed producer's ledger {ledger.name} recorded nothing"
+
+
+# -- 7. the disk fills --------------------------------------------------------------------------
+DISK_FS = 320 * MiB  # a filesystem of this size holds the fault's PostgreSQL cluster
+DISK_FLOOR = 96 * MiB
+DISK_LEFT = 40 * MiB  # the ballast leaves this much free: under the floor, above zero
+
+
+@contextlib.contextmanager
+def small_filesystem(size: int) -> Iterator[Path]:
+    """A size-limited tmpfs mounted for this test (and removed after it), under the system's
+    temporary folder so that the PostgreSQL server's user can reach it. Needs root, as CI is."""
+    assert os.geteuid() == 0, "the disk-full fault mounts a tmpfs, which needs root (CI runs as root)"
+    mount = Path(tempfile.gettempdir()) / f"sensorpipe-diskfull-{uuid.uuid4().hex[:8]}"
+    mount.mkdir(mode=0o755)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=1777", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+        mount.rmdir()
+
+
+def _fill(path: Path, leave: int) -> int:
+    """Write a ballast file until `leave` bytes stay free on `path`'s filesystem; its size."""
+    want = shutil.disk_usage(path).free - leave
+    chunk = b"\0" * MiB
+    with open(path / "ballast", "wb") as f:
+        for _ in range(max(0, want) // MiB):
+            f.write(chunk)
+    return max(0, want) // MiB * MiB
+
+
+def test_disk_fills_under_load(topics: Topics, tmp_path: Path) -> None:
+    """PostgreSQL's data lives on a small filesystem that something else fills under load: the
+    consumer pauses at the floor (PostgreSQL stays up and never meets a full disk), the
+    backlog waits in Kafka, and once space returns it drains with nothing lost or doubled."""
+    with small_filesystem(DISK_FS) as fs:
+        pg = LocalPostgres(
+            DatabaseSettings(url=None, port=int(os.environ.get("SENSORPIPE_TEST_PG2_PORT", "56532"))), fs
+        )
+        pg.max_wal_bytes = 64 * MiB
+        server = pg.start()
+        try:
+            _disk_fills(pg, fs, topics, tmp_path)
+        finally:
+            server.send_signal(signal.SIGINT)
+            server.wait(60)
+
+
+def _disk_fills(pg: LocalPostgres, fs: Path, topics: Topics, work: Path) -> None:
+    dsn = pg.dsn_for(pg.settings.name)
+    migrate(dsn)
+    rig = Rig("disk_fills", topics, dsn, work)
+    env = {
+        "SENSORPIPE_DISK_WATCH": orjson.dumps([str(fs)]).decode(),
+        "SENSORPIPE_DISK_FLOOR": str(DISK_FLOOR),
+        "SENSORPIPE_DISK_CHECK_S": "0.5",
+    }
+    try:
+        rig.producer()
+        rig.consumer(env=env)
+        holds: list[dict[str, Any]] = []
+        for _ in range(2 if FULL else 1):
+            wait_until(lambda: rig.stored() > (holds[-1]["stored_after"] if holds else 0) + 2000, 60, "storing")
+            holds.append(_hold_at_the_floor(rig, fs, 60 if FULL else 20))
+        rig.figures.update(filesystem_bytes=DISK_FS, floor_bytes=DISK_FLOOR, holds=holds)
+        report = rig.finish()
+    finally:
+        rig.kill_all()
+    assert_clean(report)
+    log = (fs / "logs" / "postgres.log").read_text(errors="replace")
+    assert "No space left on device" not in log and "could not write" not in log
+
+
+def _hold_at_the_floor(rig: Rig, fs: Path, seconds: float) -> dict[str, Any]:
+    ballast = _fill(fs, DISK_LEFT)
+    time.sleep(3)  # the guard probes every 0.5 s; the batch in flight finishes
+    paused_at, lag_at = rig.stored(), rig.lag()
+    time.sleep(seconds)
+    held, lag = rig.stored(), rig.lag()
+    least_free = shutil.disk_usage(fs).free
+    assert held == paused_at, f"{held - paused_at} events were written under the floor"
+    assert lag > lag_at, "the backlog did not grow in Kafka while the consumer was paused"
+    assert scalar(rig.dsn, "SELECT 1") == 1, "PostgreSQL went down"
+    assert all(p.poll() is None for p in rig.consumers), "the consumer died at the floor"
+    assert least_free > 0
+    (fs / "ballast").unlink()
+    t0 = time.monotonic()
+    wait_until(lambda: rig.stored() > held, 30, "consumption to resume once space returned")
+    return {
+        "ballast_bytes": ballast,
+        "held_s": seconds,
+        "stored_while_held": held - paused_at,
+        "backlog_grew_by": lag - lag_at,
+        "free_bytes_at_end_of_hold": least_free,
+        "resumed_after_s": round(time.monotonic() - t0, 1),
+        "stored_after": rig.stored(),
+    }

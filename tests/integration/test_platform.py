@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -107,8 +107,15 @@ def test_migrations_are_idempotent_and_append_only(db_dsn: str, monkeypatch: pyt
         migrate_mod.migrate(db_dsn)
 
 
-def test_daily_partitions_and_retention(db_dsn: str) -> None:
+def _edge(today: date, days_back: int) -> datetime:
+    """23:00 UTC on the day `days_back` days before today."""
+    d = today - timedelta(days=days_back)
+    return datetime(d.year, d.month, d.day, 23, tzinfo=UTC)
+
+
+def test_daily_partitions_and_tiered_retention(db_dsn: str) -> None:
     today = datetime.now(UTC).date()
+    keep = {"raw": 7, "1m": 30, "1h": 365}
     with psycopg.connect(db_dsn, autocommit=True) as conn:
         created = conn.execute(
             "SELECT sensorpipe_ensure_metrics_partitions(%s, %s)",
@@ -116,12 +123,23 @@ def test_daily_partitions_and_retention(db_dsn: str) -> None:
         ).fetchone()
         assert created == (12,)
         assert conn.execute("SELECT sensorpipe_ensure_metrics_partitions(%s, %s)", (today, today)).fetchone() == (0,)
-        # one row on each side of the window's edge, in every table retention trims
-        old, kept = (datetime(*(today - timedelta(days=d)).timetuple()[:3], 23, tzinfo=UTC) for d in (8, 7))
+        # one row on each side of its tier's edge, in every table retention trims
+        rows = {
+            "metrics_1m": "INSERT INTO metrics_1m VALUES ('s', %s, 1, 1, 1, 1)",
+            "metrics_1m_partition": "INSERT INTO metrics_1m_partition VALUES (0, %s, 1, 1, 1, 1)",
+            "metrics_1h_partition": "INSERT INTO metrics_1h_partition VALUES (0, %s, 1, 1, 1, 1)",
+            "metrics_1h": "INSERT INTO metrics_1h VALUES ('s', %s, 1, 1, 1, 1)",
+            "retention_log": "INSERT INTO retention_log (dropped_at, day, reason, rows, bytes)"
+            " VALUES (%s, '2000-01-01', 'time', 0, 0)",
+        }
+        tier = {"metrics_1m": "1m", "metrics_1m_partition": "1m", "metrics_1h_partition": "1h", "metrics_1h": "1h"}
+        tier["retention_log"] = "1h"
+        edges = {t: (_edge(today, keep[tier[t]] + 1), _edge(today, keep[tier[t]])) for t in rows}
+        for table, stmt in rows.items():
+            for t in edges[table]:
+                conn.execute(stmt, (t,))
+        old, kept = _edge(today, 8), _edge(today, 7)
         for i, t in enumerate((old, kept)):
-            conn.execute("INSERT INTO metrics_1m VALUES ('s', %s, 1, 1, 1, 1)", (t,))
-            conn.execute("INSERT INTO metrics_1m_partition VALUES (0, %s, 1, 1, 1, 1)", (t,))
-            conn.execute("INSERT INTO metrics_1h_partition VALUES (0, %s, 1, 1, 1, 1)", (t,))
             conn.execute(
                 "INSERT INTO processed_events (event_id, kafka_partition, kafka_offset, content_hash, event_ts)"
                 " VALUES (%s, 0, %s, 0, %s)",
@@ -132,19 +150,26 @@ def test_daily_partitions_and_retention(db_dsn: str) -> None:
                 " VALUES (0, %s, %s, 'duplicate', %s)",
                 (i, f"e{i}", t),
             )
-        dropped = conn.execute("SELECT sensorpipe_apply_retention(7)").fetchone()
+        edges["processed_events"] = edges["ignored_deliveries"] = (old, kept)
+        dropped = conn.execute(
+            "SELECT sensorpipe_apply_tiered_retention(%s, %s, %s)", (keep["raw"], keep["1m"], keep["1h"])
+        ).fetchone()
         assert dropped == (3,)  # days today-10, -9, -8 are older than the 7-day window
         trimmed = {
-            "metrics_1m": "minute",
-            "metrics_1m_partition": "minute",
-            "metrics_1h_partition": "hour",
-            "processed_events": "event_ts",
-            "ignored_deliveries": "seen_at",
+            "metrics_1m": ("minute", "1m"),
+            "metrics_1m_partition": ("minute", "1m"),
+            "metrics_1h_partition": ("hour", "1h"),
+            "metrics_1h": ("hour", "1h"),
+            "processed_events": ("event_ts", "raw"),
+            "ignored_deliveries": ("seen_at", "raw"),
+            "retention_log": ("dropped_at", "1h"),
         }
-        listed = conn.execute("SELECT table_name::text, time_column::text FROM retention_targets").fetchall()
-        assert dict(listed) == trimmed
-        for table, col in trimmed.items():
-            assert [r[0] for r in conn.execute(f"SELECT {col} FROM {table}")] == [kept], table
+        listed = conn.execute("SELECT table_name::text, time_column::text, tier FROM retention_targets").fetchall()
+        assert {t: (c, k) for t, c, k in listed} == trimmed
+        for table, (col, _tier) in trimmed.items():
+            only_edges = "day = '2000-01-01'" if table == "retention_log" else "true"  # not this run's drops
+            got = [r[0] for r in conn.execute(f"SELECT {col} FROM {table} WHERE {only_edges}")]
+            assert got == [edges[table][1]], table
         names = {
             r[0]
             for r in conn.execute(
@@ -154,6 +179,11 @@ def test_daily_partitions_and_retention(db_dsn: str) -> None:
         }
         assert f"metrics_{(today - timedelta(days=7)):%Y%m%d}" in names
         assert f"metrics_{(today - timedelta(days=8)):%Y%m%d}" not in names
+        # each time drop is logged, and the raw horizon follows the newest day dropped
+        logged = conn.execute("SELECT day, reason FROM retention_log WHERE day > '2001-01-01' ORDER BY day").fetchall()
+        assert logged == [(today - timedelta(days=d), "time") for d in (10, 9, 8)]
+        horizon = conn.execute("SELECT raw_horizon FROM retention_state").fetchone()
+        assert horizon == (datetime.combine(today - timedelta(days=7), datetime.min.time(), tzinfo=UTC),)
 
 
 def test_data_folder_from_another_version_is_refused(tmp_path: Path, platform: Platform) -> None:
@@ -234,16 +264,24 @@ def test_up_status_and_ctrl_c_leave_nothing_running(tmp_path: Path, platform: Pl
         while time.monotonic() < deadline and not (state / "run" / "ready").exists():
             assert up.poll() is None, up.stdout.read() if up.stdout else ""
             time.sleep(0.5)
-        comps = orjson.loads(_cli("status", "--json", env=env).stdout)["components"]
+        status = orjson.loads(_cli("status", "--json", env=env).stdout)
+        comps = status["components"]
         assert set(comps) == {"kafka", "postgres"}
+        # the disk budget: each component's use against its share, inside the budget
+        disk = status["disk"]
+        shares = {k: v["share_bytes"] for k, v in disk["components"].items()}
+        assert set(shares) == {"kafka", "postgres", "logs"} and sum(shares.values()) == disk["budget_bytes"]
+        assert disk["components"]["postgres"]["used_bytes"] > 0 and disk["free_bytes"] > disk["floor_bytes"]
         assert comps["kafka"]["state"] == "running" and comps["kafka"]["address"] == "127.0.0.1:29092"
         assert str(comps["postgres"]["address"]).startswith("postgresql://")
         pids = [int(str(c["pid"])) for c in comps.values()]
         assert all(pid_alive(p) for p in pids)
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=120) == 0
+        printed = up.stdout.read().decode() if up.stdout else ""
+        assert "disk budget" in printed and "free-space floor" in printed, printed
         assert not any(pid_alive(p) for p in pids)
-        assert orjson.loads(_cli("status", "--json", env=env).stdout) == {"components": {}}
+        assert orjson.loads(_cli("status", "--json", env=env).stdout)["components"] == {}
         # State survived: the next `up` reuses the formatted Kafka and the initialised cluster.
         assert (state / "kafka" / "layout.json").is_file()
     finally:

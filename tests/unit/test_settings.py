@@ -14,6 +14,7 @@ from sensorpipe.settings import (
     ApiSettings,
     ConsumerSettings,
     DatabaseSettings,
+    DiskSettings,
     KafkaSettings,
     ProducerSettings,
 )
@@ -100,7 +101,15 @@ def test_env_example_lists_every_setting() -> None:
     text = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
     listed = set(re.findall(r"^#? ?(SENSORPIPE_[A-Z0-9_]+)=", text, re.M))
     wanted = set()
-    for cls in (AdminSettings, ApiSettings, ConsumerSettings, DatabaseSettings, KafkaSettings, ProducerSettings):
+    for cls in (
+        AdminSettings,
+        ApiSettings,
+        ConsumerSettings,
+        DatabaseSettings,
+        DiskSettings,
+        KafkaSettings,
+        ProducerSettings,
+    ):
         prefix = cls.model_config.get("env_prefix", "")
         wanted |= {f"{prefix}{name}".upper() for name in cls.model_fields}
     assert wanted - listed == set()

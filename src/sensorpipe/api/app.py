@@ -32,6 +32,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sensorpipe.api import hours
 from sensorpipe.api import schemas as s
+from sensorpipe.api.disk import DiskWatch
+from sensorpipe.api.disk import as_dict as disk_dict
 from sensorpipe.api.pipeline import PipelineMonitor, as_dict
 from sensorpipe.contracts.config import PipelineConfig
 from sensorpipe.contracts.events import ID_PATTERN, ID_PATTERN_PORTABLE, MAX_ID_LEN
@@ -76,6 +78,7 @@ class ApiConfig:
     monitor_interval_s: float = 1.0
     security_protocol: str = "PLAINTEXT"
     hour_cache_bytes: int = 32 << 20  # rendered whole hours of one sensor's buckets (api.hours)
+    state_dir: Path | None = None  # the local stack's state folder, where its disk plan is
 
 
 class WriteLimiter:
@@ -305,15 +308,19 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         security_protocol=cfg.security_protocol,
     )
 
+    disk_watch = DiskWatch(cfg.state_dir, lambda: sync_pool.connection(timeout=2), registry)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await pool.open(wait=False)
         sync_pool.open(wait=False)
         monitor.start()
+        disk_watch.start()
         freeze_startup_heap()  # full collections had been the aggregate benchmark's p99
         try:
             yield
         finally:
+            disk_watch.stop()
             monitor.stop()
             await pool.close()
             sync_pool.close()
@@ -525,7 +532,9 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         sample = monitor.latest
         if sample is None:
             raise HTTPException(503, "no pipeline sample yet; Kafka may be starting", headers={"Retry-After": "1"})
-        return Response(orjson.dumps(as_dict(sample)), media_type="application/json")
+        disk = disk_watch.latest
+        body = {**as_dict(sample), "disk": None if disk is None else disk_dict(disk)}
+        return Response(orjson.dumps(body), media_type="application/json")
 
     # -- configuration store ----------------------------------------------------------------
     def _public(sc: config_store.StoredConfig) -> s.ConfigPublic:

@@ -7,7 +7,14 @@ import uvicorn
 from sensorpipe.api.app import ApiConfig, create_app
 from sensorpipe.runtime.process import configure_logging
 from sensorpipe.runtime.procs import PlatformError
-from sensorpipe.settings import AdminSettings, ApiSettings, ConsumerSettings, DatabaseSettings, KafkaSettings
+from sensorpipe.settings import (
+    AdminSettings,
+    ApiSettings,
+    ConsumerSettings,
+    DatabaseSettings,
+    KafkaSettings,
+    StateSettings,
+)
 
 
 def build_config(
@@ -30,6 +37,7 @@ def build_config(
         cors_origins=api.cors_origins,
         security_protocol=kafka.security_protocol,
         dashboard_dir=api.dashboard_dir.resolve(),
+        state_dir=StateSettings().resolved(),
     )
 
 

@@ -106,6 +106,33 @@ class TrendPoint(BaseModel):
     lag: int
 
 
+class DiskAlarm(BaseModel):
+    kind: str = Field(description="floor (consumption paused), over_budget or near_budget (PostgreSQL's share).")
+    detail: str
+
+
+class RetentionDrop(BaseModel):
+    dropped_at: str
+    day: str
+    reason: str = Field(description="time (older than the raw retention) or size (over the disk budget).")
+    rows: int = Field(description="Rows dropped, as the planner estimated them.")
+    bytes: int
+
+
+class DiskPublic(BaseModel):
+    at: float
+    managed: bool = Field(description="True when the local stack runs under a disk budget.")
+    budget_bytes: int | None
+    floor_bytes: int | None
+    shares: dict[str, int] = Field(description="Each component's share of the budget: kafka, postgres, logs.")
+    used: dict[str, int] = Field(description="Bytes on disk now, by component.")
+    store_bytes: int | None = Field(description="The store's live size, which size retention keeps in its share.")
+    free_bytes: int | None = Field(description="Least free space on the filesystems the consumer watches.")
+    alarms: list[DiskAlarm]
+    drops: dict[str, dict[str, int]] = Field(description="Raw days and rows dropped so far, by reason.")
+    recent_drops: list[RetentionDrop]
+
+
 class PipelinePublic(BaseModel):
     at: float = Field(description="When the sample was taken (epoch seconds).")
     topic: str
@@ -122,6 +149,7 @@ class PipelinePublic(BaseModel):
     drain_seconds: float | None = Field(description="Estimated time to zero lag; null when lag is not falling.")
     stalled_partitions: list[int]
     error: str | None
+    disk: DiskPublic | None = Field(default=None, description="The disk budget, its use and its alarms.")
 
 
 class ConfigPublic(BaseModel):

@@ -38,3 +38,18 @@ class ConsumerMetrics:
         self.lag = Gauge("sensorpipe_consumer_lag", "Consumer lag in messages", ["partition"], registry=r)
         self.assigned = Gauge("sensorpipe_consumer_assigned_partitions", "Partitions assigned", registry=r)
         self.slowdown_ms = Gauge("sensorpipe_consumer_slowdown_ms", "Effective slowdown knob", registry=r)
+        self.paused = Gauge(
+            "sensorpipe_consumer_paused", "1 while consumption is paused to protect the disk", registry=r
+        )
+        self.free_bytes = Gauge(
+            "sensorpipe_consumer_disk_free_bytes", "Least free space on the watched filesystems", registry=r
+        )
+        self.store_bytes = Gauge(
+            "sensorpipe_consumer_store_bytes", "The store's live size, as size retention measured it", registry=r
+        )
+        self.retention_drops = Counter(
+            "sensorpipe_consumer_retention_drops", "Raw days dropped by retention", ["reason"], registry=r
+        )
+        self.retention_rows = Counter(
+            "sensorpipe_consumer_retention_rows", "Raw rows dropped by retention (estimated)", ["reason"], registry=r
+        )

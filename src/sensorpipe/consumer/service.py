@@ -44,11 +44,13 @@ import psycopg
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from sensorpipe.consumer.guard import DiskGuard, never_hold
 from sensorpipe.consumer.metrics import ConsumerMetrics
 from sensorpipe.contracts import events as ev
 from sensorpipe.contracts.config import PipelineConfig
+from sensorpipe.contracts.disk import human
 from sensorpipe.settings import ConsumerSettings, DatabaseSettings, KafkaSettings
-from sensorpipe.storage import config_store, positions
+from sensorpipe.storage import config_store, positions, retention
 from sensorpipe.storage.writer import BatchResult, BatchWriter, Columns, DeadLetter
 
 log = logging.getLogger("sensorpipe.consumer")
@@ -107,6 +109,9 @@ class ConsumerService:
         db: DatabaseSettings,
         metrics: ConsumerMetrics,
         clock: Callable[[], float] = time.time,
+        guard: DiskGuard | None = None,
+        store_share: int | None = None,
+        size_check_s: float = 30.0,
     ) -> None:
         self.kafka = kafka
         self.settings = settings
@@ -116,8 +121,10 @@ class ConsumerService:
         self.decoder = ev.EventDecoder(settings.max_message_bytes)
         # One connection per writer. A batch's rows are split by Kafka partition across them
         # and written in parallel, one transaction each; the first also does maintenance.
+        rollups = (db.rollup_1m_days, db.rollup_1h_days)
         self.writers = [
-            BatchWriter(db.dsn(), db.retention_days, settings.db_idle_tx_timeout_ms) for _ in range(settings.writers)
+            BatchWriter(db.dsn(), db.retention_days, settings.db_idle_tx_timeout_ms, rollups)
+            for _ in range(settings.writers)
         ]
         self.writer = self.writers[0]
         self._failpoint_hits = 0
@@ -133,6 +140,14 @@ class ConsumerService:
         self._next_config = 0.0
         self._next_maintain = 0.0
         self._backoff = 0.5
+        # The disk: the guard says when to pause; size retention keeps the store inside its
+        # share (None: no share, only time retention) and moves the raw horizon.
+        self.guard = guard or never_hold()
+        self.store_share = store_share
+        self.size_check_s = size_check_s
+        self._next_size = 0.0
+        self._paused: str | None = None
+        self._horizon_us: int | None = None
         # Positions already processed (storage.positions): the topic's Kafka id, the recorded
         # ranges of our partitions as loaded when they were assigned, and the last offset of
         # each partition that this process committed since then.
@@ -273,6 +288,15 @@ class ConsumerService:
         if now >= self._next_maintain:
             self._settle()  # maintenance uses the writer's connection
             self._maintain(now)
+        if self.store_share is not None and now >= self._next_size:
+            self._settle()  # a drop waits for, and then blocks, writes to metrics
+            self._size_retention(now)
+        reason = self.guard.hold(now)
+        self.metrics.free_bytes.set(self.guard.free_bytes if self.guard.free_bytes is not None else -1)
+        if reason is not None:
+            return self._held(reason)
+        if self._paused is not None:
+            self._resume()
         msgs = self.consumer.consume(num_messages=self.knobs.batch_max, timeout=self.settings.batch_wait_ms / 1000)
         batch = None
         if msgs:
@@ -289,6 +313,82 @@ class ConsumerService:
             batch.spans = self._spans(batch)
             self._inflight = InFlight(batch, self._pool.submit(self._write, batch, self.knobs.slowdown_ms))
         return result
+
+    # -- pausing for the disk ----------------------------------------------------------------
+    def _held(self, reason: str) -> BatchResult | None:
+        """One step while the disk guard holds: finish the batch in flight (the floor leaves
+        room for it), write nothing new, and keep polling so the group keeps our partitions.
+        Anything fetched before the pause took effect is sought back: no offset moves past it."""
+        if self._paused != reason:
+            log.warning("pausing consumption: %s; the backlog stays in Kafka", reason)
+            self._paused = reason
+            self.metrics.paused.set(1)
+        result = self._settle()
+        if self._failed is not None:
+            failed, self._failed = self._failed, None
+            self._rewind(failed, None)
+        parts = self.consumer.assignment()
+        if parts:
+            self.consumer.pause(parts)
+        msgs = self.consumer.consume(
+            num_messages=self.knobs.batch_max, timeout=min(0.5, self.settings.batch_wait_ms / 1000)
+        )
+        first: dict[int, int] = {}
+        for m in msgs:
+            if m.error() is None:
+                p, off = cast(int, m.partition()), cast(int, m.offset())
+                first[p] = min(first.get(p, off), off)
+        if first:
+            self._rewind(Batch(first=first), None)
+        return result
+
+    def _resume(self) -> None:
+        log.warning("resuming consumption (%s no longer holds)", self._paused)
+        self._paused = None
+        self.metrics.paused.set(0)
+        parts = self.consumer.assignment()
+        if parts:
+            self.consumer.resume(parts)
+
+    def _size_retention(self, now: float) -> None:
+        """Keep the store inside its share: drop the oldest raw days; when only today's are
+        left and it is still over, hold consumption until space is freed or the share grows."""
+        assert self.store_share is not None
+        self._next_size = now + self.size_check_s
+        try:
+            r = retention.enforce(self._side_connection(), self.store_share, datetime.fromtimestamp(now, UTC).date())
+        except psycopg.Error as e:
+            log.warning("size retention failed (%s); retrying in %.0fs", e, self.size_check_s)
+            self._close_side_connection()
+            return
+        for d in r.drops:
+            log.warning(
+                "size retention: dropped raw day %s (about %d rows, %s): the store was over its share of %s",
+                d.day,
+                d.rows,
+                human(d.bytes),
+                human(r.share),
+            )
+            self.metrics.retention_drops.labels(reason="size").inc()
+            self.metrics.retention_rows.labels(reason="size").inc(d.rows)
+        if r.drops:
+            self._load_horizon()
+        self.metrics.store_bytes.set(r.store_bytes)
+        self.guard.over_budget = (
+            f"the store holds {human(r.store_bytes)}, over its share of {human(r.share)}, with nothing before "
+            f"today left to drop"
+            if r.over
+            else None
+        )
+
+    def _load_horizon(self) -> None:
+        try:
+            h = retention.horizon(self._side_connection())
+        except psycopg.Error as e:
+            log.info("raw horizon not read (%s); the time window applies", e)
+            self._close_side_connection()
+            return
+        self._horizon_us = None if h is None else int(h.timestamp() * 1_000_000)
 
     def _spans(self, batch: Batch) -> dict[int, tuple[int, int]]:
         """The offsets the batch covers per partition, from just after this process's last
@@ -373,7 +473,10 @@ class ConsumerService:
     def _decode(self, msgs: list[Message]) -> Batch:
         batch = Batch()
         now_us = int(self.clock() * 1_000_000)
-        window = ev.Window(now_us, self.db.retention_days * 86_400, self.settings.future_window_s)
+        past_s = self.db.retention_days * 86_400
+        if self._horizon_us is not None:  # size retention dropped days inside the time window
+            past_s = min(past_s, max(0, (now_us - self._horizon_us) // 1_000_000))
+        window = ev.Window(now_us, past_s, self.settings.future_window_s)
         row = self.decoder.row_decoder(window)
         c = batch.cols
         # the columns' appends, bound once: this loop runs for every message
@@ -575,6 +678,8 @@ class ConsumerService:
             return
         if created or dropped:
             log.info("partitions: %d created, %d dropped by retention", created, dropped)
+        self.metrics.retention_drops.labels(reason="time").inc(dropped)
+        self._load_horizon()
         self._next_maintain = now + 600
 
     def _failpoint(self, point: str) -> None:

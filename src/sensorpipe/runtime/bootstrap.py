@@ -5,8 +5,16 @@ from __future__ import annotations
 import time
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
 
+from sensorpipe.contracts.disk import KafkaLimits
 from sensorpipe.runtime.kafka import admin_client
 from sensorpipe.runtime.procs import PlatformError
 from sensorpipe.settings import KafkaSettings
@@ -17,8 +25,12 @@ def ensure_topics(
     topic: str | None = None,
     dlq_topic: str | None = None,
     partitions: int | None = None,
+    limits: tuple[KafkaLimits, KafkaLimits] | None = None,
 ) -> None:
     """Create the main and dead-letter topics if missing (idempotent).
+
+    `limits` (main, dead-letter) bound each partition's size; they are set on new topics and
+    applied to existing ones, so a changed budget takes effect at the next start.
 
     An existing main topic with another partition count is an error, never "fixed":
     adding partitions remaps sensor keys to new partitions, so events of one sensor
@@ -45,6 +57,7 @@ def ensure_topics(
             )
     wanted = []
     min_isr = "2" if rf >= 3 else "1"
+    sized = dict(zip((topic, dlq_topic), (lim.topic_config() for lim in limits), strict=True)) if limits else {}
     for name in (topic, dlq_topic):
         if name not in existing or existing[name].error is not None:
             wanted.append(
@@ -52,9 +65,11 @@ def ensure_topics(
                     name,
                     num_partitions=partitions,
                     replication_factor=rf,
-                    config={"min.insync.replicas": min_isr},
+                    config={"min.insync.replicas": min_isr, **sized.get(name, {})},
                 )
             )
+        elif name in sized:
+            _alter(admin, name, sized[name])
     if not wanted:
         return
     for name, fut in admin.create_topics(wanted, operation_timeout=30).items():
@@ -79,3 +94,14 @@ def ensure_topics(
             return
         time.sleep(0.1)
     raise PlatformError(f"topics {names} were created but have no leaders after 30s; see the broker log")
+
+
+def _alter(admin: AdminClient, topic: str, config: dict[str, str]) -> None:
+    """Set `config` on an existing topic, leaving its other settings as they are."""
+    entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in config.items()]
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=entries)
+    for fut in admin.incremental_alter_configs([resource]).values():
+        try:
+            fut.result()
+        except KafkaException as e:
+            raise PlatformError(f"could not set {sorted(config)} on topic {topic!r}: {e}") from e

@@ -153,6 +153,9 @@ class LocalKafka:
             "unclean.leader.election.enable": "false",
             "group.initial.rebalance.delay.ms": 0,
             "log.retention.hours": 168,
+            # Size retention (the disk budget's retention.bytes per topic) is checked this
+            # often; the broker's default of 5 minutes would let a partition overrun its share.
+            "log.retention.check.interval.ms": 30_000,
             "log.segment.bytes": 256 * 1024 * 1024,
             "num.network.threads": 2,
             "num.io.threads": 4,

@@ -98,6 +98,8 @@ class LocalPostgres:
         self.home = state_dir / "postgres"
         self.log_path = state_dir / "logs" / "postgres.log"
         self.run_as = RunAs.for_server()
+        # The WAL is on the same disk as the data: the disk budget sizes it (None: 4 GB).
+        self.max_wal_bytes: int | None = None
 
     # -- layout -------------------------------------------------------------------------------
     def data_dir(self) -> Path:
@@ -190,7 +192,8 @@ class LocalPostgres:
             "shared_buffers": "512MB",
             "work_mem": "16MB",
             "maintenance_work_mem": "128MB",
-            "max_wal_size": "4GB",
+            "max_wal_size": f"{(self.max_wal_bytes or 4 << 30) >> 20}MB",
+            "min_wal_size": f"{min(80, (self.max_wal_bytes or 4 << 30) >> 21)}MB",
             "checkpoint_timeout": "15min",
             "synchronous_commit": "on",  # an acknowledged batch is durable before offsets move
             "wal_compression": "lz4",

@@ -20,11 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+import orjson
+
+from sensorpipe.contracts import disk as disk_contract
+from sensorpipe.contracts.disk import DiskPlan
+from sensorpipe.runtime import disk
 from sensorpipe.runtime.bootstrap import ensure_topics
 from sensorpipe.runtime.kafka import LocalKafka, classpath, cluster_answers, java_binary
 from sensorpipe.runtime.postgres import LocalPostgres, find_bindir
 from sensorpipe.runtime.procs import PidRecord, PlatformError, RunDir, spawn, start_time, stop_pid
-from sensorpipe.settings import DatabaseSettings, KafkaSettings
+from sensorpipe.settings import DatabaseSettings, DiskSettings, KafkaSettings
 from sensorpipe.storage.migrate import migrate
 
 Log = Callable[[str], None]
@@ -68,8 +73,12 @@ class Platform:
         state_dir: Path,
         log: Log,
         after_start: Callable[[Platform], None] | None = None,
+        disk_settings: DiskSettings | None = None,
     ) -> None:
         self.after_start = after_start
+        self.disk_settings = disk_settings or DiskSettings()
+        self.disk_plan: DiskPlan | None = None
+        self.rate_hint = 0.0  # the producer's configured rate, for the disk projection
         self.kafka_settings = kafka
         self.db_settings = db
         self.state_dir = state_dir
@@ -88,9 +97,27 @@ class Platform:
             java_binary()
             classpath(self.kafka.libs_dir)
 
+    def watched(self) -> list[Path]:
+        """The folders whose filesystems the consumer keeps above the free-space floor."""
+        found = [self.state_dir] + ([self.pg.data_dir()] if self.pg is not None else [])
+        return found + [p for p in self.disk_settings.watch if p not in found]
+
+    def plan_disk(self) -> DiskPlan:
+        """Split the budget (once per start) and record the plan for `status` and the API."""
+        now = disk_contract.usage(self.state_dir, self.pg.data_dir() if self.pg is not None else None)
+        plan = disk.plan_for(self.disk_settings, self.state_dir, now)
+        disk_contract.write_plan(self.state_dir, plan, self.watched())
+        for line in disk.projection(plan, now, self.rate_hint):
+            self.log(line)
+        if self.pg is not None:
+            self.pg.max_wal_bytes = plan.postgres_wal()
+        self.disk_plan = plan
+        return plan
+
     def start(self) -> None:
         self.preflight()
         try:
+            plan = self.plan_disk()
             if self.pg is not None:
                 self.log(f"starting PostgreSQL on 127.0.0.1:{self.db_settings.port} (data: {self.pg.data_dir()})")
                 self.pg_proc = self.pg.start()
@@ -112,7 +139,10 @@ class Platform:
             applied = migrate(self.db_settings.dsn())
             if applied:
                 self.log(f"applied migrations {applied}")
-            ensure_topics(self.kafka_settings)
+            limits = None
+            if self.kafka_settings.local:
+                limits = plan.kafka_limits(self.kafka_settings.partitions, self.kafka_settings.replication_factor())
+            ensure_topics(self.kafka_settings, limits=limits)
             if self.after_start is not None:
                 self.after_start(self)
         except BaseException:
@@ -162,6 +192,9 @@ class Platform:
         env["SENSORPIPE_KAFKA_BOOTSTRAP_SERVERS"] = self.kafka_settings.bootstrap()
         env["SENSORPIPE_DATABASE_URL"] = self.db_settings.dsn()
         env["SENSORPIPE_STATE_DIR"] = str(self.state_dir)
+        env["SENSORPIPE_DISK_WATCH"] = orjson.dumps([str(p) for p in self.watched()]).decode()
+        if self.pg is not None and self.disk_plan is not None:
+            env["SENSORPIPE_DISK_POSTGRES_BYTES"] = str(self.disk_plan.postgres_data())
         return env
 
 
@@ -170,12 +203,14 @@ class Supervisor:
 
     MAX_BACKOFF = 30.0
     HEALTHY_AFTER = 60.0  # a run this long resets the backoff
+    LOG_CHECK_S = 10.0  # how often the logs are checked against their cap
 
     def __init__(self, platform: Platform, components: list[Component], log: Log) -> None:
         self.platform = platform
         self.components = components
         self.log = log
         self.stopping = False
+        self._next_log_check = 0.0
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.stopping = True
@@ -220,6 +255,9 @@ class Supervisor:
 
     def _tick(self) -> None:
         now = time.monotonic()
+        if now >= self._next_log_check:
+            self._next_log_check = now + self.LOG_CHECK_S
+            disk.cap_logs(self.platform.state_dir / "logs")
         for c in self.components:
             if c.proc is None:
                 if now >= c.next_start:

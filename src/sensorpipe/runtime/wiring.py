@@ -48,6 +48,7 @@ def build_stack(
             )
 
     platform = Platform(kafka, db, state_dir, log, after_start=seed)
+    platform.rate_hint = demo.rate if producer else 0.0
     components: list[Component] = []
     api_settings = ApiSettings()
     if api:

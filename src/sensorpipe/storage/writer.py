@@ -127,6 +127,16 @@ r AS (
         count = t.count + excluded.count, sum = t.sum + excluded.sum,
         min = least(t.min, excluded.min), max = greatest(t.max, excluded.max)
 ),
+rh AS (                         -- the same per sensor and hour, kept longer (migration 009)
+    INSERT INTO metrics_1h AS t (sensor_id, hour, count, sum, min, max)
+    SELECT sensor_id, date_bin('1 hour', minute, timestamptz 'epoch'), sum(count), sum(sum), min(min), max(max)
+    FROM unnest(%(r_sensor)s::text[], %(r_minute)s::timestamptz[], %(r_count)s::int8[], %(r_sum)s::float8[],
+                %(r_min)s::float8[], %(r_max)s::float8[]) AS u(sensor_id, minute, count, sum, min, max)
+    GROUP BY 1, 2
+    ON CONFLICT (sensor_id, hour) DO UPDATE SET
+        count = t.count + excluded.count, sum = t.sum + excluded.sum,
+        min = least(t.min, excluded.min), max = greatest(t.max, excluded.max)
+),
 rp AS (                         -- the all-sensor rollup, per partition (migration 002)
     INSERT INTO metrics_1m_partition AS t (kafka_partition, minute, count, sum, min, max)
     SELECT kpart, minute, count, sum, min, max
@@ -213,7 +223,7 @@ ON CONFLICT (kafka_partition, kafka_offset) DO NOTHING
 """
 
 _ENSURE_PARTITIONS = "SELECT sensorpipe_ensure_metrics_partitions(%s, %s)"
-_RETENTION = "SELECT sensorpipe_apply_retention(%s)"
+_RETENTION = "SELECT sensorpipe_apply_tiered_retention(%s, %s, %s)"
 
 
 @dataclass
@@ -389,9 +399,12 @@ def utc_day(ts_us: int) -> date:
 class BatchWriter:
     """Owns one connection; reconnects lazily after an error."""
 
-    def __init__(self, dsn: str, retention_days: int, idle_tx_timeout_ms: int = 30_000) -> None:
+    def __init__(
+        self, dsn: str, retention_days: int, idle_tx_timeout_ms: int = 30_000, rollup_days: tuple[int, int] = (90, 730)
+    ) -> None:
         self.dsn = dsn
         self.retention_days = retention_days
+        self.rollup_days = rollup_days  # (1-minute, 1-hour) rollups
         self.idle_tx_timeout_ms = idle_tx_timeout_ms
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._known_days: set[date] = set()
@@ -442,7 +455,7 @@ class BatchWriter:
         created = self.ensure_partitions(today - timedelta(days=self.retention_days), today + timedelta(days=3))
         conn = self._connection()
         with conn.transaction():
-            row = conn.execute(_RETENTION, (self.retention_days,)).fetchone()
+            row = conn.execute(_RETENTION, (self.retention_days, *self.rollup_days)).fetchone()
         self._known_days = {d for d in self._known_days if d >= today - timedelta(days=self.retention_days)}
         return created, int(row[0]) if row else 0
 

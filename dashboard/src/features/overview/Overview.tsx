@@ -2,6 +2,7 @@
 
 import { Chart } from "@/components/Chart";
 import { StatTile } from "@/components/StatTile";
+import { DiskPanel } from "@/features/disk/DiskPanel";
 import { usePipeline } from "@/hooks/usePipeline";
 import { useSummary } from "@/hooks/useSummary";
 import { num, seconds } from "@/lib/format";
@@ -45,6 +46,7 @@ export function Overview() {
         summary={p ? `current lag ${p.total_lag} messages; ${trendY.length} samples; maximum ${Math.max(0, ...trendY)}` : "no data"}
         height={200}
       />
+      <DiskPanel disk={p?.disk} />
     </section>
   );
 }

@@ -1,0 +1,195 @@
+"""The disk budget as operators see it: shares, use, free space, alarms and retention drops.
+
+A sampler thread measures every `interval_s` (walking the state folder is too slow for a
+request) and `GET /api/pipeline` returns its latest sample under `disk`. The alarms follow
+the consumer's own rules (contracts.disk, consumer.guard): under the floor it pauses; over
+PostgreSQL's share with only today's rows left it pauses too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from prometheus_client import CollectorRegistry, Gauge
+from psycopg_pool import PoolTimeout
+
+from sensorpipe.contracts import disk as local_disk
+from sensorpipe.contracts.disk import floor_bytes, fs_usage, human
+from sensorpipe.storage import retention
+
+log = logging.getLogger("sensorpipe.api.disk")
+
+# Share of a budget at which the "near" alarm shows (size retention starts at 100%).
+NEAR = 0.9
+
+
+@dataclass(frozen=True)
+class Alarm:
+    kind: str  # floor | over_budget | near_budget
+    detail: str
+
+
+@dataclass(frozen=True)
+class DiskStatus:
+    at: float
+    managed: bool  # a budget plan exists (the local stack); otherwise only the store is measured
+    budget_bytes: int | None
+    floor_bytes: int | None
+    shares: dict[str, int]
+    used: dict[str, int]
+    store_bytes: int | None  # the store's live size (what size retention compares to its share)
+    free_bytes: int | None
+    alarms: list[Alarm]
+    drops: dict[str, dict[str, int]]  # reason -> {days, rows}
+    recent_drops: list[dict[str, Any]] = field(default_factory=list)
+
+
+class DiskWatch:
+    def __init__(
+        self,
+        state_dir: Path | None,
+        connect: Callable[[], AbstractContextManager[psycopg.Connection[Any]]],
+        registry: CollectorRegistry,
+        interval_s: float = 10.0,
+    ) -> None:
+        self.state_dir = state_dir
+        self.connect = connect
+        self.interval_s = interval_s
+        self.latest: DiskStatus | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+        def gauge(name: str, doc: str, *labels: str) -> Gauge:
+            return Gauge(f"sensorpipe_{name}", doc, list(labels), registry=registry)
+
+        self._g_budget = gauge("disk_budget_bytes", "The disk budget in effect")
+        self._g_floor = gauge("disk_floor_bytes", "The free-space floor")
+        self._g_free = gauge("disk_free_bytes", "Least free space on the watched filesystems")
+        self._g_used = gauge("disk_used_bytes", "Bytes on disk by component", "component")
+        self._g_share = gauge("disk_share_bytes", "Each component's share of the budget", "component")
+        self._g_alarm = gauge("disk_alarm", "1 while a disk alarm holds", "kind")
+        self._g_drops = gauge("retention_drops", "Raw days dropped by retention", "reason")
+        for kind in ("floor", "over_budget", "near_budget"):
+            self._g_alarm.labels(kind=kind).set(0)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="disk-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.latest = self.sample()
+                self._export(self.latest)
+            except Exception as e:
+                log.warning("disk sample failed: %s", e)
+            self._stop.wait(self.interval_s)
+
+    def sample(self) -> DiskStatus:
+        planned = local_disk.read_plan(self.state_dir) if self.state_dir is not None else None
+        store, drops, recent = self._store()
+        if planned is None:
+            return DiskStatus(time.time(), False, None, None, {}, {}, store, None, [], drops, recent)
+        plan, watch = planned
+        pg_data = next((p for p in watch[1:]), None)
+        assert self.state_dir is not None
+        used = local_disk.usage(self.state_dir, pg_data)
+        alarms, free = self._floor_alarms(watch, plan.floor)
+        shares = {"kafka": plan.kafka, "postgres": plan.postgres, "logs": plan.logs}
+        live = {"kafka": used.kafka, "postgres": store if store is not None else used.postgres, "logs": used.logs}
+        alarms += _budget_alarms(shares, live)
+        return DiskStatus(
+            at=time.time(),
+            managed=True,
+            budget_bytes=plan.effective,
+            floor_bytes=plan.floor,
+            shares=shares,
+            used={"kafka": used.kafka, "postgres": used.postgres, "logs": used.logs},
+            store_bytes=store,
+            free_bytes=free,
+            alarms=alarms,
+            drops=drops,
+            recent_drops=recent,
+        )
+
+    def _store(self) -> tuple[int | None, dict[str, dict[str, int]], list[dict[str, Any]]]:
+        try:
+            with self.connect() as conn:
+                size = retention.store_bytes(conn)
+                totals = retention.drop_totals(conn)
+                recent = [
+                    {"dropped_at": a.isoformat(), "day": d.isoformat(), "reason": r, "rows": n, "bytes": b}
+                    for a, d, r, n, b in retention.recent_drops(conn, 5)
+                ]
+        except (psycopg.Error, PoolTimeout) as e:
+            log.info("store size not read: %s", e)
+            return None, {}, []
+        return size, {r: {"days": n, "rows": rows} for r, (n, rows) in totals.items()}, recent
+
+    @staticmethod
+    def _floor_alarms(watch: list[Path], floor_setting: int) -> tuple[list[Alarm], int | None]:
+        alarms: list[Alarm] = []
+        least: int | None = None
+        for path in watch:
+            try:
+                u = fs_usage(path)
+            except OSError:
+                continue
+            least = u.free if least is None else min(least, u.free)
+            floor = floor_setting or floor_bytes(None, u.total)
+            if u.free < floor:
+                alarms.append(
+                    Alarm(
+                        "floor", f"{path}: {human(u.free)} free, under the floor of {human(floor)}; consumption paused"
+                    )
+                )
+        return alarms, least
+
+    def _export(self, d: DiskStatus) -> None:
+        if d.budget_bytes is not None:
+            self._g_budget.set(d.budget_bytes)
+        if d.floor_bytes is not None:
+            self._g_floor.set(d.floor_bytes)
+        if d.free_bytes is not None:
+            self._g_free.set(d.free_bytes)
+        for name, v in d.used.items():
+            self._g_used.labels(component=name).set(v)
+        for name, v in d.shares.items():
+            self._g_share.labels(component=name).set(v)
+        kinds = {a.kind for a in d.alarms}
+        for kind in ("floor", "over_budget", "near_budget"):
+            self._g_alarm.labels(kind=kind).set(1 if kind in kinds else 0)
+        for reason, counts in d.drops.items():
+            self._g_drops.labels(reason=reason).set(counts["days"])
+
+
+def _budget_alarms(shares: dict[str, int], live: dict[str, int]) -> list[Alarm]:
+    """PostgreSQL's share only: Kafka's log and the logs sit at their shares by design (the
+    oldest segments and rotated logs go), while the store reaching its share drops raw days."""
+    share, used = shares["postgres"], live.get("postgres", 0)
+    if used > share:
+        detail = (
+            f"PostgreSQL holds {human(used)}, over its share of {human(share)}: the oldest raw days are dropped, "
+            f"and with only today's left the consumer pauses"
+        )
+        return [Alarm("over_budget", detail)]
+    if used > NEAR * share:
+        return [Alarm("near_budget", f"PostgreSQL holds {human(used)} of its {human(share)} share")]
+    return []
+
+
+def as_dict(d: DiskStatus) -> dict[str, Any]:
+    return asdict(d)

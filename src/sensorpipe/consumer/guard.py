@@ -1,0 +1,54 @@
+"""When the consumer must not write: the disk is near full, or the store is over its share.
+
+Contract: `hold()` names the reason to pause consumption, or returns None. A held consumer
+moves no offset and writes nothing, so the backlog stays in Kafka; it resumes by itself when
+`hold()` returns None again. The guard only reads: free space is probed at most every
+`check_s`, and the store's share is judged by size retention, which reports through
+`over_budget`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sensorpipe.contracts.disk import FsUsage, floor_bytes, fs_usage, human
+
+
+@dataclass
+class DiskGuard:
+    watch: list[Path]
+    floor: str | None  # a size or share of each filesystem; None: the default floor
+    check_s: float
+    probe: Callable[[Path], FsUsage] = fs_usage
+    over_budget: str | None = None  # set by size retention when nothing more can be dropped
+    _next: float = field(default=0.0, init=False)
+    _low: str | None = field(default=None, init=False)
+    free_bytes: int | None = field(default=None, init=False)  # least free space seen at the last probe
+
+    def hold(self, now: float) -> str | None:
+        if now >= self._next:
+            self._next = now + self.check_s
+            self._low = self._probe()
+        return self._low or self.over_budget
+
+    def _probe(self) -> str | None:
+        low: str | None = None
+        least: int | None = None
+        for path in self.watch:
+            try:
+                u = self.probe(path)
+            except OSError as e:
+                return f"free space of {path} unknown ({e})"
+            floor = floor_bytes(self.floor, u.total)
+            least = u.free if least is None else min(least, u.free)
+            if u.free < floor and low is None:
+                low = f"free space on {path} is {human(u.free)}, under the floor of {human(floor)}"
+        self.free_bytes = least
+        return low
+
+
+def never_hold() -> DiskGuard:
+    """A guard that watches nothing (an external database whose disk we cannot see)."""
+    return DiskGuard(watch=[], floor=None, check_s=3600.0)
