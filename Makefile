@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 SP    := $(VENV)/bin/sensorpipe
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint typecheck unit dashboard-check deploy-check integration chaos bench clean
+.PHONY: help setup run test lint typecheck unit dashboard-check deploy-check integration chaos bench soak clean
 
 help: ## Show this help
 	@grep -hE '^[a-z][a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -43,6 +43,10 @@ chaos: setup ## The full fault suite under load, each run ends with the audit; f
 bench: setup ## Benchmarks on the local stack (about 16 minutes here); writes BENCHMARKS.md
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || { echo "bench needs wrk: apt-get install wrk"; exit 1; }
 	$(SP) bench all
+
+soak: setup ## The soak: the local stack at 20,000 events/s for 30 minutes, days compressed (root); into BENCHMARKS.md
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || { echo "soak needs wrk: apt-get install wrk"; exit 1; }
+	$(SP) bench soak
 
 clean: ## Remove caches and test state (keeps .state of `make run`)
 	rm -rf .cache/stamps .state/test .pytest_cache .mypy_cache .ruff_cache

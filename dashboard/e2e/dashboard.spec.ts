@@ -24,6 +24,17 @@ test("overview loads and its counts increase", async ({ page }) => {
   await page.screenshot({ path: path.join(SHOTS, "overview.png"), fullPage: true });
 });
 
+test("overview shows the disk budget, each share's use and no alarm", async ({ page }) => {
+  await page.goto("/?view=overview");
+  const panel = page.getByTestId("disk-panel");
+  await expect(panel.getByTestId("disk-budget")).toContainText(/Budget [0-9.]+ [KMGT]iB; free [0-9.]+ [KMGT]iB \(floor/, {
+    timeout: 30_000,
+  });
+  await expect(panel.getByRole("meter")).toHaveCount(3);
+  await expect(panel.getByTestId("disk-drops")).toContainText("Retention drops");
+  await expect(panel.getByRole("alert")).toHaveCount(0);
+});
+
 test("explorer filters by sensor and time range, and keeps them in the URL", async ({ page }) => {
   const end = new Date();
   const start = new Date(end.getTime() - 10 * 60 * 1000);
@@ -42,6 +53,7 @@ test("explorer filters by sensor and time range, and keeps them in the URL", asy
   }
   expect(page.url()).toContain("sensor=sensor-00003");
   await expect(page.getByRole("img", { name: /Values per/ })).toBeVisible();
+  await expect(page.getByTestId("resolution")).toContainText(/resolution (raw readings|1-minute rollups) \(from metrics/);
   await page.screenshot({ path: path.join(SHOTS, "explorer.png"), fullPage: true });
 });
 

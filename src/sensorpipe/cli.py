@@ -236,7 +236,7 @@ def consumer(
 ) -> None:
     """Consume sensor_metrics into PostgreSQL: idempotent batches, offsets after commit, DLQ."""
     from sensorpipe.consumer.main import run_consumer
-    from sensorpipe.settings import ConsumerSettings, DiskSettings
+    from sensorpipe.settings import ClockSettings, ConsumerSettings, DiskSettings
 
     flags = {
         "batch_max": batch_max,
@@ -245,7 +245,7 @@ def consumer(
         "metrics_port": metrics_port,
     }
     settings = ConsumerSettings.model_validate({k: v for k, v in flags.items() if v is not None})
-    run_consumer(settings, KafkaSettings(), DatabaseSettings(), DiskSettings())
+    run_consumer(settings, KafkaSettings(), DatabaseSettings(), DiskSettings(), ClockSettings())
 
 
 @app.command()
@@ -373,6 +373,7 @@ def audit(
         ("lost", report.lost),
         ("  lost in Kafka", report.lost_in_kafka),
         ("  lost in the consumer", report.lost_in_consumer),
+        ("dropped by retention (acknowledged, stored, then aged or sized out)", report.dropped_by_retention),
         ("phantom", report.phantom),
         ("duplicate rows in metrics", report.duplicate_rows_metrics),
         ("duplicate rows in processed_events", report.duplicate_rows_processed),
@@ -390,8 +391,10 @@ def audit(
 
 @app.command()
 def bench(
-    stage: Annotated[str, typer.Argument(help="producer, consumer, e2e, api or all")] = "all",
+    stage: Annotated[str, typer.Argument(help="producer, consumer, e2e, api, storage, all; or soak")] = "all",
     quick: Annotated[bool, typer.Option("--quick", help="Smaller sizes, for a smoke run.")] = False,
+    minutes: Annotated[float, typer.Option(min=1, max=1440, help="soak: how long the load runs.")] = 30,
+    rate: Annotated[int, typer.Option(min=100, max=200_000, help="soak: events/s offered.")] = 20_000,
     out: Annotated[Path, typer.Option(help="Raw JSON and charts.")] = Path("artifacts/bench"),
     report: Annotated[Path, typer.Option(help="The Markdown report.")] = Path("BENCHMARKS.md"),
 ) -> None:
@@ -401,12 +404,14 @@ def bench(
     from sensorpipe.proof.report import charts, render
 
     stages = list(STAGES) if stage == "all" else [stage]
-    if any(s not in STAGES for s in stages):
-        raise typer.BadParameter(f"unknown stage {stage!r}: choose {', '.join(STAGES)} or all")
+    if any(s not in (*STAGES, "soak") for s in stages):
+        raise typer.BadParameter(f"unknown stage {stage!r}: choose {', '.join(STAGES)}, all or soak")
     stack = Stack(_state_dir(), _say)
     stack.ensure(("--no-producer", "--no-api", "--consumers", "0"))
     try:
-        results = Bench(_state_dir(), out, _say, quick=quick).run(stages)
+        bench = Bench(_state_dir(), out, _say, quick=quick)
+        bench.soak_plan = (minutes, rate)
+        results = bench.run(stages)
     finally:
         stack.stop()
     charts(results, out)

@@ -37,6 +37,18 @@ class StateSettings(BaseSettings):
         return self.state_dir.expanduser().resolve()
 
 
+class ClockSettings(BaseSettings):
+    """A simulated clock for soak runs (contracts.clock); unset, the wall clock."""
+
+    model_config = _env("SENSORPIPE_CLOCK_")
+
+    start: float | None = Field(default=None, description="Simulated epoch seconds at `origin`; unset: the wall clock.")
+    speed: float = Field(default=1.0, ge=1.0, le=100_000, description="Simulated seconds per real second.")
+    origin: float | None = Field(
+        default=None, description="Real epoch seconds at which the simulation stood at `start`; unset: process start."
+    )
+
+
 class DiskSettings(BaseSettings):
     """The disk budget of the local stack (see contracts.disk)."""
 
@@ -153,6 +165,12 @@ class DatabaseSettings(BaseSettings):
     )
     rollup_1m_days: int = Field(default=90, ge=1, le=3650, description="Days of 1-minute rollups kept.")
     rollup_1h_days: int = Field(default=730, ge=1, le=36500, description="Days of 1-hour rollups kept.")
+
+    @model_validator(mode="after")
+    def _tiers_nest(self) -> DatabaseSettings:
+        if not self.retention_days <= self.rollup_1m_days <= self.rollup_1h_days:
+            raise ValueError("retention must nest: retention_days <= rollup_1m_days <= rollup_1h_days")
+        return self
 
     @property
     def local(self) -> bool:

@@ -161,7 +161,7 @@ def test_readings_filter_by_sensor_and_range(api: Api) -> None:
 def test_aggregates_from_rollups_equal_raw(api: Api, bucket: str, interval: str, sensors: list[str]) -> None:
     start, end = api.t0.isoformat(), (api.t0 + timedelta(hours=2)).isoformat()
     rolled = get(api, "/api/readings/aggregate", sensor_id=sensors, start=start, end=end, bucket=bucket).json()
-    assert rolled["source"] == "metrics_1m"
+    assert (rolled["source"], rolled["resolution"]) == ("metrics_1m", "1m")
     with psycopg.connect(api.dsn) as conn:
         raw = conn.execute(
             "SELECT sensor_id, date_bin(%s::interval, ts, timestamptz 'epoch'), count(*), min(value), max(value),"
@@ -176,6 +176,40 @@ def test_aggregates_from_rollups_equal_raw(api: Api, bucket: str, interval: str,
     assert got == [tuple(r) for r in raw]
     fine = get(api, "/api/readings/aggregate", sensor_id="sensor-00002", start=start, end=end, bucket="30s").json()
     assert fine["source"] == "metrics" and sum(d["count"] for d in fine["data"]) == PER_SENSOR
+
+
+def test_old_ranges_are_served_by_the_tier_that_still_covers_them(api: Api) -> None:
+    """Past the 1-minute rollups' retention (90 days), aggregates and summaries read the hourly
+    tier and say so; a bucket that tier cannot serve is refused with the reason."""
+    day = (datetime.now(UTC) - timedelta(days=120)).replace(hour=0, minute=0, second=0, microsecond=0)
+    with psycopg.connect(api.dsn, autocommit=True) as conn:
+        for h in range(24):
+            at = day + timedelta(hours=h)
+            conn.execute(
+                "INSERT INTO metrics_1h VALUES ('sensor-00000', %s, 60, %s, %s, %s)", (at, 60.0 * h, h - 1, h + 1)
+            )
+            conn.execute(
+                "INSERT INTO metrics_1h_partition VALUES (0, %s, 60, %s, %s, %s)", (at, 60.0 * h, h - 1, h + 1)
+            )
+        # a stray minute row must not be read: that tier does not cover the range
+        conn.execute("INSERT INTO metrics_1m VALUES ('sensor-00000', %s, 1, 1000, 1000, 1000)", (day,))
+    span = {"start": day.isoformat(), "end": (day + timedelta(days=1)).isoformat()}
+    agg = get(api, "/api/readings/aggregate", sensor_id="sensor-00000", bucket="6h", **span).json()
+    assert (agg["resolution"], agg["source"]) == ("1h", "metrics_1h")
+    assert [(d["count"], d["min"], d["max"]) for d in agg["data"]] == [(360, 6 * q - 1, 6 * q + 6) for q in range(4)]
+    hourly = get(api, "/api/readings/aggregate", bucket="1h", **span).json()
+    assert hourly["resolution"] == "1h" and [d["count"] for d in hourly["data"]] == [60] * 24
+    for bucket, reason in (("15m", "whole hours"), ("30s", "raw readings are kept")):
+        r = get(api, "/api/readings/aggregate", sensor_id="sensor-00000", bucket=bucket, **span)
+        assert r.status_code == 400 and reason in r.json()["detail"], r.text
+    recent = {"start": api.t0.isoformat(), "end": (api.t0 + timedelta(hours=2)).isoformat()}
+    assert get(api, "/api/readings/aggregate", bucket="1m", **recent).json()["resolution"] == "1m"
+    assert get(api, "/api/readings/aggregate", bucket="30s", **recent).json()["resolution"] == "raw"
+    for params in ({"sensor_id": "sensor-00000"}, {}):
+        summ = get(api, "/api/summary", **span, **params).json()
+        assert (summ["resolution"], summ["events"], summ["min"], summ["max"]) == ("1h", 24 * 60, -1, 24)
+        assert summ["p50"] is None and not summ["percentiles_exact"]  # no raw rows that old
+    assert get(api, "/api/summary", **recent).json()["resolution"] == "1m"
 
 
 def test_summary(api: Api) -> None:

@@ -87,22 +87,20 @@ def test_size_retention_drops_the_oldest_days_first_and_never_today(db_dsn: str)
         assert retention.enforce(conn, 1, datetime.now(UTC).date()).drops == []
 
 
-def test_freed_dedupe_space_counts_so_one_drop_is_not_followed_by_another(db_dsn: str) -> None:
+def test_one_drop_brings_the_files_under_the_share_and_the_next_pass_does_nothing(db_dsn: str) -> None:
     _fill_days(db_dsn, [3, 2, 1, 0], rows=20_000)
     today = datetime.now(UTC).date()
     with psycopg.connect(db_dsn, autocommit=True) as conn:
-        conn.execute("VACUUM processed_events")
         size = retention.store_bytes(conn)
-        metrics_day = min(b for _d, b in retention.raw_days(conn, today))
-        dedupe_day = int(scalar(db_dsn, "SELECT pg_total_relation_size('processed_events')")) // 4
-        # over by one metrics day and part of a day of dedupe rows: the dropped day's dedupe
-        # rows leave reusable space, not smaller files, and only counting it as free (the
-        # free space map, after vacuum) stops a second day from going
-        share = size - metrics_day - int(0.4 * dedupe_day)
+        share = size - 1  # just over: the oldest day's partition leaving the disk is enough
         first = retention.enforce(conn, share, today)
-        assert len(first.drops) == 1 and not first.over, first
+        assert len(first.drops) == 1 and not first.over and first.store_bytes <= share
+        # its dedupe rows left space inside processed_events, not a smaller file: the files
+        # are under the share all the same, and nothing more goes
         assert retention.enforce(conn, share, today).drops == []
         assert len(_days_kept(db_dsn)) == 3
+        with pytest.raises(psycopg.errors.RaiseException, match="only days before today"):
+            conn.execute("SELECT sensorpipe_drop_raw_day(%s, 'size', %s)", (today, today))
 
 
 class FakeDisk:

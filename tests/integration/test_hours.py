@@ -40,7 +40,7 @@ def test_whole_hours_are_served_from_the_cache_until_their_rows_change(db_dsn: s
         async with await psycopg.AsyncConnection.connect(db_dsn, autocommit=True) as conn:
 
             async def uncached(a: datetime = lo, b: datetime = hi) -> list[dict[str, object]]:
-                data, _source = await queries.aggregate_json(conn, ["a"], a, b, bucket_s)
+                data, _source = await queries.aggregate_json(conn, ["a"], a, b, bucket_s, queries.MINUTE)
                 out: list[dict[str, object]] = orjson.loads(data)
                 return out
 
@@ -66,7 +66,7 @@ def test_whole_hours_are_served_from_the_cache_until_their_rows_change(db_dsn: s
             # the same hours in another bucket size are other entries
             other = 300 if bucket_s == 60 else 60
             assert orjson.loads(await sensor_buckets(conn, cache, "a", lo, hi, other)) == orjson.loads(
-                (await queries.aggregate_json(conn, ["a"], lo, hi, other))[0]
+                (await queries.aggregate_json(conn, ["a"], lo, hi, other, queries.MINUTE))[0]
             )
 
     asyncio.run(scenario())

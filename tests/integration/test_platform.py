@@ -152,7 +152,7 @@ def test_daily_partitions_and_tiered_retention(db_dsn: str) -> None:
             )
         edges["processed_events"] = edges["ignored_deliveries"] = (old, kept)
         dropped = conn.execute(
-            "SELECT sensorpipe_apply_tiered_retention(%s, %s, %s)", (keep["raw"], keep["1m"], keep["1h"])
+            "SELECT sensorpipe_apply_tiered_retention(%s, %s, %s, %s)", (today, keep["raw"], keep["1m"], keep["1h"])
         ).fetchone()
         assert dropped == (3,)  # days today-10, -9, -8 are older than the 7-day window
         trimmed = {

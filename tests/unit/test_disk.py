@@ -25,7 +25,7 @@ from sensorpipe.contracts.disk import (
     write_plan,
 )
 from sensorpipe.runtime.disk import cap_logs, projection
-from sensorpipe.settings import DiskSettings
+from sensorpipe.settings import DatabaseSettings, DiskSettings
 
 
 def test_sizes_in_decimal_and_binary_units() -> None:
@@ -52,6 +52,12 @@ def test_bad_budget_settings_are_refused_in_one_line() -> None:
     with pytest.raises(ValidationError, match="at most 100%"):
         DiskSettings(floor="150%")
     assert DiskSettings(floor="auto").floor == "auto"
+
+
+def test_retention_tiers_must_nest() -> None:
+    with pytest.raises(ValidationError, match="retention must nest"):
+        DatabaseSettings(retention_days=30, rollup_1m_days=10)
+    assert DatabaseSettings(retention_days=3, rollup_1m_days=3, rollup_1h_days=3).rollup_1h_days == 3
 
 
 def test_default_floor_is_the_larger_of_five_percent_and_2_gib() -> None:

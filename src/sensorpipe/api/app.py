@@ -13,7 +13,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -79,6 +79,7 @@ class ApiConfig:
     security_protocol: str = "PLAINTEXT"
     hour_cache_bytes: int = 32 << 20  # rendered whole hours of one sensor's buckets (api.hours)
     state_dir: Path | None = None  # the local stack's state folder, where its disk plan is
+    tiers: queries.Tiers = field(default_factory=queries.Tiers)  # how long each resolution is kept
 
 
 class WriteLimiter:
@@ -395,28 +396,37 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         end: End = None,
         bucket: Annotated[str, Query(max_length=8, description="1s to 1d, e.g. 10s, 1m, 15m, 1h, 1d.")] = "1m",
     ) -> Response:
-        """count, min, max and avg per bucket and sensor; buckets of whole minutes come from the rollup."""
+        """count, min, max and avg per bucket and sensor, from the finest tier that covers the range
+        (raw rows, 1-minute or 1-hour rollups; `resolution` says which)."""
         ids = _check_ids(sensor_id)
         secs = _bucket_seconds(bucket)
-        lo, hi = _range(start, end, timedelta(hours=1), timedelta(days=31))
+        lo, hi = _range(start, end, timedelta(hours=1), timedelta(days=cfg.tiers.hour_days))
         if (hi - lo).total_seconds() / secs > MAX_BUCKETS:
             raise HTTPException(400, f"at most {MAX_BUCKETS} buckets per sensor: use a larger bucket")
+        try:
+            tier = cfg.tiers.for_aggregate(lo, secs, datetime.now(UTC))
+        except queries.TierError as e:
+            raise HTTPException(400, str(e)) from e
         async with db.connection() as c:
-            if ids is not None and len(ids) == 1 and hours.cacheable(secs):  # a sensor's chart: whole hours cached
+            if tier == queries.MINUTE and ids is not None and len(ids) == 1 and hours.cacheable(secs):
+                # a sensor's chart: whole hours cached
                 data, source = await hours.sensor_buckets(c, hour_cache, ids[0], lo, hi, secs), "metrics_1m"
             else:
-                data, source = await queries.aggregate_json(c, ids, lo, hi, secs)
+                data, source = await queries.aggregate_json(c, ids, lo, hi, secs, tier)
         # PostgreSQL built the array; the envelope is written around it without parsing it.
-        tail = orjson.dumps({"next_cursor": None, "bucket_seconds": secs, "source": source})
+        tail = orjson.dumps({"next_cursor": None, "bucket_seconds": secs, "source": source, "resolution": tier})
         return Response(b'{"data":' + data + b"," + tail[1:], media_type="application/json")
 
     @app.get("/api/summary", response_model=s.SummaryPublic, responses=ERRORS, tags=["metrics"])
     async def get_summary(db: Db, sensor_id: SensorIds = None, start: Start = None, end: End = None) -> s.SummaryPublic:
         """Totals and value statistics over a range (default: the last 24 h)."""
         ids = _check_ids(sensor_id)
-        lo, hi = _range(start, end, timedelta(hours=24), timedelta(days=31))
+        lo, hi = _range(start, end, timedelta(hours=24), timedelta(days=cfg.tiers.hour_days))
+        now = datetime.now(UTC)
+        tier = cfg.tiers.for_summary(lo, now)
+        raw = lo >= cfg.tiers.starts(now)[queries.RAW]
         async with db.connection() as c:
-            r = await queries.summary(c, ids, lo, hi)
+            r = await queries.summary(c, ids, lo, hi, resolution=tier, raw_covered=raw)
         return s.SummaryPublic(
             start=lo,
             end=hi,
@@ -431,6 +441,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
             p50=r.p50,
             p95=r.p95,
             percentiles_exact=r.percentiles_exact,
+            resolution=r.resolution,
             stored_total=r.stored_total,
             duplicates_ignored=r.duplicates,
             redeliveries=r.redeliveries,

@@ -45,7 +45,7 @@ class DiskStatus:
     floor_bytes: int | None
     shares: dict[str, int]
     used: dict[str, int]
-    store_bytes: int | None  # the store's live size (what size retention compares to its share)
+    store_bytes: int | None  # the database's files (what size retention keeps inside its share)
     free_bytes: int | None
     alarms: list[Alarm]
     drops: dict[str, dict[str, int]]  # reason -> {days, rows}
@@ -109,7 +109,8 @@ class DiskWatch:
         used = local_disk.usage(self.state_dir, pg_data)
         alarms, free = self._floor_alarms(watch, plan.floor)
         shares = {"kafka": plan.kafka, "postgres": plan.postgres, "logs": plan.logs}
-        live = {"kafka": used.kafka, "postgres": store if store is not None else used.postgres, "logs": used.logs}
+        pg_used = used.postgres if pg_data is not None else (store or 0)  # the data folder, WAL included
+        live = {"kafka": used.kafka, "postgres": pg_used, "logs": used.logs}
         alarms += _budget_alarms(shares, live)
         return DiskStatus(
             at=time.time(),

@@ -136,6 +136,8 @@ async def sensor_buckets(
             cache.put((sensor, bucket_s, hour), rows, events, rendered)
             ready[hour] = rendered.within(lo_s, hi_s)
     for hour in cut:  # rare: computed from the rollup over the part of the hour in range
-        data, _source = await queries.aggregate_json(conn, [sensor], max(start, hour), min(end, hour + _HOUR), bucket_s)
+        data, _source = await queries.aggregate_json(
+            conn, [sensor], max(start, hour), min(end, hour + _HOUR), bucket_s, queries.MINUTE
+        )
         ready[hour] = data[1:-1]
     return b"[" + b",".join([ready[h] for h in sorted(ready) if ready[h]]) + b"]"

@@ -15,6 +15,7 @@ from sensorpipe.settings import (
     KafkaSettings,
     StateSettings,
 )
+from sensorpipe.storage.queries import Tiers
 
 
 def build_config(
@@ -38,6 +39,7 @@ def build_config(
         security_protocol=kafka.security_protocol,
         dashboard_dir=api.dashboard_dir.resolve(),
         state_dir=StateSettings().resolved(),
+        tiers=Tiers(db.retention_days, db.rollup_1m_days, db.rollup_1h_days),
     )
 
 

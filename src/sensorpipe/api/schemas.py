@@ -37,7 +37,11 @@ class AggregatePage(BaseModel):
     data: list[AggregatePublic]
     next_cursor: None = None
     bucket_seconds: int
-    source: str = Field(description="`metrics_1m` (rollup, whole minutes) or `metrics` (raw rows).")
+    source: str = Field(description="The table read: `metrics` (raw rows), `metrics_1m` or `metrics_1h` (rollups).")
+    resolution: str = Field(
+        description="The tier that served the range: `raw`, `1m` or `1h`. Each is kept for its own number of days "
+        "(raw 7, 1m 90, 1h 730 by default); a range is served by the finest one that covers it and divides the bucket."
+    )
 
 
 class SummaryPublic(BaseModel):
@@ -53,7 +57,11 @@ class SummaryPublic(BaseModel):
     avg: float | None
     p50: float | None
     p95: float | None
-    percentiles_exact: bool = Field(description="False when p50/p95 were estimated from a sample.")
+    percentiles_exact: bool = Field(
+        description="False when p50/p95 were estimated from a sample, or are null because the range starts "
+        "before the raw retention."
+    )
+    resolution: str = Field(description="The rollup tier the totals came from: `1m`, or `1h` beyond the 1m retention.")
     stored_total: int = Field(description="All events ever stored (not filtered).")
     duplicates_ignored: int = Field(description="Re-sent events ignored (not filtered).")
     redeliveries: int = Field(description="Offsets consumed again after a restart or rewind (not filtered).")
@@ -126,7 +134,7 @@ class DiskPublic(BaseModel):
     floor_bytes: int | None
     shares: dict[str, int] = Field(description="Each component's share of the budget: kafka, postgres, logs.")
     used: dict[str, int] = Field(description="Bytes on disk now, by component.")
-    store_bytes: int | None = Field(description="The store's live size, which size retention keeps in its share.")
+    store_bytes: int | None = Field(description="The database's files, which size retention keeps in its share.")
     free_bytes: int | None = Field(description="Least free space on the filesystems the consumer watches.")
     alarms: list[DiskAlarm]
     drops: dict[str, dict[str, int]] = Field(description="Raw days and rows dropped so far, by reason.")

@@ -5,18 +5,28 @@ from __future__ import annotations
 from sensorpipe.consumer.guard import DiskGuard
 from sensorpipe.consumer.metrics import ConsumerMetrics
 from sensorpipe.consumer.service import ConsumerService
+from sensorpipe.contracts.clock import make_clock
 from sensorpipe.runtime.process import configure_logging, freeze_startup_heap, serve_metrics, stop_on_signals
-from sensorpipe.settings import ConsumerSettings, DatabaseSettings, DiskSettings, KafkaSettings
+from sensorpipe.settings import ClockSettings, ConsumerSettings, DatabaseSettings, DiskSettings, KafkaSettings
 
 
-def run_consumer(consumer: ConsumerSettings, kafka: KafkaSettings, db: DatabaseSettings, disk: DiskSettings) -> None:
+def run_consumer(
+    consumer: ConsumerSettings, kafka: KafkaSettings, db: DatabaseSettings, disk: DiskSettings, clock: ClockSettings
+) -> None:
     configure_logging()
     stop = stop_on_signals()
     metrics = ConsumerMetrics()
     serve_metrics(metrics.registry, consumer.metrics_port, "consumer", consumer.metrics_host)
     guard = DiskGuard(watch=list(disk.watch), floor=disk.floor, check_s=disk.check_s)
     service = ConsumerService(
-        kafka, consumer, db, metrics, guard=guard, store_share=disk.postgres_bytes, size_check_s=disk.size_check_s
+        kafka,
+        consumer,
+        db,
+        metrics,
+        clock=make_clock(clock.start, clock.speed, clock.origin),
+        guard=guard,
+        store_share=disk.postgres_bytes,
+        size_check_s=disk.size_check_s,
     )
     freeze_startup_heap()
     service.run(stop)

@@ -45,7 +45,7 @@ class ConsumerMetrics:
             "sensorpipe_consumer_disk_free_bytes", "Least free space on the watched filesystems", registry=r
         )
         self.store_bytes = Gauge(
-            "sensorpipe_consumer_store_bytes", "The store's live size, as size retention measured it", registry=r
+            "sensorpipe_consumer_store_bytes", "The database's files, as size retention measured them", registry=r
         )
         self.retention_drops = Counter(
             "sensorpipe_consumer_retention_drops", "Raw days dropped by retention", ["reason"], registry=r

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, cast
 
 import orjson
@@ -283,7 +283,7 @@ class ConsumerService:
         """Consume and decode the next batch, settle the one in flight (wait for its write,
         commit its offsets), then hand the new one to the writer. Returns what the settled
         batch wrote, if anything; `close()` settles the last one."""
-        now = self.clock()
+        now = time.monotonic()  # intervals; event time and "today" come from self.clock
         self._refresh_knobs(now)
         if now >= self._next_maintain:
             self._settle()  # maintenance uses the writer's connection
@@ -356,7 +356,7 @@ class ConsumerService:
         assert self.store_share is not None
         self._next_size = now + self.size_check_s
         try:
-            r = retention.enforce(self._side_connection(), self.store_share, datetime.fromtimestamp(now, UTC).date())
+            r = retention.enforce(self._side_connection(), self.store_share, self._today())
         except psycopg.Error as e:
             log.warning("size retention failed (%s); retrying in %.0fs", e, self.size_check_s)
             self._close_side_connection()
@@ -380,6 +380,11 @@ class ConsumerService:
             if r.over
             else None
         )
+
+    def _today(self) -> date:
+        """The UTC day by the pipeline's clock (contracts.clock), which names the partitions
+        and the retention cutoffs."""
+        return datetime.fromtimestamp(self.clock(), UTC).date()
 
     def _load_horizon(self) -> None:
         try:
@@ -670,7 +675,7 @@ class ConsumerService:
         if now < self._next_maintain:
             return
         try:
-            created, dropped = self.writer.maintain(datetime.fromtimestamp(now, UTC).date())
+            created, dropped = self.writer.maintain(self._today())
         except psycopg.Error as e:
             log.warning("partition maintenance failed (%s); retrying in 30s", e)
             self.writer.reset()

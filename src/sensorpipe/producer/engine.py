@@ -133,8 +133,10 @@ class ProducerEngine:
         shards: int = 1,
         ledger: Ledger | None = None,
         poller: ConfigPoller | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
+        self.clock = clock  # what events are stamped with (contracts.clock)
         self.kafka = kafka
         self.shard, self.shards = shard, shards
         self.metrics = metrics
@@ -206,7 +208,11 @@ class ProducerEngine:
             c.errors[err.name()] = c.errors.get(err.name(), 0) + 1
             status = "failed"
         if self.ledger is not None:
-            self.ledger.record(kind, ident if ident is not None else _event_id(msg.value()), status)
+            if ident is not None:
+                self.ledger.record(kind, ident, status)
+            else:
+                value = msg.value()
+                self.ledger.record(kind, _field(value, b'"event_id":"'), status, _field(value, b'"timestamp":"'))
 
     def _on_event_delivery(self, err: KafkaError | None, msg: Message) -> None:
         self._settle(err, "e", msg)
@@ -251,7 +257,7 @@ class ProducerEngine:
         topic = self.kafka.topic
         dumps = orjson.dumps
         uuid7 = uuid_utils.uuid7
-        wall = time.time()
+        wall = self.clock()
         ms = int(wall * 1000)
         if ms != self._ms:
             self._ms = ms
@@ -375,12 +381,13 @@ class ProducerEngine:
         self.metrics.sync(self.counts, len(self.producer), now)
 
 
-def _event_id(value: bytes | None) -> str:
-    """The event id inside our own encoding, found without parsing the JSON."""
+def _field(value: bytes | None, prefix: bytes) -> str:
+    """A string field inside our own encoding (`prefix` is `"name":"`), found without parsing
+    the JSON; "?" when absent."""
     if not value:
         return "?"
-    i = value.find(b'"event_id":"')
+    i = value.find(prefix)
     if i < 0:
         return "?"
-    i += 12
+    i += len(prefix)
     return value[i : value.index(b'"', i)].decode()

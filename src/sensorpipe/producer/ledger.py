@@ -1,9 +1,11 @@
 """The producer ledger: one line per delivery report, written in batches.
 
-Format, one record per line: `KIND,ID,STATUS`, where KIND is `e` (an event), `d` (a
-deliberate duplicate of an event) or `p` (deliberate poison; ID is the expected DLQ
-reason), and STATUS is `acked`, `failed` or `unknown` (timed out in flight: it may or
-may not have been written). The audit reads it to prove nothing acknowledged was lost.
+Format, one record per line: `KIND,ID,STATUS[,TIMESTAMP]`, where KIND is `e` (an event), `d`
+(a deliberate duplicate of an event) or `p` (deliberate poison; ID is the expected DLQ
+reason), STATUS is `acked`, `failed` or `unknown` (timed out in flight: it may or may not
+have been written), and TIMESTAMP the event's own timestamp text (events and duplicates).
+The audit reads it to prove nothing acknowledged was lost, and tells events that retention
+dropped by their timestamps.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ class Ledger:
         self._flush_s = flush_s
         self._next_flush = time.monotonic() + flush_s
 
-    def record(self, kind: str, ident: str, status: str) -> None:
-        self._buf.append(f"{kind},{ident},{status}\n")
+    def record(self, kind: str, ident: str, status: str, ts: str = "") -> None:
+        self._buf.append(f"{kind},{ident},{status},{ts}\n" if ts else f"{kind},{ident},{status}\n")
         if len(self._buf) >= self._flush_every or time.monotonic() >= self._next_flush:
             self.flush()
 

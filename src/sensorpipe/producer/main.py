@@ -13,11 +13,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
+from sensorpipe.contracts.clock import make_clock
 from sensorpipe.producer.engine import ConfigPoller, ProducerEngine, config_from_settings
 from sensorpipe.producer.ledger import Ledger
 from sensorpipe.producer.metrics import ProducerMetrics
 from sensorpipe.runtime.process import configure_logging, serve_metrics, stop_on_signals
-from sensorpipe.settings import KafkaSettings, ProducerSettings
+from sensorpipe.settings import ClockSettings, KafkaSettings, ProducerSettings
 
 log = logging.getLogger("sensorpipe.producer")
 
@@ -49,7 +50,9 @@ def run_producer(
     poller = None
     if settings.api_url:
         poller = ConfigPoller(settings.api_url, settings.config_poll_s, config_from_settings(settings))
-    engine = ProducerEngine(settings, kafka, state_dir, metrics, index, shards, ledger, poller)
+    c = ClockSettings()
+    clock = make_clock(c.start, c.speed, c.origin)
+    engine = ProducerEngine(settings, kafka, state_dir, metrics, index, shards, ledger, poller, clock)
     log.info(
         "producing to %s at %.0f events/s from %d sensors (shard %d of %d)",
         kafka.topic,

@@ -17,7 +17,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import psycopg
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from sensorpipe.storage import audit as q
+from sensorpipe.storage import retention
 
 
 @dataclass
@@ -38,14 +39,21 @@ class Ledgers:
     failed: set[str] = field(default_factory=set)
     duplicates_acked: int = 0
     poison_acked: Counter[str] = field(default_factory=Counter)
+    dropped: set[str] = field(default_factory=set)  # acked, stamped before the raw horizon
 
     @classmethod
-    def read(cls, paths: Iterable[Path]) -> Ledgers:
+    def read(cls, paths: Iterable[Path], horizon: str | None = None) -> Ledgers:
+        """`horizon`: the raw horizon as the producer writes timestamps (ISO, milliseconds,
+        Z); acknowledged events stamped before it were dropped by retention, not lost."""
         led = cls()
         for path in paths:
             with open(path) as f:
                 for line in f:
-                    kind, ident, status = line.rstrip("\n").split(",")
+                    kind, ident, status, *ts = line.rstrip("\n").split(",")
+                    if horizon is not None and ts and ts[0] < horizon and kind != "p":
+                        if status == "acked":
+                            led.dropped.add(ident)
+                        continue
                     if kind == "p":
                         if status == "acked":
                             led.poison_acked[ident] += 1
@@ -62,6 +70,7 @@ class Ledgers:
         # an id acked once (original or duplicate) is acked, whatever its other copies did
         led.unknown -= led.acked
         led.failed -= led.acked | led.unknown
+        led.dropped -= led.acked  # a copy stamped later than the horizon is still expected
         return led
 
 
@@ -74,6 +83,7 @@ class AuditReport:
     stored_of_acked: int
     unknown_stored: int
     lost: int
+    dropped_by_retention: int  # acknowledged, then dropped with their day by retention (never lost)
     lost_in_kafka: int
     lost_in_consumer: int
     phantom: int
@@ -145,7 +155,10 @@ def locate_losses(bootstrap: str, topic: str, lost: set[str], timeout_s: float =
 
 
 def audit(dsn: str, bootstrap: str, topic: str, ledger_paths: list[Path], since: datetime | None = None) -> AuditReport:
-    led = Ledgers.read(ledger_paths)
+    with psycopg.connect(dsn) as conn:
+        h = retention.horizon(conn)
+    horizon = None if h is None else h.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    led = Ledgers.read(ledger_paths, horizon)
     with psycopg.connect(dsn) as conn:
         stored = set(q.stored_ids(conn, since))
         dups = q.duplicate_rows(conn)
@@ -168,6 +181,7 @@ def audit(dsn: str, bootstrap: str, topic: str, ledger_paths: list[Path], since:
         stored_of_acked=len(led.acked & stored),
         unknown_stored=len(led.unknown & stored),
         lost=len(lost),
+        dropped_by_retention=len(led.dropped),
         lost_in_kafka=len(lost - on_topic),
         lost_in_consumer=len(on_topic),
         phantom=len(phantom),

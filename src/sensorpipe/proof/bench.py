@@ -1,4 +1,4 @@
-"""`sensorpipe bench [producer|consumer|e2e|api|all]`: every stage against a reference measured in
+"""`sensorpipe bench [producer|consumer|e2e|api|storage|all]`: every stage against a reference measured in
 the same run, on the real local stack. Writes BENCHMARKS.md, raw JSON and PNG charts.
 
 Each stage uses topics, consumer groups and databases of its own, so stages never see each
@@ -41,7 +41,7 @@ from sensorpipe.storage.migrate import migrate
 from sensorpipe.storage.writer import BatchWriter
 
 Log = Callable[[str], None]
-STAGES = ("producer", "consumer", "e2e", "api")
+STAGES = ("producer", "consumer", "e2e", "api", "storage")
 
 
 def lag_steady(lags: list[tuple[float, int]], rate: float, seconds: float) -> bool:
@@ -80,6 +80,7 @@ class ProcStats:
     pid: int
     children: bool = False
     peak_rss_mb: float = 0.0
+    rss_mb: float = 0.0  # at the last sample
     cpu_s: float = 0.0
     _base: dict[int, float] = field(default_factory=dict)
     _last: dict[int, float] = field(default_factory=dict)
@@ -116,7 +117,8 @@ class ProcStats:
                 rss += info[2]
             if not rss and _proc(self.pid) is None:
                 return
-            self.peak_rss_mb = max(self.peak_rss_mb, rss / 1024)
+            self.rss_mb = rss / 1024
+            self.peak_rss_mb = max(self.peak_rss_mb, self.rss_mb)
             self.cpu_s = sum(self._last[p] - self._base.get(p, 0.0) for p in self._last)
             time.sleep(0.25)
 
@@ -138,6 +140,7 @@ class Bench:
         self.quick = quick
         self.results: dict[str, Any] = {}
         self.topics: list[str] = []  # created by this run, deleted after each stage
+        self.soak_plan = (30.0, 20_000)  # minutes, events/s (`sensorpipe bench soak`)
 
     # -- helpers -----------------------------------------------------------------------------
     def topic(self, name: str) -> KafkaSettings:
@@ -462,6 +465,19 @@ class Bench:
                     hi = mid
         out["max_sustainable"] = best
         return out
+
+    # -- 6. soak (not part of `all`) ----------------------------------------------------------
+    def soak(self) -> dict[str, Any]:
+        from sensorpipe.proof.soak import Soak, SoakPlan
+
+        minutes, rate = self.soak_plan
+        return Soak(self, SoakPlan(minutes=minutes, rate=rate)).run()
+
+    # -- 5. storage ----------------------------------------------------------------------------
+    def storage(self) -> dict[str, Any]:
+        from sensorpipe.proof.storage_stage import storage_stage
+
+        return storage_stage(self)
 
     # -- 4. api --------------------------------------------------------------------------------
     def api(self) -> dict[str, Any]:

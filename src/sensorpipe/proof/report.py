@@ -12,6 +12,7 @@ TARGETS = {
     "consumer": "≥ 50,000 events/s with dedupe, ≥ 0.3 × plain COPY, ≥ 30 × naive; replay ≥ 100,000/s; RSS ≤ 300 MB",
     "e2e": "at 20,000 events/s p99 event→queryable ≤ 1 s and lag bounded; maximum sustainable ≥ 40,000 events/s",
     "api": "aggregate p99 ≤ 50 ms; summary and pipeline p99 ≤ 100 ms (10 M readings, concurrency 10)",
+    "storage": "PostgreSQL hot rows ≤ 200 bytes per event, all in",
 }
 
 
@@ -246,7 +247,138 @@ def render(r: dict[str, Any], command: str) -> str:
             limit = next(v for k, v in limits.items() if name.startswith(k))
             marks.append(f"- {name} p99 ≤ {limit} ms: {_mark((x.get('p99_ms') or 1e9) <= limit)}")
         out += ["", *marks, ""]
+    if "storage" in r:
+        out += _storage(r["storage"])
+    if "soak" in r:
+        out += _soak(r["soak"])
     return "\n".join(out) + "\n"
+
+
+def _window_mean(samples: list[dict[str, Any]], name: str, lo: float, hi: float) -> float | None:
+    vals = [s["rss_mb"][name] for s in samples if lo <= s["t"] < hi and name in s["rss_mb"]]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _soak(sk: dict[str, Any]) -> list[str]:
+    samples, secs = sk["samples"], sk["minutes"] * 60
+    out = [
+        "## Soak",
+        "",
+        f"Measured {sk.get('measured_at', 'in an earlier run')}; `make soak` (`sensorpipe bench soak`).",
+        "",
+        f"The local stack (producer with a ledger, consumer, API) at {sk['rate']:,} events/s for "
+        f"{sk['minutes']:g} minutes, on a clock {sk['speed']:g} times faster than the wall, so a simulated "
+        f"day ({sk['events_per_simulated_day']:,} events) passes every {86_400 / sk['speed'] / 60:.0f} minutes. "
+        "Retention: raw 1 day, 1-minute rollups 2, 1-hour rollups 3; PostgreSQL's share "
+        f"{sk['shares']['postgres'] / 2**30:.1f} GiB (about 1.6 simulated days), Kafka's "
+        f"{sk['shares']['kafka'] / 2**30:.1f} GiB; the free-space floor is hit once, for a minute.",
+        "",
+        "Targets: RSS of every process flat (last 5 minutes within 10% of minutes 5 to 10); API p99 at the "
+        "end within 1.5x of the start; disk never over the shares; the audit shows 0 lost and 0 duplicate rows.",
+        "",
+        "| process | RSS minutes 5-10 (MB) | RSS last 5 minutes (MB) | ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    names = sorted({n for s in samples for n in s["rss_mb"]})
+    marks = []
+    for n in names:
+        early, late = _window_mean(samples, n, 300, 600), _window_mean(samples, n, secs - 300, secs + 1)
+        if early and late:
+            out.append(f"| {n} | {early:.1f} | {late:.1f} | {late / early:.2f} |")
+            marks.append(late <= 1.1 * early)
+    out += ["", f"- RSS flat: {_mark(bool(marks) and all(marks))}", ""]
+    out += _soak_api(sk) + _soak_disk(sk) + _soak_audit(sk)
+    return out
+
+
+def _soak_api(sk: dict[str, Any]) -> list[str]:
+    p = sk["api_p99"]
+    if "start" not in p or "end" not in p:
+        return ["API p99: not measured at both ends of this run.", ""]
+    out = ["| endpoint | p99 at the start (ms) | p99 at the end (ms) | ratio |", "|---|---:|---:|---:|"]
+    ok = True
+    for name in ("aggregate", "summary"):
+        a, b = p["start"][name].get("p99_ms"), p["end"][name].get("p99_ms")
+        if a and b:
+            out.append(f"| {name} | {a} | {b} | {b / a:.2f} |")
+            ok = ok and b <= 1.5 * a
+    return [*out, "", f"- API p99 at the end within 1.5x of the start: {_mark(ok)}", ""]
+
+
+def _soak_disk(sk: dict[str, Any]) -> list[str]:
+    samples, shares = sk["samples"], sk["shares"]
+    kmax = max((s["kafka_bytes"] for s in samples), default=0)
+    pmax = max((s["postgres_bytes"] for s in samples), default=0)
+    lag = max((s["lag"] for s in samples), default=0)
+    drops = samples[-1]["drops"] if samples else {}
+    hold = sk.get("floor_hold") or {}
+    over = any(s["over_share"] for s in samples)
+    return [
+        f"- Kafka log at most {kmax / 2**20:,.0f} MiB of its {shares['kafka'] / 2**20:,.0f} MiB share; PostgreSQL's "
+        f"database at most {pmax / 2**20:,.0f} MiB of its {shares['postgres'] / 2**20:,.0f} MiB share; never over: "
+        f"{_mark(not over)}",
+        f"- Raw days dropped: {drops.get('time', 0)} by time, {drops.get('size', 0)} by size",
+        f"- Free-space floor: {hold.get('stored_while_held', '–')} events written while held for "
+        f"{hold.get('held_s', '–')} s (lag then {hold.get('lag_at_end_of_hold', '–'):,}); resumed "
+        f"{hold.get('resumed_after_s', '–')} s after space returned",
+        f"- Lag: at most {lag:,} messages; backlog drained after the load: {sk['drained']}",
+        "",
+    ]
+
+
+def _soak_audit(sk: dict[str, Any]) -> list[str]:
+    a = sk["audit"]
+    dup = a["duplicate_rows_metrics"] + a["duplicate_rows_processed"]
+    return [
+        f"Audit: {a['acked']:,} acknowledged events expected in the store, {a['stored']:,} stored, "
+        f"{a['dropped_by_retention']:,} dropped by retention (acknowledged and stored, then aged or sized out), "
+        f"{a['lost']:,} lost, {dup:,} duplicate rows, {a['order_violations']:,} order violations.",
+        "",
+        f"- 0 lost and 0 duplicate rows: {_mark(a['lost'] == 0 and dup == 0)}",
+        "",
+    ]
+
+
+STORAGE_TARGET = 200  # bytes per event in PostgreSQL's hot rows, all in
+
+
+def _storage(st: dict[str, Any]) -> list[str]:
+    out = [
+        "## Storage",
+        "",
+        f"Measured {st.get('measured_at', 'in an earlier run')}.",
+        "",
+        f"Target: PostgreSQL's hot rows ≤ {STORAGE_TARGET} bytes per event, all in (rows, dedupe, rollups, "
+        "indexes); producer compression chosen by bytes and CPU per event measured here.",
+        "",
+        f"The same load ({st['events']:,} events of 2,000 sensors, the producer unthrottled) written once per "
+        "codec, then drained by one consumer into a fresh database. CPU is per event, in microseconds.",
+        "",
+        "| codec | Kafka log B/event | producer us | broker us | consumer us | consumer events/s "
+        "| WAL written B/event |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in st["codecs"]:
+        out.append(
+            f"| {c['codec']} | {c['kafka_bytes_per_event']} | {c['producer_us_per_event']} "
+            f"| {c['broker_us_per_event']} | {c['consumer_us_per_event']} | {c['consumer_events_per_s']:,} "
+            f"| {c['wal_bytes_per_event']} |"
+        )
+    out += ["", "PostgreSQL at rest, bytes per event (after `VACUUM ANALYZE`):", ""]
+    out += ["| part | heap | indexes |", "|---|---:|---:|"]
+    for name, v in st["postgres"].items():
+        out.append(f"| {name} | {v['heap']} | {v['indexes']} |")
+    total = st["postgres_bytes_per_event"]
+    out += [
+        f"| **all** | **{total}** | |",
+        "",
+        f"- hot rows ≤ {STORAGE_TARGET} bytes per event: {_mark(total <= STORAGE_TARGET)} ({total})",
+        "",
+        "Published figures for other stores, for scale (quoted, not measured here):",
+        "",
+    ]
+    out += [f"- {text} ({source})" for text, source in st["references"]]
+    return [*out, ""]
 
 
 def charts(r: dict[str, Any], out_dir: Path) -> None:

@@ -50,6 +50,11 @@ INSERT INTO metrics_1h_partition (kafka_partition, hour, count, sum, min, max)
 SELECT kafka_partition, date_bin('1 hour', minute, timestamptz 'epoch'), sum(count), sum(sum), min(min), max(max)
 FROM metrics_1m_partition GROUP BY 1, 2
 """
+_LOAD_SENSOR_HOURLY = """
+INSERT INTO metrics_1h (sensor_id, hour, count, sum, min, max)
+SELECT sensor_id, date_bin('1 hour', minute, timestamptz 'epoch'), sum(count), sum(sum), min(min), max(max)
+FROM metrics_1m GROUP BY 1, 2
+"""
 _LOAD_STATS = """
 INSERT INTO sensor_stats (sensor_id, events, last_value, last_ts, last_seq)
 SELECT DISTINCT ON (sensor_id) sensor_id, count(*) OVER (PARTITION BY sensor_id), value, ts, seq
@@ -124,6 +129,7 @@ def load_readings(dsn: str, rows: int, sensors: int) -> None:
         conn.execute(_LOAD_ROLLUP)
         conn.execute(_LOAD_PARTITION_ROLLUP)
         conn.execute(_LOAD_HOURLY_ROLLUP)
+        conn.execute(_LOAD_SENSOR_HOURLY)
         conn.execute(_LOAD_STATS)
         conn.execute(_LOAD_COUNTERS)
         conn.commit()
@@ -154,3 +160,44 @@ def newest_age_s(dsn: str) -> float:
             return float(row[0]) if row and row[0] is not None else 1e9
     except psycopg.Error:
         return 1e9
+
+
+# -- bytes at rest (the storage stage) ------------------------------------------------------------
+# Heap (with TOAST) and indexes apart, per kind of table. metrics is the sum of its day partitions.
+_AT_REST = """
+SELECT 'raw rows' AS part, coalesce(sum(pg_table_size(i.inhrelid)), 0)::int8 AS heap,
+       coalesce(sum(pg_indexes_size(i.inhrelid)), 0)::int8 AS indexes
+FROM pg_inherits i WHERE i.inhparent = 'metrics'::regclass
+UNION ALL
+SELECT 'dedupe', pg_table_size('processed_events'), pg_indexes_size('processed_events')
+UNION ALL
+SELECT 'rollups', sum(pg_table_size(t)), sum(pg_indexes_size(t))
+FROM unnest(ARRAY['metrics_1m', 'metrics_1h', 'metrics_1m_partition', 'metrics_1h_partition']::regclass[]) t
+UNION ALL
+SELECT 'other', sum(pg_table_size(t)), sum(pg_indexes_size(t))
+FROM unnest(ARRAY['sensor_stats', 'ingest_counters', 'ignored_deliveries', 'dead_letters',
+                  'processed_ranges']::regclass[]) t
+"""
+_WAL_LSN = "SELECT pg_current_wal_lsn()"
+_WAL_SINCE = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)::int8"
+
+
+def bytes_at_rest(dsn: str) -> dict[str, dict[str, int]]:
+    """part -> {heap, indexes} in bytes, after a VACUUM ANALYZE (so the visibility and free
+    space maps exist, as they do on a store that has run for a while)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+        return {str(p): {"heap": int(h), "indexes": int(i)} for p, h, i in conn.execute(_AT_REST).fetchall()}
+
+
+def wal_position(dsn: str) -> str:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(_WAL_LSN).fetchone()
+    return str(row[0]) if row else "0/0"
+
+
+def wal_since(dsn: str, lsn: str) -> int:
+    """WAL bytes written by the whole cluster since `lsn`."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(_WAL_SINCE, (lsn,)).fetchone()
+    return int(row[0]) if row else 0

@@ -62,6 +62,51 @@ async def readings(
         return await cur.fetchall()
 
 
+# -- tiers ------------------------------------------------------------------------------------
+# Raw rows, 1-minute and 1-hour rollups are kept for different numbers of days (migration
+# 009). A read uses the finest tier that covers its range and whose grain divides its bucket,
+# and says which (`resolution`).
+RAW, MINUTE, HOUR = "raw", "1m", "1h"
+
+
+class TierError(ValueError):
+    """No tier both covers the range and divides the bucket."""
+
+
+@dataclass(frozen=True)
+class Tiers:
+    raw_days: int = 7
+    minute_days: int = 90
+    hour_days: int = 730
+
+    def starts(self, now: datetime) -> dict[str, datetime]:
+        """Where each tier's data begins: UTC midnights, as retention cuts them."""
+        midnight = datetime(now.year, now.month, now.day, tzinfo=UTC)
+        days = {RAW: self.raw_days, MINUTE: self.minute_days, HOUR: self.hour_days}
+        return {tier: midnight - timedelta(days=d) for tier, d in days.items()}
+
+    def for_aggregate(self, start: datetime, bucket_s: int, now: datetime) -> str:
+        """Buckets of whole hours beyond one hour come from hours (the same sums, far fewer
+        rows); whole minutes from minutes while they are kept; shorter ones from raw rows."""
+        since = self.starts(now)
+        if bucket_s % 3600 == 0 and bucket_s > 3600:
+            return HOUR
+        if bucket_s % 60 == 0:
+            if start >= since[MINUTE]:
+                return MINUTE
+            if bucket_s % 3600 == 0:
+                return HOUR
+            raise TierError(
+                f"1-minute rollups are kept for {self.minute_days} days: over older ranges use a bucket of whole hours"
+            )
+        if start >= since[RAW]:
+            return RAW
+        raise TierError(f"raw readings are kept for {self.raw_days} days: over older ranges use whole minutes")
+
+    def for_summary(self, start: datetime, now: datetime) -> str:
+        return MINUTE if start >= self.starts(now)[MINUTE] else HOUR
+
+
 # -- aggregates ---------------------------------------------------------------------------------
 # Buckets of a minute or more come from the metrics_1m rollup (start and end then count in
 # whole minutes); shorter buckets are computed from raw rows. Without sensors, one series
@@ -89,6 +134,22 @@ _AGG_SENSOR_MINUTES = """
         WHERE sensor_id = ANY(%(sensors)s) AND minute >= %(start)s AND minute < %(end)s
         ORDER BY minute, sensor_id"""
 
+# Hourly rollups: per sensor (metrics_1h) or over all sensors per partition.
+_AGG_HOURS = {
+    True: """
+        SELECT sensor_id, date_bin(%(bucket)s, hour, timestamptz 'epoch') AS bucket,
+               sum(count)::bigint AS count, min(min) AS min, max(max) AS max, sum(sum) / sum(count) AS avg
+        FROM metrics_1h
+        WHERE sensor_id = ANY(%(sensors)s) AND hour >= %(start)s AND hour < %(end)s
+        GROUP BY 1, 2 ORDER BY 2, 1""",
+    False: """
+        SELECT NULL::text AS sensor_id, date_bin(%(bucket)s, hour, timestamptz 'epoch') AS bucket,
+               sum(count)::bigint AS count, min(min) AS min, max(max) AS max, sum(sum) / sum(count) AS avg
+        FROM metrics_1h_partition
+        WHERE hour >= %(start)s AND hour < %(end)s
+        GROUP BY 2 ORDER BY 2""",
+}
+
 _AGG_RAW = {
     True: """
         SELECT sensor_id, date_bin(%(bucket)s, ts, timestamptz 'epoch') AS bucket,
@@ -112,23 +173,30 @@ def _as_json_array(sql: str) -> bytes:
 
 
 _AGG_JSON = {
-    (rollup, with_sensors): _as_json_array(table[with_sensors])
-    for rollup, table in ((True, _AGG_ROLLUP), (False, _AGG_RAW))
+    (tier, with_sensors): _as_json_array(table[with_sensors])
+    for tier, table in ((MINUTE, _AGG_ROLLUP), (HOUR, _AGG_HOURS), (RAW, _AGG_RAW))
     for with_sensors in (True, False)
 }
+_SOURCE = {RAW: "metrics", MINUTE: "metrics_1m", HOUR: "metrics_1h"}
 _AGG_SENSOR_MINUTES_JSON = _as_json_array(_AGG_SENSOR_MINUTES)
 
 
 async def aggregate_json(
-    conn: psycopg.AsyncConnection[Any], sensors: list[str] | None, start: datetime, end: datetime, bucket_s: int
+    conn: psycopg.AsyncConnection[Any],
+    sensors: list[str] | None,
+    start: datetime,
+    end: datetime,
+    bucket_s: int,
+    resolution: str,
 ) -> tuple[bytes, str]:
-    """Like `aggregate`, but the rows come back as one JSON array built by PostgreSQL, so the
-    API sends them on without touching each row in Python. Returns (json, source)."""
-    use_rollup = bucket_s >= 60 and bucket_s % 60 == 0
-    sql = _AGG_SENSOR_MINUTES_JSON if bucket_s == 60 and sensors else _AGG_JSON[(use_rollup, bool(sensors))]
+    """count, min, max and avg per bucket (and sensor) from the `resolution` tier, as one JSON
+    array built by PostgreSQL, so the API sends the rows on without touching each in Python.
+    Returns (json, source table)."""
+    minutes = resolution == MINUTE and bucket_s == 60 and sensors
+    sql = _AGG_SENSOR_MINUTES_JSON if minutes else _AGG_JSON[(resolution, bool(sensors))]
     params = {"sensors": sensors, "start": start, "end": end, "bucket": timedelta(seconds=bucket_s)}
     row = await (await conn.execute(sql, params)).fetchone()
-    return (row[0] if row else "[]").encode(), "metrics_1m" if use_rollup else "metrics"
+    return (row[0] if row else "[]").encode(), _SOURCE[resolution]
 
 
 # -- one sensor's minutes, by the hour --------------------------------------------------------
@@ -229,6 +297,23 @@ _SUMMARY_ROLLUP = {
 }
 
 
+# Ranges older than the 1-minute rollups read only hours: an hour counts when it starts in the
+# range, as a minute does at the finer resolution.
+_SUMMARY_HOURS = {
+    True: """
+        SELECT coalesce(sum(count), 0)::bigint AS count, min(min) AS min, max(max) AS max,
+               sum(sum) / nullif(sum(count), 0) AS avg, count(DISTINCT sensor_id) AS sensors
+        FROM metrics_1h WHERE sensor_id = ANY(%(sensors)s) AND hour >= %(start)s AND hour < %(end)s""",
+    False: """
+        SELECT coalesce(sum(count), 0)::bigint AS count, min(min) AS min, max(max) AS max,
+               sum(sum) / nullif(sum(count), 0) AS avg,
+               (SELECT count(*) FROM sensor_stats s WHERE EXISTS (
+                   SELECT 1 FROM metrics_1h m
+                   WHERE m.sensor_id = s.sensor_id AND m.hour >= %(start)s AND m.hour < %(end)s)) AS sensors
+        FROM metrics_1h_partition WHERE hour >= %(start)s AND hour < %(end)s""",
+}
+
+
 def hour_split(start: datetime, end: datetime) -> dict[str, datetime]:
     """[h0, h1): the whole hours inside [start, end); [start, m0) and [m1, end): the rest.
 
@@ -302,6 +387,7 @@ class Summary:
     p50: float | None
     p95: float | None
     percentiles_exact: bool
+    resolution: str
     stored_total: int
     duplicates: int
     redeliveries: int
@@ -315,22 +401,27 @@ async def summary(
     start: datetime,
     end: datetime,
     sample_rows: int = SAMPLE_ROWS,
+    resolution: str = MINUTE,
+    raw_covered: bool = True,
 ) -> Summary:
+    """Totals from the `resolution` rollups; percentiles from raw rows, only when
+    `raw_covered` (the range starts inside the raw retention), else None."""
     s = bool(sensors)
     params: dict[str, Any] = {"sensors": sensors, "start": start, "end": end}
     if not s:
         params.update(hour_split(start, end))
+    totals = _SUMMARY_ROLLUP[s] if resolution == MINUTE else _SUMMARY_HOURS[s]
     async with conn.cursor(row_factory=dict_row) as cur:
 
         async def one(sql: str, p: dict[str, Any] | None = None) -> Row:
             await cur.execute(sql, p)
             return await cur.fetchone() or {}
 
-        agg = await one(_SUMMARY_ROLLUP[s], params)
+        agg = await one(totals, params)
         fl = await one(_FIRST_LAST[s], params)
         count = int(agg.get("count") or 0)
-        exact = count <= sample_rows
-        if count == 0:
+        exact = count <= sample_rows and raw_covered
+        if count == 0 or not raw_covered:
             pct: Row = {}
         elif exact:
             pct = await one(_PCT_EXACT[s], params)
@@ -354,6 +445,7 @@ async def summary(
         p50=pct.get("p50"),
         p95=pct.get("p95"),
         percentiles_exact=exact,
+        resolution=resolution,
         stored_total=int(counters.get("stored", 0)),
         duplicates=int(counters.get("duplicates", 0)),
         redeliveries=int(counters.get("redeliveries", 0)),

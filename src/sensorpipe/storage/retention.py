@@ -26,18 +26,8 @@ WHERE p.relname = 'metrics' AND c.relname ~ '^metrics_[0-9]{8}$'
   AND to_date(substr(c.relname, 9), 'YYYYMMDD') < %s
 ORDER BY 1
 """
-# Space inside the tables that inserts will reuse (deleted dedupe rows, trimmed rollups), as
-# vacuum recorded it in the free space map: the store's live size is its files minus this,
-# so one drop is not followed by another while the first one's space waits to be reused.
-_REUSABLE = """
-SELECT coalesce(sum(f.avail), 0)::int8
-FROM (SELECT table_name::regclass AS rel FROM retention_targets
-      UNION ALL
-      SELECT i.indexrelid::regclass FROM pg_index i JOIN retention_targets t ON i.indrelid = t.table_name) r,
-     LATERAL pg_freespace(r.rel) f
-"""
-_DROP_DAY = "SELECT sensorpipe_drop_raw_day(%s, %s)"
-_VACUUM_DEDUPE = "VACUUM processed_events"
+_DROP_DAY = "SELECT sensorpipe_drop_raw_day(%s, %s, %s)"
+
 _HORIZON = "SELECT raw_horizon FROM retention_state"
 _DROPS = """
 SELECT dropped_at, day, reason, rows, bytes FROM retention_log ORDER BY id DESC LIMIT %s
@@ -67,11 +57,9 @@ class Enforced:
 
 
 def store_bytes(conn: psycopg.Connection[Any]) -> int:
-    """The store's live size: its files, less the space its tables will reuse."""
+    """The store's files on disk, in bytes."""
     row = conn.execute(_DB_BYTES).fetchone()
-    total = int(row[0]) if row else 0
-    free = conn.execute(_REUSABLE).fetchone()
-    return total - (int(free[0]) if free else 0)
+    return int(row[0]) if row else 0
 
 
 def raw_days(conn: psycopg.Connection[Any], before: date) -> list[tuple[date, int]]:
@@ -80,18 +68,22 @@ def raw_days(conn: psycopg.Connection[Any], before: date) -> list[tuple[date, in
 
 
 def enforce(conn: psycopg.Connection[Any], share: int, today: date) -> Enforced:
-    """Drop the oldest raw days before `today` while the store is over `share` bytes. Needs
-    an autocommit connection: after each drop, vacuum records the dedupe rows' space as
-    reusable before the size is measured again."""
+    """Drop the oldest raw days before `today` while the store's files are over `share` bytes.
+
+    The budget is on disk, so the files are what count. A day's metrics partition leaves the
+    disk when it is dropped; its dedupe rows leave space inside processed_events that later
+    rows reuse (after autovacuum) without the file growing. So a drop normally brings the
+    files under the share at once, and they grow again only as the next day's rows arrive;
+    when they do not (the share was lowered), older days go too, since nothing else shrinks
+    the files."""
     size = store_bytes(conn)
     drops: list[Drop] = []
     if size <= share:
         return Enforced(size, share, drops)
     for day, bytes_ in raw_days(conn, today):
         with conn.transaction():
-            row = conn.execute(_DROP_DAY, (day, "size")).fetchone()
+            row = conn.execute(_DROP_DAY, (day, "size", today)).fetchone()
         drops.append(Drop(day, int(row[0]) if row else 0, bytes_))
-        conn.execute(_VACUUM_DEDUPE)
         size = store_bytes(conn)
         if size <= share:
             break

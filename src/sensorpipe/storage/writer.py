@@ -223,7 +223,7 @@ ON CONFLICT (kafka_partition, kafka_offset) DO NOTHING
 """
 
 _ENSURE_PARTITIONS = "SELECT sensorpipe_ensure_metrics_partitions(%s, %s)"
-_RETENTION = "SELECT sensorpipe_apply_tiered_retention(%s, %s, %s)"
+_RETENTION = "SELECT sensorpipe_apply_tiered_retention(%s, %s, %s, %s)"
 
 
 @dataclass
@@ -455,7 +455,7 @@ class BatchWriter:
         created = self.ensure_partitions(today - timedelta(days=self.retention_days), today + timedelta(days=3))
         conn = self._connection()
         with conn.transaction():
-            row = conn.execute(_RETENTION, (self.retention_days, *self.rollup_days)).fetchone()
+            row = conn.execute(_RETENTION, (today, self.retention_days, *self.rollup_days)).fetchone()
         self._known_days = {d for d in self._known_days if d >= today - timedelta(days=self.retention_days)}
         return created, int(row[0]) if row else 0
 

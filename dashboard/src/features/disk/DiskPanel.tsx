@@ -31,7 +31,8 @@ export function DiskPanel({ disk }: { disk: Disk | null | undefined }) {
           </p>
           <div className="meters">
             {COMPONENTS.map(([key, label]) => {
-              const used = key === "postgres" && disk.store_bytes !== null ? disk.store_bytes : (disk.used[key] ?? 0);
+              // PostgreSQL's data folder (WAL included) when it is local, else the database's files
+              const used = disk.used[key] || (key === "postgres" ? (disk.store_bytes ?? 0) : 0);
               const of = disk.shares[key] ?? 0;
               return (
                 <div className="meter-row" key={key}>

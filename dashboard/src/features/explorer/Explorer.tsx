@@ -16,6 +16,9 @@ interface Props {
   onChange: (s: UrlState) => void;
 }
 
+/** The retention tier a range was served from: raw rows are kept for days, rollups longer. */
+const RESOLUTION: Record<string, string> = { raw: "raw readings", "1m": "1-minute rollups", "1h": "1-hour rollups" };
+
 export function Explorer({ state, onChange }: Props) {
   const [now] = useState(() => new Date());
   const { start, end } = useMemo(() => resolveRange(state, now), [state, now]);
@@ -120,7 +123,10 @@ export function Explorer({ state, onChange }: Props) {
         summary={`${chart.rows.length} buckets of ${bucket} from ${time(start)} to ${time(end)}; ` +
           chart.rows.slice(-5).map((r) => `${r.sensor_id ?? "all"} ${time(r.bucket)} avg ${num(r.avg, 2)} min ${num(r.min, 2)} max ${num(r.max, 2)}`).join("; ")}
       />
-      <p className="muted">Bucket {bucket} (automatic, from {agg.data?.source ?? "–"}). Drag on the chart to zoom; double-click to reset.</p>
+      <p className="muted" data-testid="resolution">
+        Bucket {bucket} (automatic), resolution {RESOLUTION[agg.data?.resolution ?? ""] ?? "–"} (from{" "}
+        {agg.data?.source ?? "–"}). Drag on the chart to zoom; double-click to reset.
+      </p>
       <div className="table-wrap">
         <table data-testid="readings">
           <caption>Raw readings</caption>

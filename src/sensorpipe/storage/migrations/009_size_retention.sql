@@ -7,10 +7,6 @@
 -- equal to what is kept (an event of a dropped day can never be stored a second time).
 -- Rollups are not touched: they are kept by their own retention.
 
--- Size retention reads the free space map (storage.retention) to tell reusable space inside
--- the tables from growth.
-CREATE EXTENSION IF NOT EXISTS pg_freespacemap;
-
 -- One row: the earliest event time still accepted. NULL: only the time retention applies.
 CREATE TABLE retention_state (
     singleton   boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
@@ -34,10 +30,11 @@ INSERT INTO retention_targets (table_name, time_column) VALUES ('retention_log',
 -- almost nothing (new ranges stay unsummarised until vacuum).
 CREATE INDEX processed_events_ts_brin ON processed_events USING brin (event_ts);
 
--- Drops the raw rows of one UTC day before today: its metrics partition and its
--- dedupe rows; records the drop and moves the raw horizon past the day. Returns the rows
--- dropped, as the planner's estimate (counting a day of rows would read it all).
-CREATE FUNCTION sensorpipe_drop_raw_day(p_day date, p_reason text) RETURNS bigint
+-- Drops the raw rows of one UTC day before `p_today`: its metrics partition and its dedupe
+-- rows; records the drop and moves the raw horizon past the day. Returns the rows dropped, as
+-- the planner's estimate (counting a day of rows would read it all). The caller names today:
+-- the consumer's clock, which a simulation may run faster than the server's.
+CREATE FUNCTION sensorpipe_drop_raw_day(p_day date, p_reason text, p_today date) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     part  text := format('metrics_%s', to_char(p_day, 'YYYYMMDD'));
@@ -45,7 +42,7 @@ DECLARE
     n     bigint := 0;
     bytes bigint := 0;
 BEGIN
-    IF p_day >= (now() AT TIME ZONE 'UTC')::date THEN
+    IF p_day >= p_today THEN
         RAISE EXCEPTION 'refusing to drop %: only days before today are dropped', p_day;
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('sensorpipe.metrics_partitions'));
@@ -85,13 +82,14 @@ FROM metrics_1m GROUP BY 1, 2;
 INSERT INTO retention_targets (table_name, time_column, tier) VALUES ('metrics_1h', 'hour', '1h');
 
 -- Time retention per tier. Raw days older than the raw cutoff are dropped (and logged), and
--- each target's rows older than its tier's cutoff are deleted. Cutoffs are UTC midnights.
--- Returns the number of raw partitions dropped.
-CREATE FUNCTION sensorpipe_apply_tiered_retention(p_raw_days integer, p_1m_days integer, p_1h_days integer)
-RETURNS integer
+-- each target's rows older than its tier's cutoff are deleted. Cutoffs are UTC midnights
+-- before `p_today` (the consumer's clock). Returns the number of raw partitions dropped.
+CREATE FUNCTION sensorpipe_apply_tiered_retention(
+    p_today date, p_raw_days integer, p_1m_days integer, p_1h_days integer
+) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
-    today   date := (now() AT TIME ZONE 'UTC')::date;
+    today   date := p_today;
     r       record;
     dropped integer := 0;
 BEGIN
@@ -104,7 +102,7 @@ BEGIN
           AND to_date(substr(c.relname, 9), 'YYYYMMDD') < today - p_raw_days
         ORDER BY 1
     LOOP
-        PERFORM sensorpipe_drop_raw_day(r.day, 'time');
+        PERFORM sensorpipe_drop_raw_day(r.day, 'time', today);
         dropped := dropped + 1;
     END LOOP;
     FOR r IN SELECT table_name, time_column, tier FROM retention_targets ORDER BY table_name::text LOOP

@@ -1,0 +1,289 @@
+"""`sensorpipe bench soak` (`make soak`): the local stack under load long enough for its
+bounds to matter, with days compressed into minutes.
+
+- **Load:** a producer (with a ledger), a consumer and the API, as separate processes, on the
+  bench stack's broker and server. Producer and consumer share a simulated clock
+  (contracts.clock) that runs `speed` times faster than the wall, from six simulated days
+  ago, so day partitions roll over every few minutes.
+- **Bounds that must trigger:** short tier retentions (raw 1 day, 1-minute rollups 2, 1-hour
+  rollups 3) for time retention; a PostgreSQL share of about 1.6 simulated days for size
+  retention; and, for the free-space floor, a small tmpfs among the consumer's watched
+  folders that a ballast file fills for a minute (it needs root to mount, as CI has).
+- **Reports over time:** RSS of every process, lag, and disk use against the shares, every
+  10 s; API p99 for an aggregate and a summary at the start and at the end.
+- **End:** the load stops, the backlog drains, and the audit runs. Events dropped by
+  retention are counted as dropped (by their timestamps against the raw horizon), never as
+  lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import psycopg
+
+from sensorpipe.contracts.disk import MAIN_TOPIC_SHARE, GiB, KafkaLimits, MiB, du
+from sensorpipe.proof.audit import audit
+from sensorpipe.runtime.bootstrap import ensure_topics
+from sensorpipe.storage import bench as bq
+
+if TYPE_CHECKING:
+    from sensorpipe.proof.bench import Bench, ProcStats
+
+DAY = 86_400
+BYTES_PER_EVENT = 430  # PostgreSQL, all in (the storage stage measures it)
+SAMPLE_S = 10.0
+FLOOR_FS = 64 * MiB  # the watched tmpfs that the ballast fills
+FLOOR = 16 * MiB
+
+
+@dataclass
+class SoakPlan:
+    minutes: float
+    rate: int
+    speed: float = 288.0  # a simulated day every 5 real minutes
+    sensors: int = 2000
+    events_per_day: int = field(init=False)
+    postgres_share: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.events_per_day = int(self.rate * DAY / self.speed)
+        self.postgres_share = int(1.6 * self.events_per_day * BYTES_PER_EVENT)
+
+    @property
+    def seconds(self) -> float:
+        return self.minutes * 60
+
+    def clock_env(self, origin: float) -> dict[str, str]:
+        """Six simulated days before now at the start, so the run ends near the present."""
+        start = (datetime.now(UTC) - timedelta(days=6)).replace(hour=12, minute=0, second=0, microsecond=0)
+        return {
+            "SENSORPIPE_CLOCK_START": str(start.timestamp()),
+            "SENSORPIPE_CLOCK_SPEED": str(self.speed),
+            "SENSORPIPE_CLOCK_ORIGIN": str(origin),
+        }
+
+    def simulated(self, env: dict[str, str], at: float) -> datetime:
+        start, origin = float(env["SENSORPIPE_CLOCK_START"]), float(env["SENSORPIPE_CLOCK_ORIGIN"])
+        return datetime.fromtimestamp(start + (at - origin) * self.speed, UTC)
+
+
+def z(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+@contextlib.contextmanager
+def _watched_tmpfs() -> Iterator[Path]:
+    mount = Path(tempfile.gettempdir()) / f"sensorpipe-soak-floor-{uuid.uuid4().hex[:8]}"
+    mount.mkdir(mode=0o755)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={FLOOR_FS}", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+        mount.rmdir()
+
+
+def _stop(p: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, then SIGKILL after `timeout`; nothing when it has exited already."""
+    if p.poll() is not None:
+        return
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait(10)
+
+
+class Soak:
+    def __init__(self, b: Bench, plan: SoakPlan) -> None:
+        self.b, self.plan = b, plan
+        self.samples: list[dict[str, Any]] = []
+        self.api_p99: dict[str, dict[str, Any]] = {}
+        self.floor_hold: dict[str, Any] = {}
+
+    def run(self) -> dict[str, Any]:
+        if os.geteuid() != 0:
+            raise PermissionError("the soak mounts a small tmpfs for its free-space floor: run it as root")
+        b = self.b
+        k = b.topic("soak")
+        kafka_share = 2 * GiB
+        limits = (
+            KafkaLimits.for_share(int(kafka_share * MAIN_TOPIC_SHARE), k.partitions, 1),
+            KafkaLimits.for_share(int(kafka_share * (1 - MAIN_TOPIC_SHARE)), k.partitions, 1),
+        )
+        ensure_topics(k, topic=k.topic, dlq_topic=k.dlq_topic, limits=limits)
+        self.dsn = b.database("soak")
+        with _watched_tmpfs() as watched:
+            env = self._env(k, watched)
+            return self._load(k, env, watched, kafka_share)
+
+    def _env(self, k: Any, watched: Path) -> dict[str, str]:
+        plan = self.plan
+        self.group = f"soak-{uuid.uuid4().hex[:6]}"
+        return self.b.env(
+            k,
+            self.dsn,
+            SENSORPIPE_CONSUMER_GROUP_ID=self.group,
+            SENSORPIPE_DATABASE_RETENTION_DAYS="1",
+            SENSORPIPE_DATABASE_ROLLUP_1M_DAYS="2",
+            SENSORPIPE_DATABASE_ROLLUP_1H_DAYS="3",
+            SENSORPIPE_DISK_POSTGRES_BYTES=str(plan.postgres_share),
+            SENSORPIPE_DISK_WATCH=orjson.dumps([str(self.b.state_dir), str(watched)]).decode(),
+            SENSORPIPE_DISK_FLOOR=str(FLOOR),
+            SENSORPIPE_DISK_SIZE_CHECK_S="10",
+            SENSORPIPE_PRODUCER_COMPRESSION=os.environ.get("SENSORPIPE_PRODUCER_COMPRESSION", "lz4"),
+            **plan.clock_env(time.time() + 5),
+        )
+
+    def _load(self, k: Any, env: dict[str, str], watched: Path, kafka_share: int) -> dict[str, Any]:
+        from sensorpipe.proof.bench import ProcStats, _free_port, _platform_pids, _wait_http
+
+        b, plan = self.b, self.plan
+        port = _free_port()
+        api = b.spawn(["api"], {**env, "SENSORPIPE_API_PORT": str(port), "SENSORPIPE_API_DASHBOARD_DIR": "/none"})
+        cons = b.spawn(["consumer"], env)
+        ledger = b.out / "soak-ledger.csv"
+        ledger.unlink(missing_ok=True)
+        prod = b.spawn(
+            ["producer", "--rate", str(plan.rate), "--sensors", str(plan.sensors), "--ledger", str(ledger)], env
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_http(f"{url}/api/pipeline", 60)
+            procs = {"producer": prod.pid, "consumer": cons.pid, "api": api.pid, **_platform_pids(b.state_dir)}
+            stats = {n: ProcStats(pid, children=n == "postgres").start() for n, pid in procs.items()}
+            self._watch(k, env, url, watched, stats, time.monotonic(), kafka_share)
+            _stop(prod, 300)
+            drained = self._drain(k)
+            _stop(cons, 120)
+            _stop(api, 60)
+            resources = {n: s.stop() for n, s in stats.items()}
+        finally:
+            for p in (prod, cons, api):
+                _stop(p, 60)
+        b.log("soak: auditing the ledger against the store")
+        report = audit(self.dsn, k.bootstrap(), k.topic, [ledger])
+        ledger.unlink(missing_ok=True)  # gigabytes; the audit's figures are kept
+        return self._result(resources, drained, report.as_dict(), kafka_share)
+
+    def _watch(
+        self, k: Any, env: dict[str, str], url: str, watched: Path, stats: dict[str, ProcStats], t0: float, ks: int
+    ) -> None:
+        plan, end = self.plan, t0 + self.plan.seconds
+        p99_at = {"start": t0 + min(5 * 60, plan.seconds / 10), "end": end - 60}
+        hold_at = t0 + plan.seconds * 0.6
+        while time.monotonic() < end:
+            now = time.monotonic()
+            self.samples.append(self._sample(k, stats, now - t0, ks))
+            for when, at in list(p99_at.items()):
+                if now >= at:
+                    self.api_p99[when] = self._api_p99(url, env)
+                    del p99_at[when]
+            if not self.floor_hold and now >= hold_at:
+                self.floor_hold = self._hold_at_floor(k, watched, stats, t0, ks)
+            time.sleep(SAMPLE_S)
+
+    def _sample(self, k: Any, stats: dict[str, ProcStats], t: float, kafka_share: int) -> dict[str, Any]:
+        from sensorpipe.proof.bench import consumer_lag
+
+        b = self.b
+        hw = b.high_watermark(k)
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            db = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+            drops = conn.execute("SELECT reason, count(*) FROM retention_log GROUP BY 1").fetchall()
+        pg_wal = du(b.pg.data_dir() / "pg_wal")
+        kafka = sum(du(d) for d in (b.state_dir / "kafka").glob(f"node-*/data/{k.topic}-*"))
+        return {
+            "t": round(t),
+            "rss_mb": {n: round(s.rss_mb, 1) for n, s in stats.items()},
+            "lag": consumer_lag(k, self.group, hw),
+            "produced": hw,
+            "kafka_bytes": kafka,
+            "postgres_bytes": int(db[0]) if db else 0,
+            "wal_bytes": pg_wal,
+            "drops": {str(r): int(n) for r, n in drops},
+            "over_share": kafka > kafka_share or (int(db[0]) if db else 0) > self.plan.postgres_share,
+        }
+
+    def _api_p99(self, url: str, env: dict[str, str]) -> dict[str, Any]:
+        from sensorpipe.proof.bench import _wrk
+
+        now = self.plan.simulated(env, time.time())
+        hour = now - timedelta(hours=1)
+        day = now - timedelta(hours=24)
+        agg = f"{url}/api/readings/aggregate?sensor_id=sensor-00042&bucket=1m&start={z(hour)}&end={z(now)}"
+        summ = f"{url}/api/summary?start={z(day)}&end={z(now)}"
+        self.b.log("soak: API p99 (aggregate, summary), 10 s each")
+        return {"aggregate": _wrk(agg, 10), "summary": _wrk(summ, 10), "simulated_at": z(now)}
+
+    def _hold_at_floor(
+        self, k: Any, watched: Path, stats: dict[str, ProcStats], t0: float, kafka_share: int
+    ) -> dict[str, Any]:
+        """Fill the watched tmpfs under the floor for 60 s: consumption must pause and resume."""
+        self.b.log("soak: filling the watched filesystem under the free-space floor for 60 s")
+        with open(watched / "ballast", "wb") as f:
+            f.write(b"\0" * max(0, shutil.disk_usage(watched).free - FLOOR // 2))
+        time.sleep(5)  # the guard probes every 2 s; the batch in flight finishes
+        before = self._stored()
+        time.sleep(55)
+        held = self._sample(k, stats, time.monotonic() - t0, kafka_share)
+        self.samples.append(held)
+        during = self._stored()
+        (watched / "ballast").unlink()
+        t1 = time.monotonic()
+        while self._stored() == during and time.monotonic() - t1 < 60:
+            time.sleep(0.5)
+        return {
+            "held_s": 55,
+            "stored_while_held": during - before,
+            "lag_at_end_of_hold": held["lag"],
+            "resumed_after_s": round(time.monotonic() - t1, 1),
+        }
+
+    def _stored(self) -> int:
+        with psycopg.connect(self.dsn) as conn:
+            return bq.stored(conn)
+
+    def _drain(self, k: Any) -> bool:
+        from sensorpipe.proof.bench import consumer_lag
+
+        self.b.log("soak: load stopped; draining the backlog")
+        hw = self.b.high_watermark(k)
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            if consumer_lag(k, self.group, hw) == 0:
+                return True
+            time.sleep(2)
+        return False
+
+    def _result(
+        self, resources: dict[str, Any], drained: bool, report: dict[str, Any], kafka_share: int
+    ) -> dict[str, Any]:
+        return {
+            "minutes": self.plan.minutes,
+            "rate": self.plan.rate,
+            "speed": self.plan.speed,
+            "events_per_simulated_day": self.plan.events_per_day,
+            "shares": {"kafka": kafka_share, "postgres": self.plan.postgres_share},
+            "samples": self.samples,
+            "api_p99": self.api_p99,
+            "floor_hold": self.floor_hold,
+            "drained": drained,
+            "resources": resources,
+            "audit": report,
+        }

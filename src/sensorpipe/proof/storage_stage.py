@@ -1,0 +1,89 @@
+"""`sensorpipe bench storage`: bytes per event at rest, by component, and the producer's codec.
+
+The same preload (2,000 sensors, unthrottled) is written once per codec: none, lz4 and zstd.
+For each, the stage measures the Kafka log's bytes per event on disk and the CPU that the
+producer, the broker and the consumer spent per event (the consumer drains the topic into a
+fresh database). The database of the last drain gives PostgreSQL's bytes per event at rest by
+part (raw rows, dedupe, rollups, indexes) and the WAL written per event.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import TYPE_CHECKING, Any
+
+from sensorpipe.contracts.disk import du
+from sensorpipe.storage import bench as bq
+
+if TYPE_CHECKING:
+    from sensorpipe.proof.bench import Bench
+
+CODECS = ("none", "lz4", "zstd")
+
+# Published figures for comparison, quoted as their sources give them (not measured here).
+REFERENCES = [
+    (
+        "Facebook Gorilla: 1.37 bytes per (timestamp, value) point",
+        "Pelkonen et al., Gorilla: A Fast, Scalable, In-Memory Time Series Database, VLDB 2015",
+    ),
+    (
+        "Prometheus TSDB: about 1-2 bytes per sample",
+        "Prometheus documentation, Storage: operational aspects",
+    ),
+    (
+        "TimescaleDB native compression: typically 90% or more smaller than row storage",
+        "Timescale documentation, Compression",
+    ),
+]
+
+
+def storage_stage(b: Bench) -> dict[str, Any]:
+    from sensorpipe.proof.bench import ProcStats, _platform_pids
+
+    n = 200_000 if b.quick else 1_000_000
+    pids = _platform_pids(b.state_dir)
+    out: dict[str, Any] = {"events": n, "codecs": [], "references": [list(r) for r in REFERENCES]}
+    dsn = ""
+    for codec in CODECS:
+        k = b.topic(f"store_{codec}")
+        b.log(f"storage: {n:,} events with compression {codec}")
+        broker = ProcStats(pids["kafka"]).start()
+        p = b.spawn(
+            ["producer", "--rate", "1000000", "--sensors", "2000", "--duration", "600"],
+            b.env(k, SENSORPIPE_PRODUCER_COMPRESSION=codec),
+        )
+        prod = ProcStats(p.pid).start()
+        deadline = time.monotonic() + 600
+        while b.high_watermark(k) < n and time.monotonic() < deadline:
+            time.sleep(0.5)
+        p.send_signal(signal.SIGTERM)
+        p.wait(120)
+        produced = prod.stop()
+        events = b.high_watermark(k)
+        broker_in = broker.stop()
+        log_bytes = sum(du(d) for d in (b.state_dir / "kafka").glob(f"node-*/data/{k.topic}-*"))
+        dsn = b.database(f"store_{codec}")
+        lsn = bq.wal_position(dsn)
+        broker = ProcStats(pids["kafka"]).start()
+        drained = b.drain(k, dsn, 1, events, bq.stored)
+        broker_out = broker.stop()
+        wal = bq.wal_since(dsn, lsn)
+        per = 1e6 / events
+        out["codecs"].append(
+            {
+                "codec": codec,
+                "events": events,
+                "kafka_bytes_per_event": round(log_bytes / events, 1),
+                "producer_us_per_event": round(produced["cpu_s"] * per, 2),
+                "broker_us_per_event": round((broker_in["cpu_s"] + broker_out["cpu_s"]) * per, 2),
+                "consumer_us_per_event": round(drained["cpu_s"] * per, 2),
+                "consumer_events_per_s": drained["events_per_s"],
+                "wal_bytes_per_event": round(wal / events, 1),
+            }
+        )
+    parts = bq.bytes_at_rest(dsn)
+    stored = out["codecs"][-1]["events"]
+    out["postgres"] = {name: {kind: round(v / stored, 1) for kind, v in sizes.items()} for name, sizes in parts.items()}
+    out["postgres_bytes_per_event"] = round(sum(v["heap"] + v["indexes"] for v in parts.values()) / stored, 1)
+    return out
