@@ -237,6 +237,14 @@ class ConsumerSettings(BaseSettings):
         description="Most events in one transaction. Under a backlog, larger batches amortise the per-sensor rollups.",
     )
     batch_wait_ms: int = Field(default=200, ge=1, le=60_000, description="Longest wait to fill a batch.")
+    prefetch_kbytes: int = Field(
+        default=8_192,
+        ge=1_024,
+        le=1_048_576,
+        description="Fetched bytes librdkafka may hold ahead of the batch loop. They are counted compressed: "
+        "8 MiB of the producer's lz4 is about as many events as 32 MiB uncompressed (raise it for an "
+        "uncompressed topic).",
+    )
     writers: int = Field(
         default=2,
         ge=1,
@@ -297,7 +305,11 @@ class ProducerSettings(BaseSettings):
     metrics_port: int = Field(default=9300, ge=0, le=65535, description="Prometheus port; 0 disables.")
     metrics_host: str = Field(default="127.0.0.1", description="Prometheus listen address (0.0.0.0 in containers).")
     linger_ms: int = Field(default=20, ge=0, le=1000)
-    compression: str = Field(default="none", pattern=r"^(none|lz4|zstd|snappy|gzip)$")
+    compression: str = Field(
+        default="lz4",
+        pattern=r"^(none|lz4|zstd|snappy|gzip)$",
+        description="Batch codec: lz4 by measurement (docs/decisions/002-producer-compression.md).",
+    )
     queue_max_messages: int = Field(default=200_000, ge=1000, description="librdkafka queue bound (memory bound).")
     delivery_timeout_ms: int = Field(default=120_000, ge=1000, description="After this, a message is 'unknown'.")
     seed: int = Field(default=42, description="Signal shapes are reproducible per sensor.")

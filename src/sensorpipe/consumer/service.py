@@ -171,7 +171,9 @@ class ConsumerService:
                 "session.timeout.ms": settings.session_timeout_ms,
                 "heartbeat.interval.ms": max(1_000, settings.session_timeout_ms // 5),
                 "max.poll.interval.ms": settings.max_poll_interval_ms,
-                "queued.max.messages.kbytes": 32_768,  # bounds prefetch memory
+                # Bounds prefetch memory. It counts fetched bytes, which for a compressed
+                # topic decompress into several times as many: see ConsumerSettings.
+                "queued.max.messages.kbytes": settings.prefetch_kbytes,
                 "fetch.wait.max.ms": 50,
                 "statistics.interval.ms": 5_000,
                 "stats_cb": self._on_stats,

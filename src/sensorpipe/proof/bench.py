@@ -35,7 +35,7 @@ from sensorpipe.runtime.bootstrap import ensure_topics
 from sensorpipe.runtime.kafka import admin_client, classpath
 from sensorpipe.runtime.postgres import LocalPostgres
 from sensorpipe.runtime.procs import PlatformError
-from sensorpipe.settings import DatabaseSettings, KafkaSettings
+from sensorpipe.settings import DatabaseSettings, KafkaSettings, ProducerSettings
 from sensorpipe.storage import bench as bq
 from sensorpipe.storage.migrate import migrate
 from sensorpipe.storage.writer import BatchWriter
@@ -263,7 +263,7 @@ class Bench:
             "enable.idempotence=true",
             "linger.ms=20",
             "batch.size=1000000",
-            "compression.type=none",
+            f"compression.type={ProducerSettings().compression}",  # the codec our producer uses
         ]
         rates = []
         for _ in range(2):

@@ -364,6 +364,9 @@ def _storage(st: dict[str, Any]) -> list[str]:
             f"| {c['broker_us_per_event']} | {c['consumer_us_per_event']} | {c['consumer_events_per_s']:,} "
             f"| {c['wal_bytes_per_event']} |"
         )
+    rss = [f"{c['codec']} {c['consumer_peak_rss_mb']} MB" for c in st["codecs"] if "consumer_peak_rss_mb" in c]
+    if rss:
+        out += ["", f"Consumer peak RSS: {', '.join(rss)}."]
     out += ["", "PostgreSQL at rest, bytes per event (after `VACUUM ANALYZE`):", ""]
     out += ["| part | heap | indexes |", "|---|---:|---:|"]
     for name, v in st["postgres"].items():

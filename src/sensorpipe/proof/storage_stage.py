@@ -79,6 +79,7 @@ def storage_stage(b: Bench) -> dict[str, Any]:
                 "broker_us_per_event": round((broker_in["cpu_s"] + broker_out["cpu_s"]) * per, 2),
                 "consumer_us_per_event": round(drained["cpu_s"] * per, 2),
                 "consumer_events_per_s": drained["events_per_s"],
+                "consumer_peak_rss_mb": drained["peak_rss_mb"],
                 "wal_bytes_per_event": round(wal / events, 1),
             }
         )
