@@ -373,7 +373,7 @@ def audit(
         ("lost", report.lost),
         ("  lost in Kafka", report.lost_in_kafka),
         ("  lost in the consumer", report.lost_in_consumer),
-        ("dropped by retention (acknowledged, stored, then aged or sized out)", report.dropped_by_retention),
+        ("stamped before the raw horizon (dropped by retention)", report.dropped_by_retention),
         ("phantom", report.phantom),
         ("duplicate rows in metrics", report.duplicate_rows_metrics),
         ("duplicate rows in processed_events", report.duplicate_rows_processed),

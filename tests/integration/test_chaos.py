@@ -17,14 +17,12 @@ and `sensorpipe consumer` as separate processes that are killed, frozen and rest
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,6 +37,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from sensorpipe.contracts.disk import MiB
 from sensorpipe.proof.audit import AuditReport, audit
+from sensorpipe.proof.tmpfs import small_tmpfs
 from sensorpipe.runtime.bootstrap import ensure_topics
 from sensorpipe.runtime.kafka import cluster_answers
 from sensorpipe.runtime.postgres import LocalPostgres
@@ -461,21 +460,6 @@ DISK_FLOOR = 96 * MiB
 DISK_LEFT = 40 * MiB  # the ballast leaves this much free: under the floor, above zero
 
 
-@contextlib.contextmanager
-def small_filesystem(size: int) -> Iterator[Path]:
-    """A size-limited tmpfs mounted for this test (and removed after it), under the system's
-    temporary folder so that the PostgreSQL server's user can reach it. Needs root, as CI is."""
-    assert os.geteuid() == 0, "the disk-full fault mounts a tmpfs, which needs root (CI runs as root)"
-    mount = Path(tempfile.gettempdir()) / f"sensorpipe-diskfull-{uuid.uuid4().hex[:8]}"
-    mount.mkdir(mode=0o755)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=1777", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-        mount.rmdir()
-
-
 def _fill(path: Path, leave: int) -> int:
     """Write a ballast file until `leave` bytes stay free on `path`'s filesystem; its size."""
     want = shutil.disk_usage(path).free - leave
@@ -490,7 +474,7 @@ def test_disk_fills_under_load(topics: Topics, tmp_path: Path) -> None:
     """PostgreSQL's data lives on a small filesystem that something else fills under load: the
     consumer pauses at the floor (PostgreSQL stays up and never meets a full disk), the
     backlog waits in Kafka, and once space returns it drains with nothing lost or doubled."""
-    with small_filesystem(DISK_FS) as fs:
+    with small_tmpfs(DISK_FS, "diskfull") as fs:
         pg = LocalPostgres(
             DatabaseSettings(url=None, port=int(os.environ.get("SENSORPIPE_TEST_PG2_PORT", "56532"))), fs
         )

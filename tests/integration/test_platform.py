@@ -150,7 +150,19 @@ def test_daily_partitions_and_tiered_retention(db_dsn: str) -> None:
                 " VALUES (0, %s, %s, 'duplicate', %s)",
                 (i, f"e{i}", t),
             )
+        for i, t in enumerate((old, kept)):
+            conn.execute(
+                "INSERT INTO dead_letters (kafka_partition, kafka_offset, reason, detail, dead_at)"
+                " VALUES (0, %s, 'malformed_json', '', %s)",
+                (i, t),
+            )
+            conn.execute(
+                "INSERT INTO event_conflicts (event_id, kafka_partition, kafka_offset, content_hash, stored_hash,"
+                " seen_at) VALUES (%s, 0, %s, 1, 2, %s)",
+                (f"e{i}", i, t),
+            )
         edges["processed_events"] = edges["ignored_deliveries"] = (old, kept)
+        edges["dead_letters"] = edges["event_conflicts"] = (old, kept)
         dropped = conn.execute(
             "SELECT sensorpipe_apply_tiered_retention(%s, %s, %s, %s)", (today, keep["raw"], keep["1m"], keep["1h"])
         ).fetchone()
@@ -163,6 +175,8 @@ def test_daily_partitions_and_tiered_retention(db_dsn: str) -> None:
             "processed_events": ("event_ts", "raw"),
             "ignored_deliveries": ("seen_at", "raw"),
             "retention_log": ("dropped_at", "1h"),
+            "dead_letters": ("dead_at", "raw"),
+            "event_conflicts": ("seen_at", "raw"),
         }
         listed = conn.execute("SELECT table_name::text, time_column::text, tier FROM retention_targets").fetchall()
         assert {t: (c, k) for t, c, k in listed} == trimmed

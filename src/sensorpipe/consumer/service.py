@@ -345,7 +345,7 @@ class ConsumerService:
         return result
 
     def _resume(self) -> None:
-        log.warning("resuming consumption (%s no longer holds)", self._paused)
+        log.warning("resuming consumption; it had paused because %s", self._paused)
         self._paused = None
         self.metrics.paused.set(0)
         parts = self.consumer.assignment()

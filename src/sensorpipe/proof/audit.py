@@ -83,7 +83,9 @@ class AuditReport:
     stored_of_acked: int
     unknown_stored: int
     lost: int
-    dropped_by_retention: int  # acknowledged, then dropped with their day by retention (never lost)
+    # acknowledged and stamped before the raw horizon: dropped with their day by retention, or,
+    # still in Kafka when their day was dropped, dead-lettered as out of window; never lost
+    dropped_by_retention: int
     lost_in_kafka: int
     lost_in_consumer: int
     phantom: int

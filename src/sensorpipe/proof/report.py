@@ -269,8 +269,9 @@ def _soak(sk: dict[str, Any]) -> list[str]:
         f"The local stack (producer with a ledger, consumer, API) at {sk['rate']:,} events/s for "
         f"{sk['minutes']:g} minutes, on a clock {sk['speed']:g} times faster than the wall, so a simulated "
         f"day ({sk['events_per_simulated_day']:,} events) passes every {86_400 / sk['speed'] / 60:.0f} minutes. "
-        "Retention: raw 1 day, 1-minute rollups 2, 1-hour rollups 3; PostgreSQL's share "
-        f"{sk['shares']['postgres'] / 2**30:.1f} GiB (about 1.6 simulated days), Kafka's "
+        f"{sk.get('sensors', 2000):,} sensors. Retention: raw 1 day, 1-minute rollups 2, 1-hour rollups 3; "
+        f"PostgreSQL's share {sk['shares']['postgres'] / 2**30:.1f} GiB (about 1.6 simulated days of raw rows "
+        "and two of 1-minute rollups), Kafka's "
         f"{sk['shares']['kafka'] / 2**30:.1f} GiB; the free-space floor is hit once, for a minute.",
         "",
         "Targets: RSS of every process flat (last 5 minutes within 10% of minutes 5 to 10); API p99 at the "
@@ -331,7 +332,8 @@ def _soak_audit(sk: dict[str, Any]) -> list[str]:
     dup = a["duplicate_rows_metrics"] + a["duplicate_rows_processed"]
     return [
         f"Audit: {a['acked']:,} acknowledged events expected in the store, {a['stored']:,} stored, "
-        f"{a['dropped_by_retention']:,} dropped by retention (acknowledged and stored, then aged or sized out), "
+        f"{a['dropped_by_retention']:,} stamped before the raw horizon (dropped with their day, or dead-lettered "
+        "as out of window when their day went while they waited in Kafka), "
         f"{a['lost']:,} lost, {dup:,} duplicate rows, {a['order_violations']:,} order violations.",
         "",
         f"- 0 lost and 0 duplicate rows: {_mark(a['lost'] == 0 and dup == 0)}",

@@ -18,15 +18,12 @@ bounds to matter, with days compressed into minutes.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,6 +34,7 @@ import psycopg
 
 from sensorpipe.contracts.disk import MAIN_TOPIC_SHARE, GiB, KafkaLimits, MiB, du
 from sensorpipe.proof.audit import audit
+from sensorpipe.proof.tmpfs import small_tmpfs
 from sensorpipe.runtime.bootstrap import ensure_topics
 from sensorpipe.storage import bench as bq
 
@@ -44,7 +42,8 @@ if TYPE_CHECKING:
     from sensorpipe.proof.bench import Bench, ProcStats
 
 DAY = 86_400
-BYTES_PER_EVENT = 430  # PostgreSQL, all in (the storage stage measures it)
+BYTES_PER_EVENT = 430  # PostgreSQL's raw rows and dedupe, about what the storage stage measures
+ROLLUP_ROW_BYTES = 330  # a metrics_1m row with its covering key
 SAMPLE_S = 10.0
 FLOOR_FS = 64 * MiB  # the watched tmpfs that the ballast fills
 FLOOR = 16 * MiB
@@ -55,13 +54,17 @@ class SoakPlan:
     minutes: float
     rate: int
     speed: float = 288.0  # a simulated day every 5 real minutes
-    sensors: int = 2000
+    # A simulated minute passes in a fifth of a second, so every sensor writes a 1-minute
+    # rollup row per 0.2 s: 288 times as many per event as at the wall's pace. Fewer sensors
+    # keep the rollups' share of the store near what a real day has.
+    sensors: int = 200
     events_per_day: int = field(init=False)
     postgres_share: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.events_per_day = int(self.rate * DAY / self.speed)
-        self.postgres_share = int(1.6 * self.events_per_day * BYTES_PER_EVENT)
+        rollups = 2 * self.sensors * 1440 * ROLLUP_ROW_BYTES  # the 1-minute tier keeps 2 days
+        self.postgres_share = int(1.6 * self.events_per_day * BYTES_PER_EVENT + rollups)
 
     @property
     def seconds(self) -> float:
@@ -85,18 +88,6 @@ def z(t: datetime) -> str:
     return t.isoformat().replace("+00:00", "Z")
 
 
-@contextlib.contextmanager
-def _watched_tmpfs() -> Iterator[Path]:
-    mount = Path(tempfile.gettempdir()) / f"sensorpipe-soak-floor-{uuid.uuid4().hex[:8]}"
-    mount.mkdir(mode=0o755)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={FLOOR_FS}", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-        mount.rmdir()
-
-
 def _stop(p: subprocess.Popen[bytes], timeout: float) -> None:
     """SIGTERM, then SIGKILL after `timeout`; nothing when it has exited already."""
     if p.poll() is not None:
@@ -117,8 +108,6 @@ class Soak:
         self.floor_hold: dict[str, Any] = {}
 
     def run(self) -> dict[str, Any]:
-        if os.geteuid() != 0:
-            raise PermissionError("the soak mounts a small tmpfs for its free-space floor: run it as root")
         b = self.b
         k = b.topic("soak")
         kafka_share = 2 * GiB
@@ -128,7 +117,7 @@ class Soak:
         )
         ensure_topics(k, topic=k.topic, dlq_topic=k.dlq_topic, limits=limits)
         self.dsn = b.database("soak")
-        with _watched_tmpfs() as watched:
+        with small_tmpfs(FLOOR_FS, "soak-floor") as watched:
             env = self._env(k, watched)
             return self._load(k, env, watched, kafka_share)
 
@@ -277,6 +266,7 @@ class Soak:
         return {
             "minutes": self.plan.minutes,
             "rate": self.plan.rate,
+            "sensors": self.plan.sensors,
             "speed": self.plan.speed,
             "events_per_simulated_day": self.plan.events_per_day,
             "shares": {"kafka": kafka_share, "postgres": self.plan.postgres_share},

@@ -108,23 +108,29 @@ class Tiers:
 
 
 # -- aggregates ---------------------------------------------------------------------------------
-# Buckets of a minute or more come from the metrics_1m rollup (start and end then count in
-# whole minutes); shorter buckets are computed from raw rows. Without sensors, one series
-# across all sensors is returned (sensor_id NULL).
-_AGG_ROLLUP = {
-    True: """
-        SELECT sensor_id, date_bin(%(bucket)s, minute, timestamptz 'epoch') AS bucket,
+# Buckets of a minute or more come from a rollup tier (start and end then count in whole
+# minutes or hours); shorter buckets are computed from raw rows. Without sensors, one series
+# across all sensors is returned (sensor_id NULL), from the tier's per-partition rollup.
+def _agg_rollup_sql(per_sensor: str, per_partition: str, grain: str) -> dict[bool, str]:
+    # composed once from the table and column names below; no runtime input reaches this text
+    return {
+        True: f"""
+        SELECT sensor_id, date_bin(%(bucket)s, {grain}, timestamptz 'epoch') AS bucket,
                sum(count)::bigint AS count, min(min) AS min, max(max) AS max, sum(sum) / sum(count) AS avg
-        FROM metrics_1m
-        WHERE sensor_id = ANY(%(sensors)s) AND minute >= %(start)s AND minute < %(end)s
-        GROUP BY 1, 2 ORDER BY 2, 1""",
-    False: """
-        SELECT NULL::text AS sensor_id, date_bin(%(bucket)s, minute, timestamptz 'epoch') AS bucket,
+        FROM {per_sensor}
+        WHERE sensor_id = ANY(%(sensors)s) AND {grain} >= %(start)s AND {grain} < %(end)s
+        GROUP BY 1, 2 ORDER BY 2, 1""",  # noqa: S608
+        False: f"""
+        SELECT NULL::text AS sensor_id, date_bin(%(bucket)s, {grain}, timestamptz 'epoch') AS bucket,
                sum(count)::bigint AS count, min(min) AS min, max(max) AS max, sum(sum) / sum(count) AS avg
-        FROM metrics_1m_partition
-        WHERE minute >= %(start)s AND minute < %(end)s
-        GROUP BY 2 ORDER BY 2""",
-}
+        FROM {per_partition}
+        WHERE {grain} >= %(start)s AND {grain} < %(end)s
+        GROUP BY 2 ORDER BY 2""",  # noqa: S608
+    }
+
+
+_AGG_ROLLUP = _agg_rollup_sql("metrics_1m", "metrics_1m_partition", "minute")
+_AGG_HOURS = _agg_rollup_sql("metrics_1h", "metrics_1h_partition", "hour")
 # A bucket of exactly one minute is the rollup's own grain: the rows are the buckets, read by
 # an index-only scan with no regrouping (migration 005). Same rows and values as the grouped
 # statement: a minute's row is its only member.
@@ -133,22 +139,6 @@ _AGG_SENSOR_MINUTES = """
         FROM metrics_1m
         WHERE sensor_id = ANY(%(sensors)s) AND minute >= %(start)s AND minute < %(end)s
         ORDER BY minute, sensor_id"""
-
-# Hourly rollups: per sensor (metrics_1h) or over all sensors per partition.
-_AGG_HOURS = {
-    True: """
-        SELECT sensor_id, date_bin(%(bucket)s, hour, timestamptz 'epoch') AS bucket,
-               sum(count)::bigint AS count, min(min) AS min, max(max) AS max, sum(sum) / sum(count) AS avg
-        FROM metrics_1h
-        WHERE sensor_id = ANY(%(sensors)s) AND hour >= %(start)s AND hour < %(end)s
-        GROUP BY 1, 2 ORDER BY 2, 1""",
-    False: """
-        SELECT NULL::text AS sensor_id, date_bin(%(bucket)s, hour, timestamptz 'epoch') AS bucket,
-               sum(count)::bigint AS count, min(min) AS min, max(max) AS max, sum(sum) / sum(count) AS avg
-        FROM metrics_1h_partition
-        WHERE hour >= %(start)s AND hour < %(end)s
-        GROUP BY 2 ORDER BY 2""",
-}
 
 _AGG_RAW = {
     True: """

@@ -81,6 +81,15 @@ SELECT sensor_id, date_bin('1 hour', minute, timestamptz 'epoch'), sum(count), s
 FROM metrics_1m GROUP BY 1, 2;
 INSERT INTO retention_targets (table_name, time_column, tier) VALUES ('metrics_1h', 'hour', '1h');
 
+-- The records of dead letters and of conflicts were never trimmed: at a steady rate of poison
+-- they grew without end. They are kept as long as the raw rows (the DLQ topic keeps the
+-- messages themselves by its own retention). Their time columns get an index to delete by.
+CREATE INDEX dead_letters_dead_at ON dead_letters (dead_at);
+CREATE INDEX event_conflicts_seen_at ON event_conflicts (seen_at);
+INSERT INTO retention_targets (table_name, time_column, tier) VALUES
+    ('dead_letters', 'dead_at', 'raw'),
+    ('event_conflicts', 'seen_at', 'raw');
+
 -- Time retention per tier. Raw days older than the raw cutoff are dropped (and logged), and
 -- each target's rows older than its tier's cutoff are deleted. Cutoffs are UTC midnights
 -- before `p_today` (the consumer's clock). Returns the number of raw partitions dropped.
