@@ -50,7 +50,7 @@ def run_producer(topics: Topics, state: Path, *args: str, timeout: float = 120) 
 def ledger_counts(path: Path) -> dict[tuple[str, str], int]:
     counts: dict[tuple[str, str], int] = defaultdict(int)
     for line in path.read_text().splitlines():
-        kind, _ident, status = line.split(",")
+        kind, _ident, status, *_ts = line.split(",")  # events carry their timestamp too
         counts[(kind, status)] += 1
     return counts
 
@@ -261,9 +261,13 @@ def test_broker_paused_then_resumed_loses_nothing(topics: Topics, tmp_path: Path
     acked = counts[("e", "acked")]
     assert acked > 20_000
     msgs = consume_all(topics.settings.bootstrap(), topics.main, acked + counts[("e", "unknown")], timeout=90)
-    on_topic = {orjson.loads(m.value())["event_id"] for m in msgs}
-    acked_ids = {line.split(",")[1] for line in ledger.read_text().splitlines() if line.endswith(",acked")}
+    values = [orjson.loads(m.value()) for m in msgs]
+    on_topic = {v["event_id"] for v in values}
+    records = [line.split(",") for line in ledger.read_text().splitlines()]
+    acked_ids = {r[1] for r in records if r[2] == "acked"}
     assert acked_ids <= on_topic  # every acked event is on the topic
+    stamped = {r[1]: r[3] for r in records if r[0] == "e"}  # the audit tells retention drops by these
+    assert all(stamped[v["event_id"]] == v["timestamp"] for v in values if v["event_id"] in acked_ids)
     assert code == (0 if counts[("e", "unknown")] == 0 else 1)
 
 
