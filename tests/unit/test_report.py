@@ -71,3 +71,57 @@ def test_storage_section_marks_the_hot_row_target() -> None:
     assert "- Gorilla: 1.37 bytes per point (VLDB 2015)" in met
     missed = render(_storage(total_heap=95.0), "x")
     assert "hot rows ≤ 200 bytes per event: **missed** (215.0)" in missed
+
+
+def _soak(late_rss: float, end_p99: float, lost: int) -> dict[str, Any]:
+    samples = [
+        {
+            "t": t,
+            "rss_mb": {"consumer": 200.0 if t < 900 else late_rss},
+            "lag": 10,
+            "kafka_bytes": 1,
+            "postgres_bytes": 2,
+            "drops": {"size": 3},
+            "over_share": False,
+        }
+        for t in range(0, 1800, 10)
+    ]
+    audit = {
+        "acked": 100,
+        "stored": 100,
+        "dropped_by_retention": 7,
+        "lost": lost,
+        "duplicate_rows_metrics": 0,
+        "duplicate_rows_processed": 0,
+        "order_violations": 0,
+    }
+    wrk = {"aggregate": {"p99_ms": 10.0}, "summary": {"p99_ms": 20.0}}
+    return {
+        "machine": _run({"producer": 1.0}, 1000)["machine"],
+        "soak": {
+            "minutes": 30,
+            "rate": 20_000,
+            "sensors": 200,
+            "speed": 288,
+            "events_per_simulated_day": 6_000_000,
+            "shares": {"kafka": 2**31, "postgres": 2**32},
+            "samples": samples,
+            "api_p99": {"start": wrk, "end": {k: {"p99_ms": v["p99_ms"] * end_p99} for k, v in wrk.items()}},
+            "floor_hold": {"held_s": 55, "stored_while_held": 0, "lag_at_end_of_hold": 5, "resumed_after_s": 1.0},
+            "drained": True,
+            "tiers_at_end": {"raw": 1.4, "1m": 2.4, "1h": 3.4},
+            "audit": audit,
+        },
+    }
+
+
+def test_soak_section_judges_each_target_from_the_samples() -> None:
+    ok = render(_soak(late_rss=210.0, end_p99=1.2, lost=0), "x")
+    assert "| consumer | 200.0 | 210.0 | 1.05 |" in ok and "- RSS flat: met" in ok
+    assert "- API p99 at the end within 1.5x of the start: met" in ok
+    assert "3 by size" in ok and "raw 1.4, 1-minute 2.4, 1-hour 3.4" in ok
+    assert "- 0 lost and 0 duplicate rows: met" in ok
+    bad = render(_soak(late_rss=230.0, end_p99=2.0, lost=1), "x")
+    assert "- RSS flat: **missed**" in bad
+    assert "within 1.5x of the start: **missed**" in bad
+    assert "- 0 lost and 0 duplicate rows: **missed**" in bad

@@ -319,11 +319,22 @@ def _soak_disk(sk: dict[str, Any]) -> list[str]:
         f"database at most {pmax / 2**20:,.0f} MiB of its {shares['postgres'] / 2**20:,.0f} MiB share; never over: "
         f"{_mark(not over)}",
         f"- Raw days dropped: {drops.get('time', 0)} by time, {drops.get('size', 0)} by size",
+        *_tier_line(sk),
         f"- Free-space floor: {hold.get('stored_while_held', '–')} events written while held for "
         f"{hold.get('held_s', '–')} s (lag then {hold.get('lag_at_end_of_hold', '–'):,}); resumed "
         f"{hold.get('resumed_after_s', '–')} s after space returned",
         f"- Lag: at most {lag:,} messages; backlog drained after the load: {sk['drained']}",
         "",
+    ]
+
+
+def _tier_line(sk: dict[str, Any]) -> list[str]:
+    t = sk.get("tiers_at_end")
+    if not t:
+        return []
+    return [
+        f"- Oldest row of each tier at the end, in simulated days: raw {t['raw']}, 1-minute {t['1m']}, "
+        f"1-hour {t['1h']} (kept: 1, 2 and 3 days, counted from UTC midnights)"
     ]
 
 

@@ -165,10 +165,23 @@ class Soak:
         finally:
             for p in (prod, cons, api):
                 _stop(p, 60)
+        tiers = self._tiers(env)
         b.log("soak: auditing the ledger against the store")
         report = audit(self.dsn, k.bootstrap(), k.topic, [ledger])
         ledger.unlink(missing_ok=True)  # gigabytes; the audit's figures are kept
-        return self._result(resources, drained, report.as_dict(), kafka_share)
+        return {**self._result(resources, drained, report.as_dict(), kafka_share), "tiers_at_end": tiers}
+
+    def _tiers(self, env: dict[str, str]) -> dict[str, Any]:
+        """How far back each tier reaches at the end, in simulated days before the clock's
+        now: time retention trimmed each to its days (raw 1, 1-minute 2, 1-hour 3)."""
+        now = self.plan.simulated(env, time.time())
+        with psycopg.connect(self.dsn) as conn:
+            row = conn.execute(bq.TIER_EDGES).fetchone()
+        assert row is not None
+        return {
+            name: None if t is None else round((now - t).total_seconds() / DAY, 2)
+            for name, t in zip(("raw", "1m", "1h"), row, strict=True)
+        }
 
     def _watch(
         self, k: Any, env: dict[str, str], url: str, watched: Path, stats: dict[str, ProcStats], t0: float, ks: int

@@ -201,3 +201,9 @@ def wal_since(dsn: str, lsn: str) -> int:
     with psycopg.connect(dsn) as conn:
         row = conn.execute(_WAL_SINCE, (lsn,)).fetchone()
     return int(row[0]) if row else 0
+
+
+# The oldest row each retention tier holds (the soak reports how far back each reaches).
+TIER_EDGES = (
+    "SELECT (SELECT min(ts) FROM metrics), (SELECT min(minute) FROM metrics_1m), (SELECT min(hour) FROM metrics_1h)"
+)
