@@ -170,19 +170,22 @@ def status(
 
 
 def _disk_status(state_dir: Path) -> dict[str, Any] | None:
-    """The disk plan the stack was started with, and each component's use now."""
+    """The disk plan the stack was started with, each component's use now, and free space
+    against the floor, judged as the consumer's guard does."""
     from sensorpipe.contracts import disk
+    from sensorpipe.settings import DiskSettings
 
     planned = disk.read_plan(state_dir)
     if planned is None:
         return None
-    plan, watch = planned
-    used = disk.usage(state_dir, watch[1] if len(watch) > 1 else None)
-    free = min((disk.fs_usage(p).free for p in watch), default=None)
+    plan, watch, pg_data = planned
+    used = disk.usage(state_dir, pg_data)
+    check = disk.check_floor(watch, DiskSettings().floor)
     return {
         "budget_bytes": plan.effective,
         "floor_bytes": plan.floor,
-        "free_bytes": free,
+        "free_bytes": check.least_free,
+        "under_floor": [str(path) for path, _free, _floor in check.low],
         "components": {
             "kafka": {"used_bytes": used.kafka, "share_bytes": plan.kafka},
             "postgres": {"used_bytes": used.postgres, "share_bytes": plan.postgres},
@@ -200,7 +203,7 @@ def _print_disk(d: dict[str, Any]) -> None:
     Console().print(table)
     free = d["free_bytes"]
     if free is not None:
-        note = " (under it: consumption paused)" if free < d["floor_bytes"] else ""
+        note = f" (under it on {', '.join(d['under_floor'])}: consumption paused)" if d["under_floor"] else ""
         _say(f"free space {human(free)}, floor {human(d['floor_bytes'])}{note}")
 
 
@@ -414,9 +417,7 @@ def bench(
     stack = Stack(_state_dir(), _say)
     stack.ensure(("--no-producer", "--no-api", "--consumers", "0"))
     try:
-        bench = Bench(_state_dir(), out, _say, quick=quick)
-        bench.soak_plan = (minutes, rate)
-        results = bench.run(stages)
+        results = Bench(_state_dir(), out, _say, quick=quick, soak=(minutes, rate)).run(stages)
     finally:
         stack.stop()
     charts(results, out)

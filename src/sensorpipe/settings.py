@@ -241,9 +241,9 @@ class ConsumerSettings(BaseSettings):
         default=8_192,
         ge=1_024,
         le=1_048_576,
-        description="Fetched bytes librdkafka may hold ahead of the batch loop. They are counted compressed: "
-        "8 MiB of the producer's lz4 is about as many events as 32 MiB uncompressed (raise it for an "
-        "uncompressed topic).",
+        description="Fetched bytes librdkafka may hold ahead of the batch loop. They are counted compressed, so "
+        "a compressed topic holds several times more events (and memory) per byte; sized for the producer's "
+        "lz4 (docs/decisions/002-producer-compression.md). Raise it for an uncompressed topic.",
     )
     writers: int = Field(
         default=2,

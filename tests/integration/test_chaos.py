@@ -37,7 +37,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from sensorpipe.contracts.disk import MiB
 from sensorpipe.proof.audit import AuditReport, audit
-from sensorpipe.proof.tmpfs import small_tmpfs
+from sensorpipe.proof.tmpfs import fill, small_tmpfs
 from sensorpipe.runtime.bootstrap import ensure_topics
 from sensorpipe.runtime.kafka import cluster_answers
 from sensorpipe.runtime.postgres import LocalPostgres
@@ -460,16 +460,6 @@ DISK_FLOOR = 96 * MiB
 DISK_LEFT = 40 * MiB  # the ballast leaves this much free: under the floor, above zero
 
 
-def _fill(path: Path, leave: int) -> int:
-    """Write a ballast file until `leave` bytes stay free on `path`'s filesystem; its size."""
-    want = shutil.disk_usage(path).free - leave
-    chunk = b"\0" * MiB
-    with open(path / "ballast", "wb") as f:
-        for _ in range(max(0, want) // MiB):
-            f.write(chunk)
-    return max(0, want) // MiB * MiB
-
-
 def test_disk_fills_under_load(topics: Topics, tmp_path: Path) -> None:
     """PostgreSQL's data lives on a small filesystem that something else fills under load: the
     consumer pauses at the floor (PostgreSQL stays up and never meets a full disk), the
@@ -513,7 +503,7 @@ def _disk_fills(pg: LocalPostgres, fs: Path, topics: Topics, work: Path) -> None
 
 
 def _hold_at_the_floor(rig: Rig, fs: Path, seconds: float) -> dict[str, Any]:
-    ballast = _fill(fs, DISK_LEFT)
+    ballast = fill(fs, leave=DISK_LEFT)
     time.sleep(3)  # the guard probes every 0.5 s; the batch in flight finishes
     paused_at, lag_at = rig.stored(), rig.lag()
     time.sleep(seconds)

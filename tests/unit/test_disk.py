@@ -12,12 +12,14 @@ from sensorpipe.consumer.guard import DiskGuard
 from sensorpipe.contracts.disk import (
     FLOOR_MIN,
     DiskPlan,
+    FloorCheck,
     FsUsage,
     GiB,
     KafkaLimits,
     MiB,
     SizeError,
     Usage,
+    check_floor,
     floor_bytes,
     parse_amount,
     parse_size,
@@ -107,8 +109,19 @@ def test_postgres_wal_follows_its_share() -> None:
 def test_the_plan_file_round_trips(tmp_path: Path) -> None:
     plan = DiskPlan.make("10GB", "1GB", 0.25, FsUsage(100 * GiB, 50 * GiB), 0)
     write_plan(tmp_path, plan, [tmp_path / "a", tmp_path / "b"])
-    assert read_plan(tmp_path) == (plan, [tmp_path / "a", tmp_path / "b"])
+    assert read_plan(tmp_path) == (plan, [tmp_path / "a", tmp_path / "b"], None)
+    write_plan(tmp_path, plan, [tmp_path / "a"], pg_data=tmp_path / "pg")
+    assert read_plan(tmp_path) == (plan, [tmp_path / "a"], tmp_path / "pg")
     assert read_plan(tmp_path / "none") is None
+
+
+def test_the_floor_is_judged_per_filesystem() -> None:
+    sizes = {Path("/small"): FsUsage(total=10 * GiB, free=GiB), Path("/big"): FsUsage(total=1000 * GiB, free=40 * GiB)}
+    check = check_floor(list(sizes), "5%", sizes.__getitem__)
+    # 5% of each filesystem: 0.5 GiB on the small one (1 GiB free: fine), 50 GiB on the big one
+    assert check.least_free == GiB
+    assert check.low == [(Path("/big"), 40 * GiB, 50 * GiB)]
+    assert check_floor([], None) == FloorCheck(None, [])
 
 
 def test_projection_says_when_each_share_fills() -> None:

@@ -79,6 +79,7 @@ class ApiConfig:
     security_protocol: str = "PLAINTEXT"
     hour_cache_bytes: int = 32 << 20  # rendered whole hours of one sensor's buckets (api.hours)
     state_dir: Path | None = None  # the local stack's state folder, where its disk plan is
+    disk_floor: str | None = None  # SENSORPIPE_DISK_FLOOR, judged as the consumer's guard does
     tiers: queries.Tiers = field(default_factory=queries.Tiers)  # how long each resolution is kept
 
 
@@ -309,7 +310,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         security_protocol=cfg.security_protocol,
     )
 
-    disk_watch = DiskWatch(cfg.state_dir, lambda: sync_pool.connection(timeout=2), registry)
+    disk_watch = DiskWatch(cfg.state_dir, lambda: sync_pool.connection(timeout=2), registry, cfg.disk_floor)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -1,7 +1,7 @@
 """The disk budget as operators see it: shares, use, free space, alarms and retention drops.
 
-A sampler thread measures every `interval_s` (walking the state folder is too slow for a
-request) and `GET /api/pipeline` returns its latest sample under `disk`. The alarms follow
+A sampler thread measures every `interval_s` (walking the state folder is disk I/O that no
+request should wait on) and `GET /api/pipeline` returns its latest sample under `disk`. The alarms follow
 the consumer's own rules (contracts.disk, consumer.guard): under the floor it pauses; over
 PostgreSQL's share with only today's rows left it pauses too.
 """
@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from psycopg_pool import PoolTimeout
 
 from sensorpipe.contracts import disk as local_disk
-from sensorpipe.contracts.disk import floor_bytes, fs_usage, human
+from sensorpipe.contracts.disk import check_floor, human
 from sensorpipe.storage import retention
 
 log = logging.getLogger("sensorpipe.api.disk")
@@ -58,9 +58,11 @@ class DiskWatch:
         state_dir: Path | None,
         connect: Callable[[], AbstractContextManager[psycopg.Connection[Any]]],
         registry: CollectorRegistry,
+        floor: str | None = None,
         interval_s: float = 10.0,
     ) -> None:
         self.state_dir = state_dir
+        self.floor = floor  # as the consumer's guard reads it (SENSORPIPE_DISK_FLOOR)
         self.connect = connect
         self.interval_s = interval_s
         self.latest: DiskStatus | None = None
@@ -103,11 +105,10 @@ class DiskWatch:
         store, drops, recent = self._store()
         if planned is None:
             return DiskStatus(time.time(), False, None, None, {}, {}, store, None, [], drops, recent)
-        plan, watch = planned
-        pg_data = next((p for p in watch[1:]), None)
+        plan, watch, pg_data = planned
         assert self.state_dir is not None
         used = local_disk.usage(self.state_dir, pg_data)
-        alarms, free = self._floor_alarms(watch, plan.floor)
+        alarms, free = self._floor_alarms(watch)
         shares = {"kafka": plan.kafka, "postgres": plan.postgres, "logs": plan.logs}
         pg_used = used.postgres if pg_data is not None else (store or 0)  # the data folder, WAL included
         live = {"kafka": used.kafka, "postgres": pg_used, "logs": used.logs}
@@ -140,24 +141,16 @@ class DiskWatch:
             return None, {}, []
         return size, {r: {"days": n, "rows": rows} for r, (n, rows) in totals.items()}, recent
 
-    @staticmethod
-    def _floor_alarms(watch: list[Path], floor_setting: int) -> tuple[list[Alarm], int | None]:
-        alarms: list[Alarm] = []
-        least: int | None = None
-        for path in watch:
-            try:
-                u = fs_usage(path)
-            except OSError:
-                continue
-            least = u.free if least is None else min(least, u.free)
-            floor = floor_setting or floor_bytes(None, u.total)
-            if u.free < floor:
-                alarms.append(
-                    Alarm(
-                        "floor", f"{path}: {human(u.free)} free, under the floor of {human(floor)}; consumption paused"
-                    )
-                )
-        return alarms, least
+    def _floor_alarms(self, watch: list[Path]) -> tuple[list[Alarm], int | None]:
+        try:
+            check = check_floor(watch, self.floor)
+        except OSError as e:
+            return [Alarm("floor", f"free space of the watched folders unknown ({e}); consumption paused")], None
+        alarms = [
+            Alarm("floor", f"{path}: {human(free)} free, under the floor of {human(floor)}; consumption paused")
+            for path, free, floor in check.low
+        ]
+        return alarms, check.least_free
 
     def _export(self, d: DiskStatus) -> None:
         if d.budget_bytes is not None:

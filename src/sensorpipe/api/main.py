@@ -12,6 +12,7 @@ from sensorpipe.settings import (
     ApiSettings,
     ConsumerSettings,
     DatabaseSettings,
+    DiskSettings,
     KafkaSettings,
     StateSettings,
 )
@@ -39,6 +40,7 @@ def build_config(
         security_protocol=kafka.security_protocol,
         dashboard_dir=api.dashboard_dir.resolve(),
         state_dir=StateSettings().resolved(),
+        disk_floor=DiskSettings().floor,
         tiers=Tiers(db.retention_days, db.rollup_1m_days, db.rollup_1h_days),
     )
 

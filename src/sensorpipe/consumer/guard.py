@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sensorpipe.contracts.disk import FsUsage, floor_bytes, fs_usage, human
+from sensorpipe.contracts.disk import FsUsage, check_floor, fs_usage, human
 
 
 @dataclass
@@ -34,19 +34,15 @@ class DiskGuard:
         return self._low or self.over_budget
 
     def _probe(self) -> str | None:
-        low: str | None = None
-        least: int | None = None
-        for path in self.watch:
-            try:
-                u = self.probe(path)
-            except OSError as e:
-                return f"free space of {path} unknown ({e})"
-            floor = floor_bytes(self.floor, u.total)
-            least = u.free if least is None else min(least, u.free)
-            if u.free < floor and low is None:
-                low = f"free space on {path} is {human(u.free)}, under the floor of {human(floor)}"
-        self.free_bytes = least
-        return low
+        try:
+            check = check_floor(self.watch, self.floor, self.probe)
+        except OSError as e:
+            return f"free space of the watched folders unknown ({e})"
+        self.free_bytes = check.least_free
+        if not check.low:
+            return None
+        path, free, floor = check.low[0]
+        return f"free space on {path} is {human(free)}, under the floor of {human(floor)}"
 
 
 def never_hold() -> DiskGuard:

@@ -20,9 +20,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -151,6 +152,16 @@ class KafkaLimits:
         return {"retention.bytes": str(self.retention_bytes), "segment.bytes": str(self.segment_bytes)}
 
 
+def topic_limits(share: int, partitions: int, replication: int) -> tuple[KafkaLimits, KafkaLimits]:
+    """(main topic, dead-letter topic) limits that keep both inside `share` bytes; both topics
+    have `partitions` partitions."""
+    main = int(share * MAIN_TOPIC_SHARE)
+    return (
+        KafkaLimits.for_share(main, partitions, replication),
+        KafkaLimits.for_share(share - main, partitions, replication),
+    )
+
+
 @dataclass(frozen=True)
 class DiskPlan:
     """One budget, split. All figures in bytes."""
@@ -180,10 +191,7 @@ class DiskPlan:
         return cls(requested, effective, floor_b, kafka, effective - logs - kafka, logs)
 
     def kafka_limits(self, partitions: int, replication: int) -> tuple[KafkaLimits, KafkaLimits]:
-        """(main topic, dead-letter topic) limits; both have `partitions` partitions."""
-        main = KafkaLimits.for_share(int(self.kafka * MAIN_TOPIC_SHARE), partitions, replication)
-        dlq = KafkaLimits.for_share(self.kafka - int(self.kafka * MAIN_TOPIC_SHARE), partitions, replication)
-        return main, dlq
+        return topic_limits(self.kafka, partitions, replication)
 
     def postgres_wal(self) -> int:
         """max_wal_size for the local cluster: a tenth of PostgreSQL's share, 64 MiB to 4 GiB."""
@@ -212,25 +220,55 @@ class Usage:
 
 
 def usage(state_dir: Path, pg_data: Path | None) -> Usage:
-    pg = du(pg_data) if pg_data is not None else 0
-    if pg_data is not None and pg_data.is_relative_to(state_dir / "postgres"):
-        pg = du(state_dir / "postgres")
+    """What each component holds under the state folder; PostgreSQL's data may lie outside it."""
+    pg = 0 if pg_data is None else du(state_dir / "postgres" if pg_data.is_relative_to(state_dir) else pg_data)
     return Usage(kafka=du(state_dir / "kafka"), postgres=pg, logs=du(state_dir / "logs"))
 
 
-def write_plan(state_dir: Path, plan: DiskPlan, watch: list[Path]) -> None:
+class Planned(NamedTuple):
+    """The plan file: the plan, the folders the consumer watches, and PostgreSQL's data folder
+    when the cluster is local."""
+
+    plan: DiskPlan
+    watch: list[Path]
+    pg_data: Path | None
+
+
+def write_plan(state_dir: Path, plan: DiskPlan, watch: list[Path], pg_data: Path | None = None) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
-    doc = {**asdict(plan), "watch": [str(p) for p in watch]}
+    doc = {**asdict(plan), "watch": [str(p) for p in watch], "pg_data": None if pg_data is None else str(pg_data)}
     tmp = state_dir / (PLAN_FILE + ".tmp")
     tmp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
     tmp.replace(state_dir / PLAN_FILE)
 
 
-def read_plan(state_dir: Path) -> tuple[DiskPlan, list[Path]] | None:
+def read_plan(state_dir: Path) -> Planned | None:
     """The plan the running (or last) stack was started with, if any."""
     try:
         doc: dict[str, Any] = orjson.loads((state_dir / PLAN_FILE).read_bytes())
         watch = [Path(p) for p in doc.pop("watch", [])]
-        return DiskPlan(**doc), watch
+        pg_data = doc.pop("pg_data", None)
+        return Planned(DiskPlan(**doc), watch, None if pg_data is None else Path(pg_data))
     except (FileNotFoundError, orjson.JSONDecodeError, TypeError):
         return None
+
+
+@dataclass(frozen=True)
+class FloorCheck:
+    least_free: int | None  # over the watched filesystems; None when none is watched
+    low: list[tuple[Path, int, int]]  # (folder, free, floor) of each filesystem under its floor
+
+
+def check_floor(watch: list[Path], floor: str | None, probe: Callable[[Path], FsUsage] = fs_usage) -> FloorCheck:
+    """Free space against the floor (`floor_bytes` of each filesystem's size) on every watched
+    folder's filesystem; the consumer's guard, the API and `status` judge it the same way.
+    Raises OSError when a filesystem cannot be read."""
+    least: int | None = None
+    low = []
+    for path in watch:
+        u = probe(path)
+        limit = floor_bytes(floor, u.total)
+        least = u.free if least is None else min(least, u.free)
+        if u.free < limit:
+            low.append((path, u.free, limit))
+    return FloorCheck(least, low)

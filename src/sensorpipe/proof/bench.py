@@ -30,6 +30,7 @@ import orjson
 import psycopg
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from sensorpipe.contracts.disk import du
 from sensorpipe.contracts.events import encode_event
 from sensorpipe.runtime.bootstrap import ensure_topics
 from sensorpipe.runtime.kafka import admin_client, classpath
@@ -128,7 +129,9 @@ class ProcStats:
 
 
 class Bench:
-    def __init__(self, state_dir: Path, out_dir: Path, log: Log, quick: bool = False) -> None:
+    def __init__(
+        self, state_dir: Path, out_dir: Path, log: Log, quick: bool = False, soak: tuple[float, int] = (30.0, 20_000)
+    ) -> None:
         self.kafka = KafkaSettings()
         self.db = DatabaseSettings()
         if not self.db.local:
@@ -140,7 +143,7 @@ class Bench:
         self.quick = quick
         self.results: dict[str, Any] = {}
         self.topics: list[str] = []  # created by this run, deleted after each stage
-        self.soak_plan = (30.0, 20_000)  # minutes, events/s (`sensorpipe bench soak`)
+        self.soak_plan = soak  # minutes, events/s (`sensorpipe bench soak`)
 
     # -- helpers -----------------------------------------------------------------------------
     def topic(self, name: str) -> KafkaSettings:
@@ -285,16 +288,23 @@ class Bench:
         return out
 
     # -- 2. consumer ---------------------------------------------------------------------------
-    def preload(self, n: int) -> KafkaSettings:
-        k = self.topic("cons")
-        self.log(f"consumer: preloading {n:,} events")
-        p = self.spawn(["producer", "--rate", "1000000", "--sensors", "2000", "--duration", "600"], self.env(k))
+    def preload(self, n: int, name: str = "cons", **env: str) -> tuple[KafkaSettings, dict[str, float]]:
+        """A new topic with `n` events of 2,000 sensors, the producer unthrottled; returns it
+        with the producer's CPU and peak RSS."""
+        k = self.topic(name)
+        self.log(f"{name}: preloading {n:,} events")
+        p = self.spawn(["producer", "--rate", "1000000", "--sensors", "2000", "--duration", "600"], self.env(k, **env))
+        stats = ProcStats(p.pid).start()
         deadline = time.monotonic() + 600
         while self.high_watermark(k) < n and time.monotonic() < deadline:
             time.sleep(0.5)
         p.send_signal(signal.SIGTERM)
         p.wait(120)
-        return k
+        return k, stats.stop()
+
+    def topic_bytes(self, k: KafkaSettings) -> int:
+        """What the topic's partitions take on the local broker's disk."""
+        return sum(du(d) for d in (self.state_dir / "kafka").glob(f"node-*/data/{k.topic}-*"))
 
     def drain(
         self,
@@ -344,7 +354,7 @@ class Bench:
 
     def consumer(self) -> dict[str, Any]:
         n = 200_000 if self.quick else 1_000_000
-        k = self.preload(n)
+        k, _producer = self.preload(n)
         out: dict[str, Any] = {"events": n}
         dsn = self.database("cons1")
         self.log("consumer: 1 process, dedupe and rollups on")

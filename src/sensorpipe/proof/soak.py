@@ -19,9 +19,7 @@ bounds to matter, with days compressed into minutes.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -32,18 +30,24 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import psycopg
 
-from sensorpipe.contracts.disk import MAIN_TOPIC_SHARE, GiB, KafkaLimits, MiB, du
+from sensorpipe.contracts.clock import SimClock
+from sensorpipe.contracts.disk import GiB, MiB, du, topic_limits
 from sensorpipe.proof.audit import audit
-from sensorpipe.proof.tmpfs import small_tmpfs
+from sensorpipe.proof.tmpfs import fill, small_tmpfs
 from sensorpipe.runtime.bootstrap import ensure_topics
+from sensorpipe.runtime.procs import stop_pid
 from sensorpipe.storage import bench as bq
+from sensorpipe.storage import retention
 
 if TYPE_CHECKING:
     from sensorpipe.proof.bench import Bench, ProcStats
 
 DAY = 86_400
-BYTES_PER_EVENT = 430  # PostgreSQL's raw rows and dedupe, about what the storage stage measures
-ROLLUP_ROW_BYTES = 330  # a metrics_1m row with its covering key
+# Sizing assumptions for PostgreSQL's share (BENCHMARKS.md has what the storage stage and
+# the soak measured): raw rows with their dedupe rows per event, with a margin for the pages
+# a live store has not yet vacuumed; a metrics_1m row with its covering key.
+BYTES_PER_EVENT = 430
+ROLLUP_ROW_BYTES = 330
 SAMPLE_S = 10.0
 FLOOR_FS = 64 * MiB  # the watched tmpfs that the ballast fills
 FLOOR = 16 * MiB
@@ -58,46 +62,38 @@ class SoakPlan:
     # rollup row per 0.2 s: 288 times as many per event as at the wall's pace. Fewer sensors
     # keep the rollups' share of the store near what a real day has.
     sensors: int = 200
+    kafka_share: int = 2 * GiB
     events_per_day: int = field(init=False)
     postgres_share: int = field(init=False)
+    clock: SimClock = field(init=False)
 
     def __post_init__(self) -> None:
         self.events_per_day = int(self.rate * DAY / self.speed)
         rollups = 2 * self.sensors * 1440 * ROLLUP_ROW_BYTES  # the 1-minute tier keeps 2 days
         self.postgres_share = int(1.6 * self.events_per_day * BYTES_PER_EVENT + rollups)
+        # six simulated days before now at the start, so the run ends near the present
+        start = (datetime.now(UTC) - timedelta(days=6)).replace(hour=12, minute=0, second=0, microsecond=0)
+        self.clock = SimClock(start.timestamp(), self.speed, time.time())
 
     @property
     def seconds(self) -> float:
         return self.minutes * 60
 
-    def clock_env(self, origin: float) -> dict[str, str]:
-        """Six simulated days before now at the start, so the run ends near the present."""
-        start = (datetime.now(UTC) - timedelta(days=6)).replace(hour=12, minute=0, second=0, microsecond=0)
+    def clock_env(self) -> dict[str, str]:
+        """The clock for the producer and the consumer: both stand on the same simulated time."""
+        c = self.clock
         return {
-            "SENSORPIPE_CLOCK_START": str(start.timestamp()),
-            "SENSORPIPE_CLOCK_SPEED": str(self.speed),
-            "SENSORPIPE_CLOCK_ORIGIN": str(origin),
+            "SENSORPIPE_CLOCK_START": str(c.start),
+            "SENSORPIPE_CLOCK_SPEED": str(c.speed),
+            "SENSORPIPE_CLOCK_ORIGIN": str(c.origin),
         }
 
-    def simulated(self, env: dict[str, str], at: float) -> datetime:
-        start, origin = float(env["SENSORPIPE_CLOCK_START"]), float(env["SENSORPIPE_CLOCK_ORIGIN"])
-        return datetime.fromtimestamp(start + (at - origin) * self.speed, UTC)
+    def simulated_now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
 
 
 def z(t: datetime) -> str:
     return t.isoformat().replace("+00:00", "Z")
-
-
-def _stop(p: subprocess.Popen[bytes], timeout: float) -> None:
-    """SIGTERM, then SIGKILL after `timeout`; nothing when it has exited already."""
-    if p.poll() is not None:
-        return
-    p.send_signal(signal.SIGTERM)
-    try:
-        p.wait(timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait(10)
 
 
 class Soak:
@@ -110,16 +106,12 @@ class Soak:
     def run(self) -> dict[str, Any]:
         b = self.b
         k = b.topic("soak")
-        kafka_share = 2 * GiB
-        limits = (
-            KafkaLimits.for_share(int(kafka_share * MAIN_TOPIC_SHARE), k.partitions, 1),
-            KafkaLimits.for_share(int(kafka_share * (1 - MAIN_TOPIC_SHARE)), k.partitions, 1),
+        ensure_topics(
+            k, topic=k.topic, dlq_topic=k.dlq_topic, limits=topic_limits(self.plan.kafka_share, k.partitions, 1)
         )
-        ensure_topics(k, topic=k.topic, dlq_topic=k.dlq_topic, limits=limits)
         self.dsn = b.database("soak")
         with small_tmpfs(FLOOR_FS, "soak-floor") as watched:
-            env = self._env(k, watched)
-            return self._load(k, env, watched, kafka_share)
+            return self._load(k, self._env(k, watched), watched)
 
     def _env(self, k: Any, watched: Path) -> dict[str, str]:
         plan = self.plan
@@ -136,10 +128,10 @@ class Soak:
             SENSORPIPE_DISK_FLOOR=str(FLOOR),
             SENSORPIPE_DISK_SIZE_CHECK_S="10",
             SENSORPIPE_PRODUCER_COMPRESSION=os.environ.get("SENSORPIPE_PRODUCER_COMPRESSION", "lz4"),
-            **plan.clock_env(time.time() + 5),
+            **plan.clock_env(),
         )
 
-    def _load(self, k: Any, env: dict[str, str], watched: Path, kafka_share: int) -> dict[str, Any]:
+    def _load(self, k: Any, env: dict[str, str], watched: Path) -> dict[str, Any]:
         from sensorpipe.proof.bench import ProcStats, _free_port, _platform_pids, _wait_http
 
         b, plan = self.b, self.plan
@@ -156,76 +148,69 @@ class Soak:
             _wait_http(f"{url}/api/pipeline", 60)
             procs = {"producer": prod.pid, "consumer": cons.pid, "api": api.pid, **_platform_pids(b.state_dir)}
             stats = {n: ProcStats(pid, children=n == "postgres").start() for n, pid in procs.items()}
-            self._watch(k, env, url, watched, stats, time.monotonic(), kafka_share)
-            _stop(prod, 300)
+            self._watch(k, url, watched, stats, time.monotonic())
+            stop_pid(prod.pid, signal.SIGTERM, 300)
             drained = self._drain(k)
-            _stop(cons, 120)
-            _stop(api, 60)
+            stop_pid(cons.pid, signal.SIGTERM, 120)
+            stop_pid(api.pid, signal.SIGTERM, 60)
             resources = {n: s.stop() for n, s in stats.items()}
         finally:
             for p in (prod, cons, api):
-                _stop(p, 60)
-        tiers = self._tiers(env)
+                stop_pid(p.pid, signal.SIGTERM, 60)
+        tiers = self._tiers()
         b.log("soak: auditing the ledger against the store")
         report = audit(self.dsn, k.bootstrap(), k.topic, [ledger])
         ledger.unlink(missing_ok=True)  # gigabytes; the audit's figures are kept
-        return {**self._result(resources, drained, report.as_dict(), kafka_share), "tiers_at_end": tiers}
+        return {**self._result(resources, drained, report.as_dict()), "tiers_at_end": tiers}
 
-    def _tiers(self, env: dict[str, str]) -> dict[str, Any]:
+    def _tiers(self) -> dict[str, Any]:
         """How far back each tier reaches at the end, in simulated days before the clock's
         now: time retention trimmed each to its days (raw 1, 1-minute 2, 1-hour 3)."""
-        now = self.plan.simulated(env, time.time())
+        now = self.plan.simulated_now()
         with psycopg.connect(self.dsn) as conn:
-            row = conn.execute(bq.TIER_EDGES).fetchone()
-        assert row is not None
-        return {
-            name: None if t is None else round((now - t).total_seconds() / DAY, 2)
-            for name, t in zip(("raw", "1m", "1h"), row, strict=True)
-        }
+            edges = bq.tier_edges(conn)
+        return {name: None if t is None else round((now - t).total_seconds() / DAY, 2) for name, t in edges.items()}
 
-    def _watch(
-        self, k: Any, env: dict[str, str], url: str, watched: Path, stats: dict[str, ProcStats], t0: float, ks: int
-    ) -> None:
+    def _watch(self, k: Any, url: str, watched: Path, stats: dict[str, ProcStats], t0: float) -> None:
         plan, end = self.plan, t0 + self.plan.seconds
         p99_at = {"start": t0 + min(5 * 60, plan.seconds / 10), "end": end - 60}
         hold_at = t0 + plan.seconds * 0.6
         while time.monotonic() < end:
             now = time.monotonic()
-            self.samples.append(self._sample(k, stats, now - t0, ks))
+            self.samples.append(self._sample(k, stats, now - t0))
             for when, at in list(p99_at.items()):
                 if now >= at:
-                    self.api_p99[when] = self._api_p99(url, env)
+                    self.api_p99[when] = self._api_p99(url)
                     del p99_at[when]
             if not self.floor_hold and now >= hold_at:
-                self.floor_hold = self._hold_at_floor(k, watched, stats, t0, ks)
+                self.floor_hold = self._hold_at_floor(k, watched, stats, t0)
             time.sleep(SAMPLE_S)
 
-    def _sample(self, k: Any, stats: dict[str, ProcStats], t: float, kafka_share: int) -> dict[str, Any]:
+    def _sample(self, k: Any, stats: dict[str, ProcStats], t: float) -> dict[str, Any]:
         from sensorpipe.proof.bench import consumer_lag
 
         b = self.b
         hw = b.high_watermark(k)
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            db = conn.execute("SELECT pg_database_size(current_database())").fetchone()
-            drops = conn.execute("SELECT reason, count(*) FROM retention_log GROUP BY 1").fetchall()
-        pg_wal = du(b.pg.data_dir() / "pg_wal")
-        kafka = sum(du(d) for d in (b.state_dir / "kafka").glob(f"node-*/data/{k.topic}-*"))
+            db = retention.store_bytes(conn)
+            drops = retention.drop_totals(conn)
+        kafka = b.topic_bytes(k)
         return {
             "t": round(t),
             "rss_mb": {n: round(s.rss_mb, 1) for n, s in stats.items()},
             "lag": consumer_lag(k, self.group, hw),
             "produced": hw,
             "kafka_bytes": kafka,
-            "postgres_bytes": int(db[0]) if db else 0,
-            "wal_bytes": pg_wal,
-            "drops": {str(r): int(n) for r, n in drops},
-            "over_share": kafka > kafka_share or (int(db[0]) if db else 0) > self.plan.postgres_share,
+            "postgres_bytes": db,
+            "wal_bytes": du(b.pg.data_dir() / "pg_wal"),
+            "drops": {reason: days for reason, (days, _rows) in drops.items()},
+            "over_share": kafka > self.plan.kafka_share or db > self.plan.postgres_share,
         }
 
-    def _api_p99(self, url: str, env: dict[str, str]) -> dict[str, Any]:
+    def _api_p99(self, url: str) -> dict[str, Any]:
         from sensorpipe.proof.bench import _wrk
 
-        now = self.plan.simulated(env, time.time())
+        now = self.plan.simulated_now()
         hour = now - timedelta(hours=1)
         day = now - timedelta(hours=24)
         agg = f"{url}/api/readings/aggregate?sensor_id=sensor-00042&bucket=1m&start={z(hour)}&end={z(now)}"
@@ -233,17 +218,14 @@ class Soak:
         self.b.log("soak: API p99 (aggregate, summary), 10 s each")
         return {"aggregate": _wrk(agg, 10), "summary": _wrk(summ, 10), "simulated_at": z(now)}
 
-    def _hold_at_floor(
-        self, k: Any, watched: Path, stats: dict[str, ProcStats], t0: float, kafka_share: int
-    ) -> dict[str, Any]:
+    def _hold_at_floor(self, k: Any, watched: Path, stats: dict[str, ProcStats], t0: float) -> dict[str, Any]:
         """Fill the watched tmpfs under the floor for 60 s: consumption must pause and resume."""
         self.b.log("soak: filling the watched filesystem under the free-space floor for 60 s")
-        with open(watched / "ballast", "wb") as f:
-            f.write(b"\0" * max(0, shutil.disk_usage(watched).free - FLOOR // 2))
+        fill(watched, leave=FLOOR // 2)
         time.sleep(5)  # the guard probes every 2 s; the batch in flight finishes
         before = self._stored()
         time.sleep(55)
-        held = self._sample(k, stats, time.monotonic() - t0, kafka_share)
+        held = self._sample(k, stats, time.monotonic() - t0)
         self.samples.append(held)
         during = self._stored()
         (watched / "ballast").unlink()
@@ -273,16 +255,14 @@ class Soak:
             time.sleep(2)
         return False
 
-    def _result(
-        self, resources: dict[str, Any], drained: bool, report: dict[str, Any], kafka_share: int
-    ) -> dict[str, Any]:
+    def _result(self, resources: dict[str, Any], drained: bool, report: dict[str, Any]) -> dict[str, Any]:
         return {
             "minutes": self.plan.minutes,
             "rate": self.plan.rate,
             "sensors": self.plan.sensors,
             "speed": self.plan.speed,
             "events_per_simulated_day": self.plan.events_per_day,
-            "shares": {"kafka": kafka_share, "postgres": self.plan.postgres_share},
+            "shares": {"kafka": self.plan.kafka_share, "postgres": self.plan.postgres_share},
             "samples": self.samples,
             "api_p99": self.api_p99,
             "floor_hold": self.floor_hold,

@@ -9,11 +9,8 @@ part (raw rows, dedupe, rollups, indexes) and the WAL written per event.
 
 from __future__ import annotations
 
-import signal
-import time
 from typing import TYPE_CHECKING, Any
 
-from sensorpipe.contracts.disk import du
 from sensorpipe.storage import bench as bq
 
 if TYPE_CHECKING:
@@ -46,23 +43,11 @@ def storage_stage(b: Bench) -> dict[str, Any]:
     out: dict[str, Any] = {"events": n, "codecs": [], "references": [list(r) for r in REFERENCES]}
     dsn = ""
     for codec in CODECS:
-        k = b.topic(f"store_{codec}")
-        b.log(f"storage: {n:,} events with compression {codec}")
         broker = ProcStats(pids["kafka"]).start()
-        p = b.spawn(
-            ["producer", "--rate", "1000000", "--sensors", "2000", "--duration", "600"],
-            b.env(k, SENSORPIPE_PRODUCER_COMPRESSION=codec),
-        )
-        prod = ProcStats(p.pid).start()
-        deadline = time.monotonic() + 600
-        while b.high_watermark(k) < n and time.monotonic() < deadline:
-            time.sleep(0.5)
-        p.send_signal(signal.SIGTERM)
-        p.wait(120)
-        produced = prod.stop()
-        events = b.high_watermark(k)
+        k, produced = b.preload(n, f"store_{codec}", SENSORPIPE_PRODUCER_COMPRESSION=codec)
         broker_in = broker.stop()
-        log_bytes = sum(du(d) for d in (b.state_dir / "kafka").glob(f"node-*/data/{k.topic}-*"))
+        events = b.high_watermark(k)
+        log_bytes = b.topic_bytes(k)
         dsn = b.database(f"store_{codec}")
         lsn = bq.wal_position(dsn)
         broker = ProcStats(pids["kafka"]).start()

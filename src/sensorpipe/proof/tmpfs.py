@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import tempfile
 import uuid
@@ -25,3 +26,14 @@ def small_tmpfs(size: int, name: str) -> Iterator[Path]:
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
         mount.rmdir()
+
+
+def fill(path: Path, leave: int) -> int:
+    """Write a ballast file (`path/ballast`) until `leave` bytes stay free on `path`'s
+    filesystem; returns its size. Whole MiB, so it may leave up to a MiB more."""
+    chunk = b"\0" * (1 << 20)
+    want = max(0, shutil.disk_usage(path).free - leave) // len(chunk)
+    with open(path / "ballast", "wb") as f:
+        for _ in range(want):
+            f.write(chunk)
+    return want * len(chunk)

@@ -104,9 +104,10 @@ class Platform:
 
     def plan_disk(self) -> DiskPlan:
         """Split the budget (once per start) and record the plan for `status` and the API."""
-        now = disk_contract.usage(self.state_dir, self.pg.data_dir() if self.pg is not None else None)
+        pg_data = self.pg.data_dir() if self.pg is not None else None
+        now = disk_contract.usage(self.state_dir, pg_data)
         plan = disk.plan_for(self.disk_settings, self.state_dir, now)
-        disk_contract.write_plan(self.state_dir, plan, self.watched())
+        disk_contract.write_plan(self.state_dir, plan, self.watched(), pg_data)
         for line in disk.projection(plan, now, self.rate_hint):
             self.log(line)
         if self.pg is not None:

@@ -204,6 +204,12 @@ def wal_since(dsn: str, lsn: str) -> int:
 
 
 # The oldest row each retention tier holds (the soak reports how far back each reaches).
-TIER_EDGES = (
+_TIER_EDGES = (
     "SELECT (SELECT min(ts) FROM metrics), (SELECT min(minute) FROM metrics_1m), (SELECT min(hour) FROM metrics_1h)"
 )
+
+
+def tier_edges(conn: psycopg.Connection[Any]) -> dict[str, datetime | None]:
+    row = conn.execute(_TIER_EDGES).fetchone()
+    assert row is not None
+    return dict(zip(("raw", "1m", "1h"), row, strict=True))

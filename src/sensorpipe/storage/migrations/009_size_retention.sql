@@ -26,8 +26,8 @@ CREATE TABLE retention_log (
 INSERT INTO retention_targets (table_name, time_column) VALUES ('retention_log', 'dropped_at');
 
 -- The dedupe rows of a day are found by a range of event_ts. processed_events is written in
--- nearly event-time order, so a BRIN index finds them by block range, and it costs inserts
--- almost nothing (new ranges stay unsummarised until vacuum).
+-- nearly event-time order, so a BRIN index finds them by block range; an insert into a block
+-- range not yet summarised (vacuum summarises them) does not touch it.
 CREATE INDEX processed_events_ts_brin ON processed_events USING brin (event_ts);
 
 -- Drops the raw rows of one UTC day before `p_today`: its metrics partition and its dedupe
@@ -81,9 +81,9 @@ SELECT sensor_id, date_bin('1 hour', minute, timestamptz 'epoch'), sum(count), s
 FROM metrics_1m GROUP BY 1, 2;
 INSERT INTO retention_targets (table_name, time_column, tier) VALUES ('metrics_1h', 'hour', '1h');
 
--- The records of dead letters and of conflicts were never trimmed: at a steady rate of poison
--- they grew without end. They are kept as long as the raw rows (the DLQ topic keeps the
--- messages themselves by its own retention). Their time columns get an index to delete by.
+-- The records of dead letters and of conflicts are kept as long as the raw rows, so a steady
+-- rate of poison holds a bounded number of them (the DLQ topic keeps the messages themselves
+-- by its own retention). Their time columns get an index to delete by.
 CREATE INDEX dead_letters_dead_at ON dead_letters (dead_at);
 CREATE INDEX event_conflicts_seen_at ON event_conflicts (seen_at);
 INSERT INTO retention_targets (table_name, time_column, tier) VALUES
