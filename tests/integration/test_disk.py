@@ -27,7 +27,7 @@ from sensorpipe.settings import ConsumerSettings, DatabaseSettings
 from sensorpipe.storage import retention
 
 from .conftest import Topics
-from .helpers import make_events, produce_events, scalar
+from .helpers import make_events, produce_events, scalar, wait_until
 
 
 def _fill_days(dsn: str, days: list[int], rows: int) -> None:
@@ -172,13 +172,52 @@ def test_a_consumer_dead_letters_events_behind_the_raw_horizon(topics: Topics, d
     assert scalar(db_dsn, "SELECT count(*) FROM metrics WHERE event_id = %s", (late[0].event_id,)) == 0
 
 
+def test_a_day_dropped_by_another_consumer_is_dead_lettered_not_retried(topics: Topics, db_dsn: str) -> None:
+    """A consumer's raw horizon can be older than a drop another consumer made. Its write into
+    the dropped day fails; it must then learn the new horizon and dead-letter the event as out
+    of window, instead of retrying the batch until its next maintenance."""
+    _fill_days(db_dsn, [2, 1, 0], rows=100)
+    settings = ConsumerSettings.model_validate(
+        {"group_id": f"g-{uuid.uuid4().hex[:8]}", "batch_wait_ms": 100, "metrics_port": 0, "retry_max_s": 1.0}
+    )
+    svc = ConsumerService(topics.settings, settings, DatabaseSettings(url=db_dsn), ConsumerMetrics())
+    svc.start()
+    try:
+        first = make_events(1, 1)
+        produce_events(topics.settings.bootstrap(), topics.main, first)
+        deadline = time.monotonic() + 30
+        while scalar(db_dsn, "SELECT count(*) FROM metrics WHERE event_id = %s", (first[0].event_id,)) == 0:
+            assert time.monotonic() < deadline, "the first event was not stored"
+            svc.step()
+        with psycopg.connect(db_dsn, autocommit=True) as conn:  # the other consumer's size retention
+            dropped = {d.day for d in retention.enforce(conn, 1, datetime.now(UTC).date()).drops}
+        assert datetime.now(UTC).date() - timedelta(days=1) in dropped
+        late = make_events(1, 1, ts_ms=int((time.time() - 86_400) * 1000))
+        fresh = make_events(1, 1)
+        produce_events(topics.settings.bootstrap(), topics.main, [*late, *fresh])
+        deadline = time.monotonic() + 30
+        while scalar(db_dsn, "SELECT count(*) FROM dead_letters") < 1 and time.monotonic() < deadline:
+            svc.step()
+    finally:
+        svc.close()
+    assert scalar(db_dsn, "SELECT reason FROM dead_letters") == ev.Reason.TIMESTAMP_OUT_OF_WINDOW.value
+    assert scalar(db_dsn, "SELECT count(*) FROM metrics WHERE event_id = %s", (fresh[0].event_id,)) == 1
+
+
 def test_topics_carry_the_budget_limits_and_existing_ones_are_updated(topics: Topics) -> None:
     plan = DiskPlan.make("6GiB", "1GiB", 0.25, FsUsage(100 * GiB, 90 * GiB), 0)
     limits = plan.kafka_limits(12, 1)
     ensure_topics(topics.settings, limits=limits)  # the topics exist: their configs are altered
     admin = admin_client(topics.settings.bootstrap())
-    for name, lim in zip((topics.main, topics.dlq), limits, strict=True):
+
+    def described(name: str) -> tuple[str, str]:
         res = ConfigResource(ResourceType.TOPIC, name)
         got = admin.describe_configs([res])[res].result(timeout=10)
-        assert got["retention.bytes"].value == str(lim.retention_bytes)
-        assert got["segment.bytes"].value == str(lim.segment_bytes)
+        return got["retention.bytes"].value, got["segment.bytes"].value
+
+    for name, lim in zip((topics.main, topics.dlq), limits, strict=True):
+        # the controller has the change when the alter returns; the broker applies it from the
+        # metadata log a moment later
+        want = (str(lim.retention_bytes), str(lim.segment_bytes))
+        wait_until(lambda n=name, w=want: described(n) == w, 15, f"{name} to carry its limits")
+        assert described(name) == want

@@ -308,6 +308,9 @@ class ConsumerService:
         if self._failed is not None:
             failed, self._failed = self._failed, None
             self._rewind(failed, batch)  # the new batch is dropped: it is re-read after the rewind
+            # Another consumer may have dropped a day this batch wrote to: with the horizon read
+            # again, the retry dead-letters that day's events instead of failing on them.
+            self._load_horizon()
             self._sleep(self._backoff, stop)
             self._backoff = min(self._backoff * 2, self.settings.retry_max_s)
             return None
@@ -373,8 +376,7 @@ class ConsumerService:
             )
             self.metrics.retention_drops.labels(reason="size").inc()
             self.metrics.retention_rows.labels(reason="size").inc(d.rows)
-        if r.drops:
-            self._load_horizon()
+        self._load_horizon()  # every pass: other consumers' drops move it too
         self.metrics.store_bytes.set(r.store_bytes)
         self.guard.over_budget = (
             f"the store holds {human(r.store_bytes)}, over its share of {human(r.share)}, with nothing before "
