@@ -105,6 +105,31 @@ def test_same_event_three_times_is_stored_once(topics: Topics, db_dsn: str, make
     assert svc.metrics.duplicates._value.get() == 2
 
 
+def test_a_member_stuck_out_of_the_group_is_replaced_and_reads_on(
+    topics: Topics, db_dsn: str, make_consumer: Factory, group: str
+) -> None:
+    boot = topics.settings.bootstrap()
+    first = make_events(20, 50, ts_ms=int(time.time() * 1000) - 60_000)
+    produce_events(boot, topics.main, first)
+    svc = make_consumer()
+    drain(svc, lambda: stored(db_dsn) == len(first) and len(svc.assigned) == 12)
+    old = svc.consumer
+    # what librdkafka's statistics showed in the fault suite: a member waiting, past any
+    # rebalance's limit, for an unassign that never completes
+    svc.group_watch.observe(
+        time.monotonic() - svc.group_watch.limit_s - 1, "query-coord", "wait-incr-unassign-to-complete"
+    )
+    svc.step()
+    assert svc.consumer is not old and svc.metrics.rejoins._value.get() == 1
+    second = make_events(20, 50)
+    produce_events(boot, topics.main, second)
+    drain(svc, lambda: stored(db_dsn) == len(first) + len(second) and len(svc.assigned) == 12)
+    assert svc.group_watch.stuck(time.monotonic()) is None
+    assert scalar(db_dsn, "SELECT count(DISTINCT event_id) FROM metrics") == len(first) + len(second)
+    svc.close()
+    assert sum(committed(topics, group).values()) == len(first) + len(second)
+
+
 def test_reused_event_id_with_other_content_is_a_visible_conflict(
     topics: Topics, db_dsn: str, make_consumer: Factory
 ) -> None:

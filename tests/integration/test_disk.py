@@ -103,6 +103,18 @@ def test_one_drop_brings_the_files_under_the_share_and_the_next_pass_does_nothin
             conn.execute("SELECT sensorpipe_drop_raw_day(%s, 'size', %s)", (today, today))
 
 
+def test_a_high_water_mark_under_the_share_drops_before_the_share_is_reached(db_dsn: str) -> None:
+    _fill_days(db_dsn, [2, 1, 0], rows=20_000)
+    today = datetime.now(UTC).date()
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        size = retention.store_bytes(conn)
+        share = size + 1  # under the share: nothing goes without a mark
+        assert retention.enforce(conn, share, today).drops == []
+        r = retention.enforce(conn, share, today, target=size - 1)
+        assert [d.day for d in r.drops] == [today - timedelta(days=2)]
+        assert r.found_bytes == size and r.store_bytes < size and not r.over
+
+
 class FakeDisk:
     def __init__(self, free: int) -> None:
         self.free = free

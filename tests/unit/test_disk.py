@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from sensorpipe.consumer.guard import DiskGuard
+from sensorpipe.consumer.guard import DiskGuard, HighWater
 from sensorpipe.contracts.disk import (
     FLOOR_MIN,
     DiskPlan,
@@ -171,6 +171,21 @@ def test_the_guard_holds_when_free_space_cannot_be_read() -> None:
     guard = DiskGuard([Path("/data")], floor=None, check_s=1.0, probe=broken)
     reason = guard.hold(0.0)
     assert reason is not None and "unknown" in reason
+
+
+def test_the_high_water_mark_leaves_room_for_two_intervals_of_growth() -> None:
+    hw = HighWater(interval_s=30)
+    share = 10 * GiB
+    assert hw.mark(share) == int(share * 0.98)  # nothing seen yet: the minimum margin
+    hw.observe(0, found=1 * GiB, kept=1 * GiB)
+    hw.observe(30, found=1 * GiB + 300 * MiB, kept=1 * GiB + 300 * MiB)  # 10 MiB/s
+    assert hw.mark(share) == share - 600 * MiB
+    # a drop between passes is not growth; the last positive rate holds
+    hw.observe(60, found=1 * GiB, kept=1 * GiB)
+    assert hw.mark(share) == share - 600 * MiB
+    # faster than the share can absorb: the mark stops at half the share
+    hw.observe(90, found=9 * GiB, kept=2 * GiB)
+    assert hw.mark(share) == share // 2
 
 
 def test_logs_over_their_cap_are_rotated_in_place(tmp_path: Path) -> None:

@@ -48,3 +48,33 @@ class DiskGuard:
 def never_hold() -> DiskGuard:
     """A guard that watches nothing (an external database whose disk we cannot see)."""
     return DiskGuard(watch=[], floor=None, check_s=3600.0)
+
+
+@dataclass
+class HighWater:
+    """Where size retention starts dropping, below the share by what may arrive meanwhile.
+
+    A pass of size retention runs every `interval_s`; between two passes the store grows by
+    whatever the consumer writes. Dropping only once the files are *over* the share would
+    overrun it by up to one interval's growth. So the mark sits below the share by twice the
+    growth last seen over one interval, and at least `min_margin` of the share; it never goes
+    below half the share.
+    """
+
+    interval_s: float
+    min_margin: float = 0.02
+    _last: tuple[float, int] | None = field(default=None, init=False)  # (time, bytes after the drops)
+    _rate: float = field(default=0.0, init=False)  # bytes per second, the last positive growth seen
+
+    def mark(self, share: int) -> int:
+        margin = max(self.min_margin * share, 2 * self._rate * self.interval_s)
+        return int(share - min(margin, share / 2))
+
+    def observe(self, now: float, found: int, kept: int) -> None:
+        """One pass: the files held `found` bytes before its drops and `kept` after them."""
+        if self._last is not None and now > self._last[0]:
+            t, before = self._last
+            growth = (found - before) / (now - t)
+            if growth > 0:
+                self._rate = growth
+        self._last = (now, kept)

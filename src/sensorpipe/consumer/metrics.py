@@ -25,6 +25,11 @@ class ConsumerMetrics:
             "Offset stores or background commits that failed (redelivery, never loss)",
             registry=r,
         )
+        self.rejoins = Counter(
+            "sensorpipe_consumer_group_rejoins",
+            "Kafka consumers replaced because their group membership did not come back by itself",
+            registry=r,
+        )
         self.batch_size = Histogram(
             "sensorpipe_consumer_batch_size",
             "Messages per batch",

@@ -28,6 +28,7 @@ backoff. Outages are never dead-lettered. Redelivery after a crash is absorbed b
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -37,14 +38,15 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import orjson
 import psycopg
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from sensorpipe.consumer.guard import DiskGuard, never_hold
+from sensorpipe.consumer.group import GroupWatch
+from sensorpipe.consumer.guard import DiskGuard, HighWater, never_hold
 from sensorpipe.consumer.metrics import ConsumerMetrics
 from sensorpipe.contracts import events as ev
 from sensorpipe.contracts.config import PipelineConfig
@@ -66,6 +68,16 @@ log = logging.getLogger("sensorpipe.consumer")
 # saw a consumer that lost its partitions during a broker freeze (commits failing with
 # UNKNOWN_MEMBER_ID) never get them back. Not proven to be the cause; 1 s has a long record.
 AUTO_COMMIT_INTERVAL_MS = 1_000
+
+
+# A Kafka consumer's close() gets this long (it commits and leaves the group); one stuck in a
+# group state librdkafka never leaves is left behind instead, at most MAX_LEFT_BEHIND times.
+CLOSE_TIMEOUT_S = 15.0
+MAX_LEFT_BEHIND = 3
+
+
+class GroupStuckError(RuntimeError):
+    """Kafka consumers kept getting stuck in the group: the process should be restarted."""
 
 
 class TransientError(RuntimeError):
@@ -145,6 +157,7 @@ class ConsumerService:
         self.guard = guard or never_hold()
         self.store_share = store_share
         self.size_check_s = size_check_s
+        self._high_water = HighWater(size_check_s)
         self._next_size = 0.0
         self._paused: str | None = None
         self._horizon_us: int | None = None
@@ -154,10 +167,26 @@ class ConsumerService:
         self._topic_id: str | None = None
         self._ranges = positions.Ranges()
         self._read_to: dict[int, int] = {}
-        self.consumer = Consumer(
+        self._generation = 0  # which Kafka consumer is ours: _rejoin replaces it
+        self._left_behind = 0
+        self.group_watch = GroupWatch((settings.max_poll_interval_ms + settings.session_timeout_ms) / 1000)
+        self.consumer = self._new_consumer()
+        self.dlq_producer = Producer(
             {
                 **kafka.client_config(),
-                "group.id": settings.group_id,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "error_cb": self._on_error,
+            }
+        )
+
+    def _new_consumer(self) -> Consumer:
+        """A group member of our own; `start()` subscribes it."""
+        return Consumer(
+            {
+                **self.kafka.client_config(),
+                "group.id": self.settings.group_id,
                 "client.id": f"sensorpipe-consumer-{id(self):x}",
                 # At-least-once, librdkafka's way: we store a partition's offset only after the
                 # batch's transaction committed; auto-commit sends stored offsets every second,
@@ -168,26 +197,17 @@ class ConsumerService:
                 "on_commit": self._on_commit,
                 "auto.offset.reset": "earliest",
                 "partition.assignment.strategy": "cooperative-sticky",
-                "session.timeout.ms": settings.session_timeout_ms,
-                "heartbeat.interval.ms": max(1_000, settings.session_timeout_ms // 5),
-                "max.poll.interval.ms": settings.max_poll_interval_ms,
+                "session.timeout.ms": self.settings.session_timeout_ms,
+                "heartbeat.interval.ms": max(1_000, self.settings.session_timeout_ms // 5),
+                "max.poll.interval.ms": self.settings.max_poll_interval_ms,
                 # Bounds prefetch memory. It counts fetched bytes, which for a compressed
                 # topic decompress into several times as many: see ConsumerSettings.
-                "queued.max.messages.kbytes": settings.prefetch_kbytes,
+                "queued.max.messages.kbytes": self.settings.prefetch_kbytes,
                 "fetch.wait.max.ms": 50,
                 "statistics.interval.ms": 5_000,
-                "stats_cb": self._on_stats,
+                "stats_cb": functools.partial(self._on_stats, self._generation),
                 "error_cb": self._on_error,
                 "log_level": 3,
-            }
-        )
-        self.dlq_producer = Producer(
-            {
-                **kafka.client_config(),
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 5,
-                "error_cb": self._on_error,
             }
         )
 
@@ -209,7 +229,9 @@ class ConsumerService:
     def close(self) -> None:
         try:
             self._settle()  # the batch in flight is finished and committed first
-            self.consumer.close()  # leaves the group; offsets were committed per batch
+            # leaves the group; offsets were committed per batch
+            if not close_within(self.consumer, CLOSE_TIMEOUT_S):
+                log.warning("the Kafka consumer did not close within %.0fs; exiting without it", CLOSE_TIMEOUT_S)
         finally:
             self._pool.shutdown(wait=True)
             self.dlq_producer.flush(10)
@@ -219,7 +241,9 @@ class ConsumerService:
                 self._config_conn.close()
 
     # -- rebalance callbacks (called from inside consume(), never mid-batch) -----------------
-    def _on_assign(self, _c: Consumer, parts: list[TopicPartition]) -> None:
+    def _on_assign(self, c: Consumer, parts: list[TopicPartition]) -> None:
+        if c is not self.consumer:
+            return  # a consumer replaced by _rejoin, closing in the background
         self.assigned |= {p.partition for p in parts}
         log.info("assigned %s; now %s", sorted(p.partition for p in parts), sorted(self.assigned))
         self.metrics.assigned.set(len(self.assigned))
@@ -249,7 +273,9 @@ class ConsumerService:
             log.warning("topic id of %s unknown (%s): positions are neither recorded nor skipped", self.kafka.topic, e)
             return None
 
-    def _on_revoke(self, _c: Consumer, parts: list[TopicPartition]) -> None:
+    def _on_revoke(self, c: Consumer, parts: list[TopicPartition]) -> None:
+        if c is not self.consumer:
+            return
         # Finish and commit the batch in flight while these partitions are still ours, so the
         # next owner starts after it instead of writing it again.
         self._settle()
@@ -267,12 +293,19 @@ class ConsumerService:
         self.metrics.assigned.set(len(self.assigned))
 
     def _on_lost(self, c: Consumer, parts: list[TopicPartition]) -> None:
+        if c is not self.consumer:
+            return
         log.warning("lost %s (session expired); their offsets will not be committed", parts)
         self._forget(parts)  # first: the batch in flight must not commit them
         self._settle()
 
-    def _on_stats(self, raw: str) -> None:
+    def _on_stats(self, generation: int, raw: str) -> None:
+        if generation != self._generation:
+            return  # a replaced consumer's
         stats = orjson.loads(raw)
+        group = stats.get("cgrp")
+        if group and self.group_watch.observe(time.monotonic(), group.get("state", ""), group.get("join_state", "")):
+            log.info("group state %s, join state %s", self.group_watch.state, self.group_watch.join_state)
         for p, info in stats.get("topics", {}).get(self.kafka.topic, {}).get("partitions", {}).items():
             if p != "-1" and int(p) in self.assigned and info.get("consumer_lag", -1) >= 0:
                 self.metrics.lag.labels(partition=p).set(info["consumer_lag"])
@@ -287,6 +320,9 @@ class ConsumerService:
         batch wrote, if anything; `close()` settles the last one."""
         now = time.monotonic()  # intervals; event time and "today" come from self.clock
         self._refresh_knobs(now)
+        stuck = self.group_watch.stuck(now)
+        if stuck is not None:
+            self._rejoin(stuck)
         if now >= self._next_maintain:
             self._settle()  # maintenance uses the writer's connection
             self._maintain(now)
@@ -318,6 +354,33 @@ class ConsumerService:
             batch.spans = self._spans(batch)
             self._inflight = InFlight(batch, self._pool.submit(self._write, batch, self.knobs.slowdown_ms))
         return result
+
+    def _rejoin(self, stuck_s: float) -> None:
+        """Replace a Kafka consumer whose group membership did not come back by itself. Its
+        partitions, if it still holds any, are given up as on a revoke (the batch in flight
+        settles first); the new member joins under a new member id and reads on from the
+        committed offsets."""
+        log.warning(
+            "group member waiting on itself for %.0fs (state %s, join state %s); rejoining with a new member",
+            stuck_s,
+            self.group_watch.state,
+            self.group_watch.join_state,
+        )
+        self.metrics.rejoins.inc()
+        self._settle()
+        lost = [TopicPartition(self.kafka.topic, p) for p in sorted(self.assigned)]
+        if lost:
+            self._forget(lost)
+        old = self.consumer
+        self._generation += 1
+        self.consumer = self._new_consumer()  # from here on, the old one's callbacks are ignored
+        if not close_within(old, CLOSE_TIMEOUT_S):
+            log.warning("the replaced Kafka consumer did not close within %.0fs; left behind", CLOSE_TIMEOUT_S)
+            self._left_behind += 1
+            if self._left_behind > MAX_LEFT_BEHIND:
+                raise GroupStuckError(f"{self._left_behind} stuck Kafka consumers left behind; restart the process")
+        self.group_watch.restart()
+        self.start()
 
     # -- pausing for the disk ----------------------------------------------------------------
     def _held(self, reason: str) -> BatchResult | None:
@@ -356,22 +419,28 @@ class ConsumerService:
             self.consumer.resume(parts)
 
     def _size_retention(self, now: float) -> None:
-        """Keep the store inside its share: drop the oldest raw days; when only today's are
-        left and it is still over, hold consumption until space is freed or the share grows."""
+        """Keep the store inside its share: drop the oldest raw days from the high-water mark
+        on; when only today's are left and it is over the share, hold consumption until space
+        is freed or the share grows."""
         assert self.store_share is not None
         self._next_size = now + self.size_check_s
+        mark = self._high_water.mark(self.store_share)
         try:
-            r = retention.enforce(self._side_connection(), self.store_share, self._today())
+            r = retention.enforce(self._side_connection(), self.store_share, self._today(), mark)
         except psycopg.Error as e:
             log.warning("size retention failed (%s); retrying in %.0fs", e, self.size_check_s)
             self._close_side_connection()
             return
+        self._high_water.observe(now, r.found_bytes, r.store_bytes)
         for d in r.drops:
             log.warning(
-                "size retention: dropped raw day %s (about %d rows, %s): the store was over its share of %s",
+                "size retention: dropped raw day %s (about %d rows, %s): the store held %s, over its "
+                "high-water mark of %s (share %s)",
                 d.day,
                 d.rows,
                 human(d.bytes),
+                human(r.found_bytes),
+                human(mark),
                 human(r.share),
             )
             self.metrics.retention_drops.labels(reason="size").inc()
@@ -710,6 +779,25 @@ class ConsumerService:
             time.sleep(seconds)
         else:
             stop.wait(seconds)
+
+
+class Closable(Protocol):
+    def close(self) -> object: ...
+
+
+def close_within(c: Closable, timeout_s: float) -> bool:
+    """Close `c`, waiting at most `timeout_s`. A Kafka consumer stuck in the group state that
+    made _rejoin replace it can wait in close() forever; it is then left closing on a daemon
+    thread. Returns whether it closed."""
+
+    def close() -> None:
+        with contextlib.suppress(KafkaException, RuntimeError):
+            c.close()
+
+    t = threading.Thread(target=close, name="kafka-close", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    return not t.is_alive()
 
 
 def _header_list(m: Message) -> list[tuple[str, str | bytes | None]]:

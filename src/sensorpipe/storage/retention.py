@@ -49,6 +49,7 @@ class Enforced:
     store_bytes: int  # after the drops
     share: int
     drops: list[Drop]
+    found_bytes: int = 0  # before the drops
 
     @property
     def over(self) -> bool:
@@ -67,8 +68,10 @@ def raw_days(conn: psycopg.Connection[Any], before: date) -> list[tuple[date, in
     return [(d, int(b)) for d, b in conn.execute(_RAW_DAYS, (before,)).fetchall()]
 
 
-def enforce(conn: psycopg.Connection[Any], share: int, today: date) -> Enforced:
-    """Drop the oldest raw days before `today` while the store's files are over `share` bytes.
+def enforce(conn: psycopg.Connection[Any], share: int, today: date, target: int | None = None) -> Enforced:
+    """Drop the oldest raw days before `today` while the store's files are over `target`
+    bytes (default: `share`). A target under the share is the caller's high-water mark: it
+    leaves room for what arrives before the next pass, so the files stay under the share.
 
     The budget is on disk, so the files are what count. A day's metrics partition leaves the
     disk when it is dropped; its dedupe rows leave space inside processed_events that later
@@ -76,18 +79,19 @@ def enforce(conn: psycopg.Connection[Any], share: int, today: date) -> Enforced:
     files under the share at once, and they grow again only as the next day's rows arrive;
     when they do not (the share was lowered), older days go too, since nothing else shrinks
     the files."""
-    size = store_bytes(conn)
+    limit = share if target is None else min(target, share)
+    found = size = store_bytes(conn)
     drops: list[Drop] = []
-    if size <= share:
-        return Enforced(size, share, drops)
+    if size <= limit:
+        return Enforced(size, share, drops, found)
     for day, bytes_ in raw_days(conn, today):
         with conn.transaction():
             row = conn.execute(_DROP_DAY, (day, "size", today)).fetchone()
         drops.append(Drop(day, int(row[0]) if row else 0, bytes_))
         size = store_bytes(conn)
-        if size <= share:
+        if size <= limit:
             break
-    return Enforced(size, share, drops)
+    return Enforced(size, share, drops, found)
 
 
 def horizon(conn: psycopg.Connection[Any]) -> datetime | None:
