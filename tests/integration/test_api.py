@@ -21,6 +21,7 @@ from sensorpipe.api.app import ApiConfig
 from sensorpipe.api.pipeline import PipelineMonitor
 from sensorpipe.consumer.metrics import ConsumerMetrics
 from sensorpipe.consumer.service import ConsumerService
+from sensorpipe.contracts.clock import SimClock
 from sensorpipe.contracts.events import H_POISON
 from sensorpipe.runtime.bootstrap import ensure_topics
 from sensorpipe.runtime.supervisor import Platform
@@ -210,6 +211,74 @@ def test_old_ranges_are_served_by_the_tier_that_still_covers_them(api: Api) -> N
         assert (summ["resolution"], summ["events"], summ["min"], summ["max"]) == ("1h", 24 * 60, -1, 24)
         assert summ["p50"] is None and not summ["percentiles_exact"]  # no raw rows that old
     assert get(api, "/api/summary", **recent).json()["resolution"] == "1m"
+
+
+def test_now_is_the_pipelines_clock(api: Api) -> None:
+    """Under a simulated clock (a soak), "now" for default ranges and for which tier still
+    covers a range is the clock the producer stamps and the consumer retains by."""
+    later = api.t0 + timedelta(days=100)
+    cfg = ApiConfig(
+        dsn=api.dsn,
+        bootstrap=api.bootstrap,
+        topic=api.topic,
+        dlq_topic=f"{api.topic}.dlq",
+        group=api.group,
+        admin_token=TOKEN,
+        statement_timeout_ms=5000,
+        cors_origins=[],
+        dashboard_dir=None,
+        clock=SimClock(later.timestamp(), 1.0, time.time()),
+    )
+    server = ApiServer(cfg)
+    try:
+        recent = {"bucket": "1m", "start": api.t0.isoformat(), "end": (api.t0 + timedelta(hours=2)).isoformat()}
+        r = httpx.get(f"{server.url}/api/readings/aggregate", params=recent, timeout=30)
+        assert r.status_code == 400 and "kept for 90 days" in r.json()["detail"], r.text
+        assert get(api, "/api/readings/aggregate", **recent).json()["resolution"] == "1m"  # by the wall clock
+        summ = httpx.get(f"{server.url}/api/summary", timeout=30).json()
+        assert abs(datetime.fromisoformat(summ["end"]) - later) < timedelta(minutes=1)
+        assert summ["events"] == 0
+    finally:
+        server.stop()
+
+
+def test_raw_rows_dropped_by_size_are_not_promised(api: Api, platform: Platform) -> None:
+    """After size retention moved the raw horizon, ranges before it are no longer raw: a bucket
+    only raw rows can serve is refused with where they now start, and the pipeline shows it."""
+    assert platform.pg is not None
+    dsn = platform.pg.create_database(f"horizon_{uuid.uuid4().hex[:8]}")
+    migrate(dsn)
+    horizon = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE retention_state SET raw_horizon = %s", (horizon,))
+    cfg = ApiConfig(
+        dsn=dsn,
+        bootstrap=api.bootstrap,
+        topic=api.topic,
+        dlq_topic=f"{api.topic}.dlq",
+        group=api.group,
+        admin_token=TOKEN,
+        statement_timeout_ms=5000,
+        cors_origins=[],
+        dashboard_dir=None,
+    )
+    server = ApiServer(cfg)
+    try:
+
+        def read(path: str, **params: object) -> httpx.Response:
+            return httpx.get(f"{server.url}{path}", params=params, timeout=30)  # type: ignore[arg-type]
+
+        wait_until(lambda: read("/api/pipeline").json()["disk"] is not None, 30, "the first disk sample")
+        shown = read("/api/pipeline").json()["disk"]["raw_horizon"]
+        assert datetime.fromisoformat(shown) == horizon
+        before = {"bucket": "30s", "start": (horizon - timedelta(hours=1)).isoformat(), "end": horizon.isoformat()}
+        r = read("/api/readings/aggregate", **before)
+        assert r.status_code == 400 and f"kept from {horizon:%Y-%m-%d %H:%M}" in r.json()["detail"], r.text
+        after = {"bucket": "30s", "start": horizon.isoformat(), "end": (horizon + timedelta(hours=1)).isoformat()}
+        assert read("/api/readings/aggregate", **after).json()["resolution"] == "raw"
+        assert read("/api/readings/aggregate", **{**before, "bucket": "1m"}).json()["resolution"] == "1m"
+    finally:
+        server.stop()
 
 
 def test_summary(api: Api) -> None:

@@ -47,3 +47,13 @@ def test_a_bucket_no_covering_tier_can_serve_is_refused(days_back: int, bucket_s
 def test_summaries_read_hours_past_the_minutes_retention() -> None:
     assert T.for_summary(MIDNIGHT - timedelta(days=90), NOW) == MINUTE
     assert T.for_summary(MIDNIGHT - timedelta(days=91), NOW) == HOUR
+
+
+def test_a_raw_horizon_past_the_raw_days_narrows_the_raw_tier_only() -> None:
+    horizon = MIDNIGHT - timedelta(days=2)
+    assert T.starts(NOW, horizon)[RAW] == horizon
+    assert T.starts(NOW, MIDNIGHT - timedelta(days=30))[RAW] == MIDNIGHT - timedelta(days=7)  # days still rule
+    assert T.for_aggregate(horizon, 30, NOW, horizon) == RAW
+    with pytest.raises(TierError, match="kept from 2026-11-27 00:00 UTC"):
+        T.for_aggregate(horizon - timedelta(hours=1), 30, NOW, horizon)
+    assert T.for_aggregate(horizon - timedelta(hours=1), 60, NOW, horizon) == MINUTE

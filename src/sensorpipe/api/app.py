@@ -11,7 +11,7 @@ import re
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -81,6 +81,9 @@ class ApiConfig:
     state_dir: Path | None = None  # the local stack's state folder, where its disk plan is
     disk_floor: str | None = None  # SENSORPIPE_DISK_FLOOR, judged as the consumer's guard does
     tiers: queries.Tiers = field(default_factory=queries.Tiers)  # how long each resolution is kept
+    # The pipeline's clock (contracts.clock), the one producer and consumer stamp and retain
+    # by: "now" for default ranges and for which tier still covers a range.
+    clock: Callable[[], float] = time.time
 
 
 class WriteLimiter:
@@ -121,13 +124,13 @@ OUT_OF_BOUNDS = f"times must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%
 
 
 def _range(
-    start: datetime | None, end: datetime | None, default: timedelta, limit: timedelta
+    start: datetime | None, end: datetime | None, default: timedelta, limit: timedelta, now: datetime
 ) -> tuple[datetime, datetime]:
     try:
         for t in (start, end):
             if t is not None and not EARLIEST <= t <= LATEST:
                 raise HTTPException(400, OUT_OF_BOUNDS)
-        end = end or datetime.now(UTC)
+        end = end or now
         start = start or end - default
     except OverflowError as e:  # an extreme zone offset on a date at the calendar's edge
         raise HTTPException(400, OUT_OF_BOUNDS) from e
@@ -363,6 +366,14 @@ def create_app(cfg: ApiConfig) -> FastAPI:
             {"detail": "the database is unavailable; retry shortly"}, status_code=503, headers={"Retry-After": "2"}
         )
 
+    def cfg_now() -> datetime:
+        return datetime.fromtimestamp(cfg.clock(), UTC)
+
+    def raw_horizon() -> datetime | None:
+        """Where size retention left the raw rows starting, as the disk watch last read it."""
+        d = disk_watch.latest
+        return None if d is None else d.raw_horizon
+
     # -- readings ---------------------------------------------------------------------------
     @app.get("/api/readings", response_model=s.ReadingsPage, responses=ERRORS, tags=["metrics"])
     async def get_readings(
@@ -375,7 +386,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
     ) -> Response:
         """Raw readings in time order, with keyset pagination (at most 7 days per request)."""
         ids = _check_ids(sensor_id)
-        lo, hi = _range(start, end, timedelta(hours=1), MAX_RAW_RANGE)
+        lo, hi = _range(start, end, timedelta(hours=1), MAX_RAW_RANGE, cfg_now())
         after = None
         if cursor:
             ts, eid = _decode_cursor(cursor, 2)
@@ -401,11 +412,12 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         (raw rows, 1-minute or 1-hour rollups; `resolution` says which)."""
         ids = _check_ids(sensor_id)
         secs = _bucket_seconds(bucket)
-        lo, hi = _range(start, end, timedelta(hours=1), timedelta(days=cfg.tiers.hour_days))
+        now = cfg_now()
+        lo, hi = _range(start, end, timedelta(hours=1), timedelta(days=cfg.tiers.hour_days), now)
         if (hi - lo).total_seconds() / secs > MAX_BUCKETS:
             raise HTTPException(400, f"at most {MAX_BUCKETS} buckets per sensor: use a larger bucket")
         try:
-            tier = cfg.tiers.for_aggregate(lo, secs, datetime.now(UTC))
+            tier = cfg.tiers.for_aggregate(lo, secs, now, raw_horizon())
         except queries.TierError as e:
             raise HTTPException(400, str(e)) from e
         async with db.connection() as c:
@@ -422,10 +434,10 @@ def create_app(cfg: ApiConfig) -> FastAPI:
     async def get_summary(db: Db, sensor_id: SensorIds = None, start: Start = None, end: End = None) -> s.SummaryPublic:
         """Totals and value statistics over a range (default: the last 24 h)."""
         ids = _check_ids(sensor_id)
-        lo, hi = _range(start, end, timedelta(hours=24), timedelta(days=cfg.tiers.hour_days))
-        now = datetime.now(UTC)
+        now = cfg_now()
+        lo, hi = _range(start, end, timedelta(hours=24), timedelta(days=cfg.tiers.hour_days), now)
         tier = cfg.tiers.for_summary(lo, now)
-        raw = lo >= cfg.tiers.starts(now)[queries.RAW]
+        raw = lo >= cfg.tiers.starts(now, raw_horizon())[queries.RAW]
         async with db.connection() as c:
             r = await queries.summary(c, ids, lo, hi, resolution=tier, raw_covered=raw)
         return s.SummaryPublic(

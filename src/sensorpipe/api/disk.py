@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ from sensorpipe.storage import retention
 
 log = logging.getLogger("sensorpipe.api.disk")
 
-# Share of a budget at which the "near" alarm shows (size retention starts at 100%).
+# Share of a budget at which the "near" alarm shows (size retention starts at its high-water
+# mark, consumer.guard.HighWater, a little under 100%).
 NEAR = 0.9
 
 
@@ -50,6 +52,15 @@ class DiskStatus:
     alarms: list[Alarm]
     drops: dict[str, dict[str, int]]  # reason -> {days, rows}
     recent_drops: list[dict[str, Any]] = field(default_factory=list)
+    raw_horizon: datetime | None = None  # raw rows are kept from here (size retention moved it)
+
+
+@dataclass(frozen=True)
+class _Store:
+    size: int | None
+    drops: dict[str, dict[str, int]]
+    recent: list[dict[str, Any]]
+    horizon: datetime | None
 
 
 class DiskWatch:
@@ -102,9 +113,10 @@ class DiskWatch:
 
     def sample(self) -> DiskStatus:
         planned = local_disk.read_plan(self.state_dir) if self.state_dir is not None else None
-        store, drops, recent = self._store()
+        st = self._store()
+        store, drops, recent = st.size, st.drops, st.recent
         if planned is None:
-            return DiskStatus(time.time(), False, None, None, {}, {}, store, None, [], drops, recent)
+            return DiskStatus(time.time(), False, None, None, {}, {}, store, None, [], drops, recent, st.horizon)
         plan, watch, pg_data = planned
         assert self.state_dir is not None
         used = local_disk.usage(self.state_dir, pg_data)
@@ -125,9 +137,10 @@ class DiskWatch:
             alarms=alarms,
             drops=drops,
             recent_drops=recent,
+            raw_horizon=st.horizon,
         )
 
-    def _store(self) -> tuple[int | None, dict[str, dict[str, int]], list[dict[str, Any]]]:
+    def _store(self) -> _Store:
         try:
             with self.connect() as conn:
                 size = retention.store_bytes(conn)
@@ -136,10 +149,11 @@ class DiskWatch:
                     {"dropped_at": a.isoformat(), "day": d.isoformat(), "reason": r, "rows": n, "bytes": b}
                     for a, d, r, n, b in retention.recent_drops(conn, 5)
                 ]
+                horizon = retention.horizon(conn)
         except (psycopg.Error, PoolTimeout) as e:
             log.info("store size not read: %s", e)
-            return None, {}, []
-        return size, {r: {"days": n, "rows": rows} for r, (n, rows) in totals.items()}, recent
+            return _Store(None, {}, [], None)
+        return _Store(size, {r: {"days": n, "rows": rows} for r, (n, rows) in totals.items()}, recent, horizon)
 
     def _floor_alarms(self, watch: list[Path]) -> tuple[list[Alarm], int | None]:
         try:

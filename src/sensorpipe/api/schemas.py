@@ -139,6 +139,9 @@ class DiskPublic(BaseModel):
     alarms: list[DiskAlarm]
     drops: dict[str, dict[str, int]] = Field(description="Raw days and rows dropped so far, by reason.")
     recent_drops: list[RetentionDrop]
+    raw_horizon: datetime | None = Field(
+        default=None, description="Raw rows are kept from this time on, once size retention has dropped days."
+    )
 
 
 class PipelinePublic(BaseModel):

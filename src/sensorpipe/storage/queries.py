@@ -79,16 +79,20 @@ class Tiers:
     minute_days: int = 90
     hour_days: int = 730
 
-    def starts(self, now: datetime) -> dict[str, datetime]:
-        """Where each tier's data begins: UTC midnights, as retention cuts them."""
+    def starts(self, now: datetime, raw_horizon: datetime | None = None) -> dict[str, datetime]:
+        """Where each tier's data begins: UTC midnights, as retention cuts them; raw rows from
+        the raw horizon when size retention moved it past the raw days (migration 009)."""
         midnight = datetime(now.year, now.month, now.day, tzinfo=UTC)
         days = {RAW: self.raw_days, MINUTE: self.minute_days, HOUR: self.hour_days}
-        return {tier: midnight - timedelta(days=d) for tier, d in days.items()}
+        out = {tier: midnight - timedelta(days=d) for tier, d in days.items()}
+        if raw_horizon is not None:
+            out[RAW] = max(out[RAW], raw_horizon)
+        return out
 
-    def for_aggregate(self, start: datetime, bucket_s: int, now: datetime) -> str:
+    def for_aggregate(self, start: datetime, bucket_s: int, now: datetime, raw_horizon: datetime | None = None) -> str:
         """Buckets of whole hours beyond one hour come from hours (the same sums, far fewer
         rows); whole minutes from minutes while they are kept; shorter ones from raw rows."""
-        since = self.starts(now)
+        since = self.starts(now, raw_horizon)
         if bucket_s % 3600 == 0 and bucket_s > 3600:
             return HOUR
         if bucket_s % 60 == 0:
@@ -101,7 +105,10 @@ class Tiers:
             )
         if start >= since[RAW]:
             return RAW
-        raise TierError(f"raw readings are kept for {self.raw_days} days: over older ranges use whole minutes")
+        raise TierError(
+            f"raw readings are kept from {since[RAW]:%Y-%m-%d %H:%M} UTC (at most {self.raw_days} days, fewer when "
+            "the disk budget is short): over older ranges use whole minutes"
+        )
 
     def for_summary(self, start: datetime, now: datetime) -> str:
         return MINUTE if start >= self.starts(now)[MINUTE] else HOUR

@@ -1,6 +1,6 @@
 import type { components } from "@/api/schema";
 import { bytes, share } from "@/lib/bytes";
-import { num } from "@/lib/format";
+import { num, time } from "@/lib/format";
 
 type Disk = components["schemas"]["DiskPublic"];
 
@@ -57,6 +57,11 @@ export function DiskPanel({ disk }: { disk: Disk | null | undefined }) {
           ? drops.map(([reason, d]) => `${reason}: ${num(d.days)} day(s), about ${num(d.rows)} rows`).join("; ")
           : "none yet"}
       </p>
+      {disk.raw_horizon ? (
+        <p className="muted" data-testid="disk-horizon">
+          Raw readings are kept from {time(disk.raw_horizon)} on; older ranges are served from the rollups.
+        </p>
+      ) : null}
     </section>
   );
 }
