@@ -125,3 +125,18 @@ def test_soak_section_judges_each_target_from_the_samples() -> None:
     assert "- RSS flat: **missed**" in bad
     assert "within 1.5x of the start: **missed**" in bad
     assert "- 0 lost and 0 duplicate rows: **missed**" in bad
+
+
+def test_soak_p99s_of_error_answers_are_not_judged() -> None:
+    r = _soak(late_rss=210.0, end_p99=1.0, lost=0)
+    r["soak"]["api_p99"]["start"]["aggregate"]["non_2xx"] = 39_609  # fast 400s, not aggregates
+    out = render(r, "x")
+    assert "| aggregate | 10.0 | 10.0 | 1.00 | 39,609 / 0 |" in out
+    assert "within 1.5x of the start: not judged" in out
+
+
+def test_soak_memory_maps_are_shown_start_to_end() -> None:
+    r = _soak(late_rss=210.0, end_p99=1.0, lost=0)
+    at = {"heap": 40.0, "anonymous": 60.0, "stack": 0.1, "files": 20.0}
+    r["soak"]["memory"] = {"start": {"consumer": at}, "end": {"consumer": {**at, "anonymous": 90.0}}}
+    assert "| consumer | 40.0 -> 40.0 | 60.0 -> 90.0 | 20.0 -> 20.0 |" in render(r, "x")

@@ -296,14 +296,40 @@ def _soak_api(sk: dict[str, Any]) -> list[str]:
     p = sk["api_p99"]
     if "start" not in p or "end" not in p:
         return ["API p99: not measured at both ends of this run.", ""]
-    out = ["| endpoint | p99 at the start (ms) | p99 at the end (ms) | ratio |", "|---|---:|---:|---:|"]
-    ok = True
+    out = [
+        "| endpoint | p99 at the start (ms) | p99 at the end (ms) | ratio | errors start / end |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    ok, errors = True, 0
     for name in ("aggregate", "summary"):
         a, b = p["start"][name].get("p99_ms"), p["end"][name].get("p99_ms")
+        bad = (p["start"][name].get("non_2xx", 0), p["end"][name].get("non_2xx", 0))
+        errors += sum(bad)
         if a and b:
-            out.append(f"| {name} | {a} | {b} | {b / a:.2f} |")
+            out.append(f"| {name} | {a} | {b} | {b / a:.2f} | {bad[0]:,} / {bad[1]:,} |")
             ok = ok and b <= 1.5 * a
-    return [*out, "", f"- API p99 at the end within 1.5x of the start: {_mark(ok)}", ""]
+    verdict = "not judged: some answers were errors, so the p99s are not of the same work" if errors else _mark(ok)
+    return [*out, "", f"- API p99 at the end within 1.5x of the start: {verdict}", "", *_soak_memory(sk)]
+
+
+def _soak_memory(sk: dict[str, Any]) -> list[str]:
+    """Resident memory by kind of mapping (proof.memmap) where the API p99 was measured."""
+    mem = sk.get("memory") or {}
+    if "start" not in mem or "end" not in mem:
+        return []
+    out = [
+        "Resident memory by kind of mapping (MB, start -> end; `heap` is the main malloc arena, `anonymous` "
+        "the other threads' arenas, Python's object arenas and librdkafka's buffers):",
+        "",
+        "| process | heap | anonymous | files |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in sorted(mem["end"]):
+        a, b = mem["start"].get(name), mem["end"].get(name)
+        if a and b:
+            cells = " | ".join(f"{a[k]} -> {b[k]}" for k in ("heap", "anonymous", "files"))
+            out.append(f"| {name} | {cells} |")
+    return [*out, ""]
 
 
 def _soak_disk(sk: dict[str, Any]) -> list[str]:

@@ -33,6 +33,7 @@ import psycopg
 from sensorpipe.contracts.clock import SimClock
 from sensorpipe.contracts.disk import GiB, MiB, du, topic_limits
 from sensorpipe.proof.audit import audit
+from sensorpipe.proof.memmap import resident_by_kind
 from sensorpipe.proof.tmpfs import fill, small_tmpfs
 from sensorpipe.runtime.bootstrap import ensure_topics
 from sensorpipe.runtime.procs import stop_pid
@@ -49,6 +50,7 @@ DAY = 86_400
 BYTES_PER_EVENT = 430
 ROLLUP_ROW_BYTES = 330
 SAMPLE_S = 10.0
+OUR_PROCESSES = ("producer", "consumer", "api")  # memory maps taken with the API p99
 FLOOR_FS = 64 * MiB  # the watched tmpfs that the ballast fills
 FLOOR = 16 * MiB
 
@@ -101,6 +103,7 @@ class Soak:
         self.b, self.plan = b, plan
         self.samples: list[dict[str, Any]] = []
         self.api_p99: dict[str, dict[str, Any]] = {}
+        self.memory: dict[str, dict[str, Any]] = {}  # when -> process -> resident MB by kind (proof.memmap)
         self.floor_hold: dict[str, Any] = {}
 
     def run(self) -> dict[str, Any]:
@@ -180,6 +183,7 @@ class Soak:
             self.samples.append(self._sample(k, stats, now - t0))
             for when, at in list(p99_at.items()):
                 if now >= at:
+                    self.memory[when] = {n: resident_by_kind(st.pid) for n, st in stats.items() if n in OUR_PROCESSES}
                     self.api_p99[when] = self._api_p99(url)
                     del p99_at[when]
             if not self.floor_hold and now >= hold_at:
@@ -265,6 +269,7 @@ class Soak:
             "shares": {"kafka": self.plan.kafka_share, "postgres": self.plan.postgres_share},
             "samples": self.samples,
             "api_p99": self.api_p99,
+            "memory": self.memory,
             "floor_hold": self.floor_hold,
             "drained": drained,
             "resources": resources,
