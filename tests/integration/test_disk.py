@@ -6,6 +6,7 @@ local stack's topics carry the budget's size limits."""
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,8 +24,10 @@ from sensorpipe.contracts import events as ev
 from sensorpipe.contracts.disk import DiskPlan, FsUsage, GiB
 from sensorpipe.runtime.bootstrap import ensure_topics
 from sensorpipe.runtime.kafka import admin_client
+from sensorpipe.runtime.supervisor import Platform
 from sensorpipe.settings import ConsumerSettings, DatabaseSettings
 from sensorpipe.storage import retention
+from sensorpipe.storage.migrate import migrate
 
 from .conftest import Topics
 from .helpers import make_events, produce_events, scalar, wait_until
@@ -113,6 +116,113 @@ def test_a_high_water_mark_under_the_share_drops_before_the_share_is_reached(db_
         r = retention.enforce(conn, share, today, target=size - 1)
         assert [d.day for d in r.drops] == [today - timedelta(days=2)]
         assert r.found_bytes == size and r.store_bytes < size and not r.over
+
+
+def _fill_minutes(dsn: str, days: list[int], sensors: int = 50, partitioned: bool = True) -> None:
+    """A day of 1-minute and hourly rollups for `sensors` sensors on each of the days back
+    (`partitioned`: the store has migration 010, whose day partitions are created first)."""
+    today = datetime.now(UTC).date()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for d in days:
+            start = datetime.combine(today - timedelta(days=d), datetime.min.time(), UTC)
+            if partitioned:
+                conn.execute("SELECT sensorpipe_ensure_minute_day(%s)", (start.date(),))
+            conn.execute(
+                """INSERT INTO metrics_1m (sensor_id, minute, count, sum, min, max)
+                   SELECT 's-' || s, %(t)s + m * interval '1 minute', 60, 60, 0, 2
+                   FROM generate_series(0, %(n)s - 1) s, generate_series(0, 1439) m""",
+                {"t": start, "n": sensors},
+            )
+            conn.execute(
+                """INSERT INTO metrics_1h (sensor_id, hour, count, sum, min, max)
+                   SELECT 's-' || s, %(t)s + h * interval '1 hour', 3600, 3600, 0, 2
+                   FROM generate_series(0, %(n)s - 1) s, generate_series(0, 23) h""",
+                {"t": start, "n": sensors},
+            )
+
+
+def test_once_no_raw_day_is_left_the_oldest_minute_days_go(db_dsn: str) -> None:
+    """Rollups outgrowing the share: after the raw days before today, the 1-minute days go,
+    oldest first and never today's; the hourly tier keeps those days."""
+    _fill_days(db_dsn, [2, 1, 0], rows=5_000)
+    _fill_minutes(db_dsn, [4, 3, 2, 1, 0])
+    today = datetime.now(UTC).date()
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        before = retention.store_bytes(conn)
+        minute = dict(retention.minute_days(conn, today))
+        assert sorted(minute) == [today - timedelta(days=d) for d in (4, 3, 2, 1)]
+        # room for all but about two and a half days of 1-minute rollups beyond the raw days
+        raw = sum(b for _d, b in retention.raw_days(conn, today))
+        share = before - raw - int(2.5 * min(minute.values()))
+        r = retention.enforce(conn, share, today)
+        tiers = [d.tier for d in r.drops]
+        assert tiers == ["raw", "raw"] + ["1m"] * (len(tiers) - 2) and tiers.count("1m") >= 2
+        assert [d.day for d in r.drops if d.tier == "1m"][:2] == [today - timedelta(days=4), today - timedelta(days=3)]
+        assert not r.over and r.store_bytes <= share
+        raw_h, minute_h = retention.horizons(conn)
+        assert raw_h is not None and minute_h is not None and minute_h.date() >= today - timedelta(days=2)
+        assert scalar(db_dsn, "SELECT count(*) FROM metrics_1m WHERE minute < %s", (minute_h,)) == 0
+        assert scalar(db_dsn, "SELECT count(DISTINCT hour::date) FROM metrics_1h") == 5  # the hours stay
+        logged = {(row[1], row[5]) for row in retention.recent_drops(conn)}
+        assert logged == {(d.day, d.tier) for d in r.drops}
+        assert retention.drop_totals(conn)["size"][0] == 2  # raw days only
+        # nothing before today left but hours: today's minutes stay, and the store is over
+        r2 = retention.enforce(conn, 1, today)
+        assert r2.over and scalar(db_dsn, "SELECT min(minute)::date FROM metrics_1m") == today
+
+
+def test_reads_of_metrics_go_on_while_a_day_is_being_dropped(db_dsn: str) -> None:
+    """The slow part of a drop (deleting the day's dedupe rows) holds `metrics` against
+    writes only; the lock that stops readers is taken at the very end."""
+    _fill_days(db_dsn, [1, 0], rows=2_000)
+    today = datetime.now(UTC).date()
+    midnight = datetime.combine(today, datetime.min.time(), UTC)
+    with psycopg.connect(db_dsn) as holder:
+        # a row lock on one of the day's dedupe rows stops the drop inside its DELETE
+        holder.execute("SELECT 1 FROM processed_events WHERE event_ts < %s LIMIT 1 FOR UPDATE", (midnight,))
+        done: list[int] = []
+
+        def drop() -> None:
+            with psycopg.connect(db_dsn, autocommit=True) as conn:
+                row = conn.execute("SELECT sensorpipe_drop_raw_day(%s, 'size', %s)", (today - timedelta(days=1), today))
+                done.append(int(row.fetchone()[0]))  # type: ignore[index]
+
+        t = threading.Thread(target=drop)
+        t.start()
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%%drop_raw_day%%'"
+        )
+        wait_until(lambda: scalar(db_dsn, waiting) == 1, 15, "the drop to wait inside its DELETE")
+        with psycopg.connect(db_dsn, autocommit=True) as reader:
+            reader.execute("SET lock_timeout = '2s'")
+            row = reader.execute("SELECT count(*) FROM metrics WHERE ts >= %s", (midnight,)).fetchone()
+            assert row == (2_000,)
+        holder.rollback()
+    t.join(30)
+    assert done and _days_kept(db_dsn) == [0]
+
+
+def test_minute_rollups_of_an_existing_store_move_into_day_partitions(platform: Platform) -> None:
+    assert platform.pg is not None
+    dsn = platform.pg.create_database(f"m_{uuid.uuid4().hex[:12]}")
+    migrate(dsn, upto=9)
+    _fill_minutes(dsn, [100, 1], sensors=3, partitioned=False)
+    assert migrate(dsn) == [10]
+    today = datetime.now(UTC).date()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        days = [d for d, _b in retention.minute_days(conn, today)]
+        assert days[0] == today - timedelta(days=100) and today - timedelta(days=1) in days
+        assert scalar(dsn, "SELECT count(*) FROM metrics_1m") == 2 * 3 * 1440
+        # the consumer's upsert still finds the key; time retention drops the old day as a partition
+        conn.execute(
+            "INSERT INTO metrics_1m VALUES ('s-0', %s, 1, 5, 5, 5) ON CONFLICT (sensor_id, minute)"
+            " DO UPDATE SET count = metrics_1m.count + 1",
+            (datetime.combine(today - timedelta(days=1), datetime.min.time(), UTC),),
+        )
+        assert scalar(dsn, "SELECT max(count) FROM metrics_1m") == 61
+        conn.execute("SELECT sensorpipe_apply_tiered_retention(%s, 7, 90, 730)", (today,))
+        assert retention.minute_days(conn, today)[0][0] == today - timedelta(days=1)
+        assert scalar(dsn, "SELECT count(*) FROM retention_log WHERE tier = '1m' AND reason = 'time'") == 1
 
 
 class FakeDisk:

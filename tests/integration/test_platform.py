@@ -135,6 +135,8 @@ def test_daily_partitions_and_tiered_retention(db_dsn: str) -> None:
         tier = {"metrics_1m": "1m", "metrics_1m_partition": "1m", "metrics_1h_partition": "1h", "metrics_1h": "1h"}
         tier["retention_log"] = "1h"
         edges = {t: (_edge(today, keep[tier[t]] + 1), _edge(today, keep[tier[t]])) for t in rows}
+        for t in edges["metrics_1m"]:  # the 1-minute rollups live in day partitions (migration 010)
+            conn.execute("SELECT sensorpipe_ensure_minute_day(%s)", (t.date(),))
         for table, stmt in rows.items():
             for t in edges[table]:
                 conn.execute(stmt, (t,))
@@ -179,7 +181,8 @@ def test_daily_partitions_and_tiered_retention(db_dsn: str) -> None:
             "event_conflicts": ("seen_at", "raw"),
         }
         listed = conn.execute("SELECT table_name::text, time_column::text, tier FROM retention_targets").fetchall()
-        assert {t: (c, k) for t, c, k in listed} == trimmed
+        # metrics_1m is trimmed by dropping its day partitions (migration 010), not listed
+        assert {t: (c, k) for t, c, k in listed} == {t: v for t, v in trimmed.items() if t != "metrics_1m"}
         for table, (col, _tier) in trimmed.items():
             only_edges = "day = '2000-01-01'" if table == "retention_log" else "true"  # not this run's drops
             got = [r[0] for r in conn.execute(f"SELECT {col} FROM {table} WHERE {only_edges}")]
@@ -194,8 +197,12 @@ def test_daily_partitions_and_tiered_retention(db_dsn: str) -> None:
         assert f"metrics_{(today - timedelta(days=7)):%Y%m%d}" in names
         assert f"metrics_{(today - timedelta(days=8)):%Y%m%d}" not in names
         # each time drop is logged, and the raw horizon follows the newest day dropped
-        logged = conn.execute("SELECT day, reason FROM retention_log WHERE day > '2001-01-01' ORDER BY day").fetchall()
+        logged = conn.execute(
+            "SELECT day, reason FROM retention_log WHERE day > '2001-01-01' AND tier = 'raw' ORDER BY day"
+        ).fetchall()
         assert logged == [(today - timedelta(days=d), "time") for d in (10, 9, 8)]
+        minute_days = conn.execute("SELECT day, reason FROM retention_log WHERE tier = '1m'").fetchall()
+        assert minute_days == [(today - timedelta(days=keep["1m"] + 1), "time")]
         horizon = conn.execute("SELECT raw_horizon FROM retention_state").fetchone()
         assert horizon == (datetime.combine(today - timedelta(days=7), datetime.min.time(), tzinfo=UTC),)
 

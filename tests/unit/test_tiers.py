@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sensorpipe.storage.queries import HOUR, MINUTE, RAW, TierError, Tiers
+from sensorpipe.storage.queries import HOUR, MINUTE, RAW, Horizons, TierError, Tiers
 
 NOW = datetime(2026, 11, 29, 15, 30, tzinfo=UTC)
 MIDNIGHT = datetime(2026, 11, 29, tzinfo=UTC)
@@ -51,9 +51,21 @@ def test_summaries_read_hours_past_the_minutes_retention() -> None:
 
 def test_a_raw_horizon_past_the_raw_days_narrows_the_raw_tier_only() -> None:
     horizon = MIDNIGHT - timedelta(days=2)
-    assert T.starts(NOW, horizon)[RAW] == horizon
-    assert T.starts(NOW, MIDNIGHT - timedelta(days=30))[RAW] == MIDNIGHT - timedelta(days=7)  # days still rule
-    assert T.for_aggregate(horizon, 30, NOW, horizon) == RAW
+    assert T.starts(NOW, Horizons(raw=horizon))[RAW] == horizon
+    assert T.starts(NOW, Horizons(raw=MIDNIGHT - timedelta(days=30)))[RAW] == MIDNIGHT - timedelta(
+        days=7
+    )  # days still rule
+    assert T.for_aggregate(horizon, 30, NOW, Horizons(raw=horizon)) == RAW
     with pytest.raises(TierError, match="kept from 2026-11-27 00:00 UTC"):
-        T.for_aggregate(horizon - timedelta(hours=1), 30, NOW, horizon)
-    assert T.for_aggregate(horizon - timedelta(hours=1), 60, NOW, horizon) == MINUTE
+        T.for_aggregate(horizon - timedelta(hours=1), 30, NOW, Horizons(raw=horizon))
+    assert T.for_aggregate(horizon - timedelta(hours=1), 60, NOW, Horizons(raw=horizon)) == MINUTE
+
+
+def test_a_minute_horizon_sends_older_minutes_to_the_hours() -> None:
+    h = Horizons(raw=MIDNIGHT, minute=MIDNIGHT - timedelta(days=3))
+    assert T.for_aggregate(MIDNIGHT - timedelta(days=3), 60, NOW, h) == MINUTE
+    assert T.for_aggregate(MIDNIGHT - timedelta(days=4), 3600, NOW, h) == HOUR
+    with pytest.raises(TierError, match="1-minute rollups are kept from 2026-11-26 00:00 UTC"):
+        T.for_aggregate(MIDNIGHT - timedelta(days=4), 60, NOW, h)
+    assert T.for_summary(MIDNIGHT - timedelta(days=4), NOW, h) == HOUR
+    assert T.for_summary(MIDNIGHT - timedelta(days=2), NOW, h) == MINUTE

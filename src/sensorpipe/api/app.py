@@ -369,10 +369,10 @@ def create_app(cfg: ApiConfig) -> FastAPI:
     def cfg_now() -> datetime:
         return datetime.fromtimestamp(cfg.clock(), UTC)
 
-    def raw_horizon() -> datetime | None:
-        """Where size retention left the raw rows starting, as the disk watch last read it."""
+    def horizons() -> queries.Horizons:
+        """Where retention left raw rows and 1-minute rollups starting, as the disk watch last read it."""
         d = disk_watch.latest
-        return None if d is None else d.raw_horizon
+        return queries.Horizons() if d is None else queries.Horizons(d.raw_horizon, d.minute_horizon)
 
     # -- readings ---------------------------------------------------------------------------
     @app.get("/api/readings", response_model=s.ReadingsPage, responses=ERRORS, tags=["metrics"])
@@ -417,7 +417,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         if (hi - lo).total_seconds() / secs > MAX_BUCKETS:
             raise HTTPException(400, f"at most {MAX_BUCKETS} buckets per sensor: use a larger bucket")
         try:
-            tier = cfg.tiers.for_aggregate(lo, secs, now, raw_horizon())
+            tier = cfg.tiers.for_aggregate(lo, secs, now, horizons())
         except queries.TierError as e:
             raise HTTPException(400, str(e)) from e
         async with db.connection() as c:
@@ -436,8 +436,9 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         ids = _check_ids(sensor_id)
         now = cfg_now()
         lo, hi = _range(start, end, timedelta(hours=24), timedelta(days=cfg.tiers.hour_days), now)
-        tier = cfg.tiers.for_summary(lo, now)
-        raw = lo >= cfg.tiers.starts(now, raw_horizon())[queries.RAW]
+        kept = horizons()
+        tier = cfg.tiers.for_summary(lo, now, kept)
+        raw = lo >= cfg.tiers.starts(now, kept)[queries.RAW]
         async with db.connection() as c:
             r = await queries.summary(c, ids, lo, hi, resolution=tier, raw_covered=raw)
         return s.SummaryPublic(

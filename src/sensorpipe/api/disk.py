@@ -53,6 +53,7 @@ class DiskStatus:
     drops: dict[str, dict[str, int]]  # reason -> {days, rows}
     recent_drops: list[dict[str, Any]] = field(default_factory=list)
     raw_horizon: datetime | None = None  # raw rows are kept from here (size retention moved it)
+    minute_horizon: datetime | None = None  # and the 1-minute rollups from here
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class _Store:
     drops: dict[str, dict[str, int]]
     recent: list[dict[str, Any]]
     horizon: datetime | None
+    minute_horizon: datetime | None
 
 
 class DiskWatch:
@@ -116,7 +118,9 @@ class DiskWatch:
         st = self._store()
         store, drops, recent = st.size, st.drops, st.recent
         if planned is None:
-            return DiskStatus(time.time(), False, None, None, {}, {}, store, None, [], drops, recent, st.horizon)
+            return DiskStatus(
+                time.time(), False, None, None, {}, {}, store, None, [], drops, recent, st.horizon, st.minute_horizon
+            )
         plan, watch, pg_data = planned
         assert self.state_dir is not None
         used = local_disk.usage(self.state_dir, pg_data)
@@ -138,6 +142,7 @@ class DiskWatch:
             drops=drops,
             recent_drops=recent,
             raw_horizon=st.horizon,
+            minute_horizon=st.minute_horizon,
         )
 
     def _store(self) -> _Store:
@@ -146,14 +151,15 @@ class DiskWatch:
                 size = retention.store_bytes(conn)
                 totals = retention.drop_totals(conn)
                 recent = [
-                    {"dropped_at": a.isoformat(), "day": d.isoformat(), "reason": r, "rows": n, "bytes": b}
-                    for a, d, r, n, b in retention.recent_drops(conn, 5)
+                    {"dropped_at": a.isoformat(), "day": d.isoformat(), "reason": r, "rows": n, "bytes": b, "tier": t}
+                    for a, d, r, n, b, t in retention.recent_drops(conn, 5)
                 ]
-                horizon = retention.horizon(conn)
+                raw, minute = retention.horizons(conn)
         except (psycopg.Error, PoolTimeout) as e:
             log.info("store size not read: %s", e)
-            return _Store(None, {}, [], None)
-        return _Store(size, {r: {"days": n, "rows": rows} for r, (n, rows) in totals.items()}, recent, horizon)
+            return _Store(None, {}, [], None, None)
+        totals_by_reason = {r: {"days": n, "rows": rows} for r, (n, rows) in totals.items()}
+        return _Store(size, totals_by_reason, recent, raw, minute)
 
     def _floor_alarms(self, watch: list[Path]) -> tuple[list[Alarm], int | None]:
         try:

@@ -125,6 +125,7 @@ class RetentionDrop(BaseModel):
     reason: str = Field(description="time (older than the raw retention) or size (over the disk budget).")
     rows: int = Field(description="Rows dropped, as the planner estimated them.")
     bytes: int
+    tier: str = Field(default="raw", description="raw (raw rows with their dedupe rows) or 1m (1-minute rollups).")
 
 
 class DiskPublic(BaseModel):
@@ -141,6 +142,9 @@ class DiskPublic(BaseModel):
     recent_drops: list[RetentionDrop]
     raw_horizon: datetime | None = Field(
         default=None, description="Raw rows are kept from this time on, once size retention has dropped days."
+    )
+    minute_horizon: datetime | None = Field(
+        default=None, description="1-minute rollups are kept from this time on, once retention has dropped days."
     )
 
 

@@ -53,8 +53,14 @@ class ConsumerMetrics:
             "sensorpipe_consumer_store_bytes", "The database's files, as size retention measured them", registry=r
         )
         self.retention_drops = Counter(
-            "sensorpipe_consumer_retention_drops", "Raw days dropped by retention", ["reason"], registry=r
+            "sensorpipe_consumer_retention_drops",
+            "Days dropped by retention, by reason (time, size) and tier (raw, 1m)",
+            ["reason", "tier"],
+            registry=r,
         )
         self.retention_rows = Counter(
-            "sensorpipe_consumer_retention_rows", "Raw rows dropped by retention (estimated)", ["reason"], registry=r
+            "sensorpipe_consumer_retention_rows",
+            "Rows dropped by retention (estimated), by reason and tier",
+            ["reason", "tier"],
+            registry=r,
         )

@@ -434,8 +434,9 @@ class ConsumerService:
         self._high_water.observe(now, r.found_bytes, r.store_bytes)
         for d in r.drops:
             log.warning(
-                "size retention: dropped raw day %s (about %d rows, %s): the store held %s, over its "
+                "size retention: dropped %s day %s (about %d rows, %s): the store held %s, over its "
                 "high-water mark of %s (share %s)",
+                "raw" if d.tier == "raw" else "1-minute rollup",
                 d.day,
                 d.rows,
                 human(d.bytes),
@@ -443,13 +444,13 @@ class ConsumerService:
                 human(mark),
                 human(r.share),
             )
-            self.metrics.retention_drops.labels(reason="size").inc()
-            self.metrics.retention_rows.labels(reason="size").inc(d.rows)
+            self.metrics.retention_drops.labels(reason="size", tier=d.tier).inc()
+            self.metrics.retention_rows.labels(reason="size", tier=d.tier).inc(d.rows)
         self._load_horizon()  # every pass: other consumers' drops move it too
         self.metrics.store_bytes.set(r.store_bytes)
         self.guard.over_budget = (
             f"the store holds {human(r.store_bytes)}, over its share of {human(r.share)}, with nothing before "
-            f"today left to drop"
+            f"today left to drop but hourly rollups"
             if r.over
             else None
         )
@@ -756,7 +757,7 @@ class ConsumerService:
             return
         if created or dropped:
             log.info("partitions: %d created, %d dropped by retention", created, dropped)
-        self.metrics.retention_drops.labels(reason="time").inc(dropped)
+        self.metrics.retention_drops.labels(reason="time", tier="raw").inc(dropped)
         self._load_horizon()
         self._next_maintain = now + 600
 

@@ -163,7 +163,8 @@ def newest_age_s(dsn: str) -> float:
 
 
 # -- bytes at rest (the storage stage) ------------------------------------------------------------
-# Heap (with TOAST) and indexes apart, per kind of table. metrics is the sum of its day partitions.
+# Heap (with TOAST) and indexes apart, per kind of table. metrics and metrics_1m are the sums of
+# their day partitions.
 _AT_REST = """
 SELECT 'raw rows' AS part, coalesce(sum(pg_table_size(i.inhrelid)), 0)::int8 AS heap,
        coalesce(sum(pg_indexes_size(i.inhrelid)), 0)::int8 AS indexes
@@ -171,8 +172,9 @@ FROM pg_inherits i WHERE i.inhparent = 'metrics'::regclass
 UNION ALL
 SELECT 'dedupe', pg_table_size('processed_events'), pg_indexes_size('processed_events')
 UNION ALL
-SELECT 'rollups', sum(pg_table_size(t)), sum(pg_indexes_size(t))
-FROM unnest(ARRAY['metrics_1m', 'metrics_1h', 'metrics_1m_partition', 'metrics_1h_partition']::regclass[]) t
+SELECT 'rollups', sum(pg_table_size(p.relid)), sum(pg_indexes_size(p.relid))
+FROM unnest(ARRAY['metrics_1m', 'metrics_1h', 'metrics_1m_partition', 'metrics_1h_partition']::regclass[]) t,
+     pg_partition_tree(t) p
 UNION ALL
 SELECT 'other', sum(pg_table_size(t)), sum(pg_indexes_size(t))
 FROM unnest(ARRAY['sensor_stats', 'ingest_counters', 'ignored_deliveries', 'dead_letters',

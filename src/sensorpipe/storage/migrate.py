@@ -46,8 +46,9 @@ def available() -> list[Migration]:
     return out
 
 
-def migrate(dsn: str) -> list[int]:
-    """Apply pending migrations; returns the versions applied now."""
+def migrate(dsn: str, upto: int | None = None) -> list[int]:
+    """Apply pending migrations (those up to version `upto`, if given); returns the versions
+    applied now."""
     applied_now: list[int] = []
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
@@ -59,6 +60,8 @@ def migrate(dsn: str) -> list[int]:
             )
             done = {v: c for v, c in conn.execute("SELECT version, checksum FROM schema_migrations")}
             for mig in available():
+                if upto is not None and mig.version > upto:
+                    break
                 if mig.version in done:
                     if done[mig.version] != mig.checksum:
                         raise MigrationError(

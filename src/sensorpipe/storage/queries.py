@@ -74,25 +74,35 @@ class TierError(ValueError):
 
 
 @dataclass(frozen=True)
+class Horizons:
+    """Where retention left raw rows and 1-minute rollups starting (None: by their days)."""
+
+    raw: datetime | None = None
+    minute: datetime | None = None
+
+
+@dataclass(frozen=True)
 class Tiers:
     raw_days: int = 7
     minute_days: int = 90
     hour_days: int = 730
 
-    def starts(self, now: datetime, raw_horizon: datetime | None = None) -> dict[str, datetime]:
-        """Where each tier's data begins: UTC midnights, as retention cuts them; raw rows from
-        the raw horizon when size retention moved it past the raw days (migration 009)."""
+    def starts(self, now: datetime, horizons: Horizons | None = None) -> dict[str, datetime]:
+        """Where each tier's data begins: UTC midnights, as retention cuts them; from the
+        horizons when size retention moved them past the days (migrations 009, 010)."""
         midnight = datetime(now.year, now.month, now.day, tzinfo=UTC)
         days = {RAW: self.raw_days, MINUTE: self.minute_days, HOUR: self.hour_days}
         out = {tier: midnight - timedelta(days=d) for tier, d in days.items()}
-        if raw_horizon is not None:
-            out[RAW] = max(out[RAW], raw_horizon)
+        h = horizons or Horizons()
+        for tier, at in ((RAW, h.raw), (MINUTE, h.minute)):
+            if at is not None:
+                out[tier] = max(out[tier], at)
         return out
 
-    def for_aggregate(self, start: datetime, bucket_s: int, now: datetime, raw_horizon: datetime | None = None) -> str:
+    def for_aggregate(self, start: datetime, bucket_s: int, now: datetime, horizons: Horizons | None = None) -> str:
         """Buckets of whole hours beyond one hour come from hours (the same sums, far fewer
         rows); whole minutes from minutes while they are kept; shorter ones from raw rows."""
-        since = self.starts(now, raw_horizon)
+        since = self.starts(now, horizons)
         if bucket_s % 3600 == 0 and bucket_s > 3600:
             return HOUR
         if bucket_s % 60 == 0:
@@ -101,7 +111,8 @@ class Tiers:
             if bucket_s % 3600 == 0:
                 return HOUR
             raise TierError(
-                f"1-minute rollups are kept for {self.minute_days} days: over older ranges use a bucket of whole hours"
+                f"1-minute rollups are kept from {since[MINUTE]:%Y-%m-%d %H:%M} UTC (at most {self.minute_days} days, "
+                "fewer when the disk budget is short): over older ranges use a bucket of whole hours"
             )
         if start >= since[RAW]:
             return RAW
@@ -110,8 +121,8 @@ class Tiers:
             "the disk budget is short): over older ranges use whole minutes"
         )
 
-    def for_summary(self, start: datetime, now: datetime) -> str:
-        return MINUTE if start >= self.starts(now)[MINUTE] else HOUR
+    def for_summary(self, start: datetime, now: datetime, horizons: Horizons | None = None) -> str:
+        return MINUTE if start >= self.starts(now, horizons)[MINUTE] else HOUR
 
 
 # -- aggregates ---------------------------------------------------------------------------------

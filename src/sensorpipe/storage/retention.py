@@ -1,9 +1,11 @@
 """Retention by size: what the store takes on disk, which raw days can go, and the record of
 what went (migration 009).
 
-The consumer calls `enforce` on its own autocommit connection. Contract: only raw days before
-the current UTC day are ever dropped, oldest first, one transaction each (the partition, its
-dedupe rows and the raw horizon move together); the rollups are never touched here.
+The consumer calls `enforce` on its own autocommit connection. Contract: only days before the
+current UTC day are ever dropped, oldest first, one transaction each. Raw days go first (the
+partition, its dedupe rows and the raw horizon move together); only when no raw day before
+today is left do 1-minute rollup days go (migration 010: the partition and the minute horizon
+move together). The hourly rollups are never touched here.
 """
 
 from __future__ import annotations
@@ -26,13 +28,23 @@ WHERE p.relname = 'metrics' AND c.relname ~ '^metrics_[0-9]{8}$'
   AND to_date(substr(c.relname, 9), 'YYYYMMDD') < %s
 ORDER BY 1
 """
-_DROP_DAY = "SELECT sensorpipe_drop_raw_day(%s, %s, %s)"
-
-_HORIZON = "SELECT raw_horizon FROM retention_state"
-_DROPS = """
-SELECT dropped_at, day, reason, rows, bytes FROM retention_log ORDER BY id DESC LIMIT %s
+_MINUTE_DAYS = """
+SELECT to_date(substr(c.relname, 12), 'YYYYMMDD') AS day, pg_total_relation_size(c.oid) AS bytes
+FROM pg_inherits i
+JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'metrics_1m'::regclass AND c.relname ~ '^metrics_1m_[0-9]{8}$'
+  AND to_date(substr(c.relname, 12), 'YYYYMMDD') < %s
+ORDER BY 1
 """
-_DROP_TOTALS = "SELECT reason, count(*), coalesce(sum(rows), 0)::int8 FROM retention_log GROUP BY reason"
+_DROP_DAY = {"raw": "SELECT sensorpipe_drop_raw_day(%s, %s, %s)", "1m": "SELECT sensorpipe_drop_minute_day(%s, %s, %s)"}
+
+_HORIZONS = "SELECT raw_horizon, minute_horizon FROM retention_state"
+_DROPS = """
+SELECT dropped_at, day, reason, rows, bytes, tier FROM retention_log ORDER BY id DESC LIMIT %s
+"""
+_DROP_TOTALS = (
+    "SELECT reason, count(*), coalesce(sum(rows), 0)::int8 FROM retention_log WHERE tier = 'raw' GROUP BY reason"
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,7 @@ class Drop:
     day: date
     rows: int
     bytes: int
+    tier: str = "raw"  # raw | 1m
 
 
 @dataclass(frozen=True)
@@ -53,7 +66,7 @@ class Enforced:
 
     @property
     def over(self) -> bool:
-        """Still over the share: nothing before today was left to drop."""
+        """Still over the share: nothing before today was left to drop but hourly rollups."""
         return self.store_bytes > self.share
 
 
@@ -68,10 +81,16 @@ def raw_days(conn: psycopg.Connection[Any], before: date) -> list[tuple[date, in
     return [(d, int(b)) for d, b in conn.execute(_RAW_DAYS, (before,)).fetchall()]
 
 
+def minute_days(conn: psycopg.Connection[Any], before: date) -> list[tuple[date, int]]:
+    """The days of 1-minute rollups stored before `before`, oldest first, with their bytes."""
+    return [(d, int(b)) for d, b in conn.execute(_MINUTE_DAYS, (before,)).fetchall()]
+
+
 def enforce(conn: psycopg.Connection[Any], share: int, today: date, target: int | None = None) -> Enforced:
-    """Drop the oldest raw days before `today` while the store's files are over `target`
-    bytes (default: `share`). A target under the share is the caller's high-water mark: it
-    leaves room for what arrives before the next pass, so the files stay under the share.
+    """Drop the oldest days before `today` while the store's files are over `target` bytes
+    (default: `share`): raw days first, then, once none is left, 1-minute rollup days. A target
+    under the share is the caller's high-water mark: it leaves room for what arrives before the
+    next pass, so the files stay under the share.
 
     The budget is on disk, so the files are what count. A day's metrics partition leaves the
     disk when it is dropped; its dedupe rows leave space inside processed_events that later
@@ -82,29 +101,35 @@ def enforce(conn: psycopg.Connection[Any], share: int, today: date, target: int 
     limit = share if target is None else min(target, share)
     found = size = store_bytes(conn)
     drops: list[Drop] = []
-    if size <= limit:
-        return Enforced(size, share, drops, found)
-    for day, bytes_ in raw_days(conn, today):
-        with conn.transaction():
-            row = conn.execute(_DROP_DAY, (day, "size", today)).fetchone()
-        drops.append(Drop(day, int(row[0]) if row else 0, bytes_))
-        size = store_bytes(conn)
+    for tier, days in (("raw", raw_days), ("1m", minute_days)):
         if size <= limit:
             break
+        for day, bytes_ in days(conn, today):
+            with conn.transaction():
+                row = conn.execute(_DROP_DAY[tier], (day, "size", today)).fetchone()
+            drops.append(Drop(day, int(row[0]) if row else 0, bytes_, tier))
+            size = store_bytes(conn)
+            if size <= limit:
+                break
     return Enforced(size, share, drops, found)
 
 
 def horizon(conn: psycopg.Connection[Any]) -> datetime | None:
     """The earliest event time still accepted after size drops (None: time retention only)."""
-    row = conn.execute(_HORIZON).fetchone()
-    return row[0] if row else None
+    return horizons(conn)[0]
+
+
+def horizons(conn: psycopg.Connection[Any]) -> tuple[datetime | None, datetime | None]:
+    """Where the raw rows and the 1-minute rollups start after drops (None: by their days)."""
+    row = conn.execute(_HORIZONS).fetchone()
+    return (row[0], row[1]) if row else (None, None)
 
 
 def recent_drops(conn: psycopg.Connection[Any], limit: int = 20) -> list[tuple[Any, ...]]:
-    """(dropped_at, day, reason, rows, bytes), newest first."""
+    """(dropped_at, day, reason, rows, bytes, tier), newest first."""
     return list(conn.execute(_DROPS, (limit,)).fetchall())
 
 
 def drop_totals(conn: psycopg.Connection[Any]) -> dict[str, tuple[int, int]]:
-    """reason -> (days dropped, rows dropped)."""
+    """reason -> (raw days dropped, rows dropped)."""
     return {str(r): (int(n), int(rows)) for r, n, rows in conn.execute(_DROP_TOTALS).fetchall()}

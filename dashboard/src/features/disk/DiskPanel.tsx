@@ -59,7 +59,9 @@ export function DiskPanel({ disk }: { disk: Disk | null | undefined }) {
       </p>
       {disk.raw_horizon ? (
         <p className="muted" data-testid="disk-horizon">
-          Raw readings are kept from {time(disk.raw_horizon)} on; older ranges are served from the rollups.
+          Raw readings are kept from {time(disk.raw_horizon)} on
+          {disk.minute_horizon ? `, 1-minute rollups from ${time(disk.minute_horizon)}` : ""}; older ranges are served
+          from the coarser rollups.
         </p>
       ) : null}
     </section>
