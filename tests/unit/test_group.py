@@ -9,7 +9,7 @@ from sensorpipe.consumer.group import GroupWatch
 from sensorpipe.consumer.service import close_within
 
 
-def test_a_member_waiting_on_itself_past_the_limit_is_stuck() -> None:
+def test_a_member_out_of_the_steady_state_past_the_limit_is_stuck() -> None:
     w = GroupWatch(limit_s=16)
     assert w.observe(0, "up", "steady") and w.stuck(100) is None
     assert not w.observe(5, "up", "steady")
@@ -23,11 +23,13 @@ def test_a_member_waiting_on_itself_past_the_limit_is_stuck() -> None:
     assert w.stuck(100) is None and (w.state, w.join_state) == ("init", "init")
 
 
-def test_waits_on_the_broker_are_left_to_librdkafka() -> None:
+def test_every_state_out_of_steady_counts_until_steady_again() -> None:
     w = GroupWatch(limit_s=16)
-    for t, state, join in [(0, "query-coord", "init"), (20, "wait-coord", "init"), (40, "up", "wait-join")]:
+    for t, state, join in [(0, "query-coord", "wait-sync"), (5, "query-coord", "init"), (10, "wait-coord", "init")]:
         w.observe(t, state, join)
-        assert w.stuck(t + 100) is None
+    assert w.stuck(15) is None and w.stuck(16) == 16  # counted from the first
+    w.observe(17, "up", "steady")
+    assert w.stuck(100) is None
 
 
 class Closing:

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# Join states in which librdkafka waits on itself (its fetchers to stop, its own commits, the
-# application's assign call), not on the broker: a healthy client leaves them in moments.
-LOCAL_WAITS = frozenset(
-    {"wait-assign-call", "wait-unassign-call", "wait-unassign-to-complete", "wait-incr-unassign-to-complete"}
-)
-
 
 @dataclass
 class GroupWatch:
     """Notices a group membership that does not come back by itself.
 
     librdkafka rejoins the group after a lost session on its own. But a member that lost its
-    session while the coordinator was away (a broker frozen, then back) can stay in
-    wait-incr-unassign-to-complete for good: no assignment, no error, and a close() that never
-    returns. The waits on the broker (finding the coordinator, joining, syncing) are left to
-    librdkafka's own retries; `stuck()` reports a member that stayed in one of its local waits
-    (LOCAL_WAITS) for longer than `limit_s`, judged from librdkafka's statistics.
+    session while the coordinator was away (a broker frozen, then back while its coordinator
+    reloads the group) can stay out of the group for good: in join state
+    wait-incr-unassign-to-complete, or querying for a coordinator that the cluster does serve,
+    with no assignment, no error, and a close() that may never return. `stuck()` reports a
+    member that stayed out of the steady state for longer than `limit_s`, which no healthy
+    rebalance takes (the caller passes the rebalance timeout plus a session); whether the
+    cluster answers at all is the caller's to check, since during a broker outage waiting is
+    all a new member could do either.
     """
 
     limit_s: float
@@ -32,14 +29,14 @@ class GroupWatch:
         """Record the group's state; True when it changed."""
         changed = (state, join_state) != (self.state, self.join_state)
         self.state, self.join_state = state, join_state
-        if join_state not in LOCAL_WAITS:
+        if state == "up" and join_state == "steady":
             self._since = None
         elif self._since is None:
             self._since = now
         return changed
 
     def stuck(self, now: float) -> float | None:
-        """Seconds in a local wait, once that is longer than the limit."""
+        """Seconds out of the steady state, once that is longer than the limit."""
         if self._since is None or now - self._since < self.limit_s:
             return None
         return now - self._since

@@ -74,6 +74,9 @@ AUTO_COMMIT_INTERVAL_MS = 1_000
 # group state librdkafka never leaves is left behind instead, at most MAX_LEFT_BEHIND times.
 CLOSE_TIMEOUT_S = 15.0
 MAX_LEFT_BEHIND = 3
+# How often, while the group watch says stuck, the cluster is asked whether it answers.
+GROUP_PROBE_S = 5.0
+GROUP_PROBE_TIMEOUT_S = 5.0
 
 
 class GroupStuckError(RuntimeError):
@@ -169,6 +172,7 @@ class ConsumerService:
         self._read_to: dict[int, int] = {}
         self._generation = 0  # which Kafka consumer is ours: _rejoin replaces it
         self._left_behind = 0
+        self._next_probe = 0.0
         self.group_watch = GroupWatch((settings.max_poll_interval_ms + settings.session_timeout_ms) / 1000)
         self.consumer = self._new_consumer()
         self.dlq_producer = Producer(
@@ -321,8 +325,10 @@ class ConsumerService:
         now = time.monotonic()  # intervals; event time and "today" come from self.clock
         self._refresh_knobs(now)
         stuck = self.group_watch.stuck(now)
-        if stuck is not None:
-            self._rejoin(stuck)
+        if stuck is not None and now >= self._next_probe:
+            self._next_probe = now + GROUP_PROBE_S
+            if self._cluster_answers():  # in an outage a new member could only wait too
+                self._rejoin(stuck)
         if now >= self._next_maintain:
             self._settle()  # maintenance uses the writer's connection
             self._maintain(now)
@@ -355,13 +361,25 @@ class ConsumerService:
             self._inflight = InFlight(batch, self._pool.submit(self._write, batch, self.knobs.slowdown_ms))
         return result
 
+    def _cluster_answers(self) -> bool:
+        """Whether a broker answers a metadata request for our topic, asked by a new client:
+        the stuck one may not get an answer even from a healthy cluster."""
+        try:
+            admin = AdminClient(self.kafka.client_config())
+            md = admin.list_topics(self.kafka.topic, timeout=GROUP_PROBE_TIMEOUT_S)
+        except KafkaException:
+            return False
+        t = md.topics.get(self.kafka.topic)
+        return t is not None and t.error is None
+
     def _rejoin(self, stuck_s: float) -> None:
         """Replace a Kafka consumer whose group membership did not come back by itself. Its
         partitions, if it still holds any, are given up as on a revoke (the batch in flight
         settles first); the new member joins under a new member id and reads on from the
         committed offsets."""
         log.warning(
-            "group member waiting on itself for %.0fs (state %s, join state %s); rejoining with a new member",
+            "group member out of the steady state for %.0fs while the cluster answers (state %s, join state %s); "
+            "rejoining with a new member",
             stuck_s,
             self.group_watch.state,
             self.group_watch.join_state,
