@@ -8,6 +8,7 @@ own values without touching the environment.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
@@ -15,6 +16,7 @@ from urllib.parse import quote
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sensorpipe.contracts.clock import make_clock
 from sensorpipe.contracts.disk import parse_amount
 from sensorpipe.contracts.topics import CONSUMER_GROUP, DLQ_TOPIC, PARTITIONS, TOPIC
 
@@ -47,6 +49,10 @@ class ClockSettings(BaseSettings):
     origin: float | None = Field(
         default=None, description="Real epoch seconds at which the simulation stood at `start`; unset: process start."
     )
+
+    def clock(self) -> Callable[[], float]:
+        """The clock these settings describe (contracts.clock.make_clock)."""
+        return make_clock(self.start, self.speed, self.origin)
 
 
 class DiskSettings(BaseSettings):

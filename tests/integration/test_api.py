@@ -116,6 +116,22 @@ def get(api: Api, path: str, **params: object) -> httpx.Response:
     return httpx.get(f"{api.url}{path}", params=params, timeout=30)  # type: ignore[arg-type]
 
 
+def _config(api: Api, **overrides: Any) -> ApiConfig:
+    """A second API's configuration on the module's topics and database."""
+    fields: dict[str, Any] = {
+        "dsn": api.dsn,
+        "bootstrap": api.bootstrap,
+        "topic": api.topic,
+        "dlq_topic": f"{api.topic}.dlq",
+        "group": api.group,
+        "admin_token": TOKEN,
+        "statement_timeout_ms": 5000,
+        "cors_origins": [],
+        "dashboard_dir": None,
+    }
+    return ApiConfig(**{**fields, **overrides})
+
+
 def test_readings_pagination_neither_skips_nor_repeats(api: Api) -> None:
     start, end = api.t0.isoformat(), (api.t0 + timedelta(hours=2)).isoformat()
     seen: list[tuple[str, str]] = []
@@ -218,18 +234,7 @@ def test_now_is_the_pipelines_clock(api: Api) -> None:
     """Under a simulated clock (a soak), "now" for default ranges and for which tier still
     covers a range is the clock the producer stamps and the consumer retains by."""
     later = api.t0 + timedelta(days=100)
-    cfg = ApiConfig(
-        dsn=api.dsn,
-        bootstrap=api.bootstrap,
-        topic=api.topic,
-        dlq_topic=f"{api.topic}.dlq",
-        group=api.group,
-        admin_token=TOKEN,
-        statement_timeout_ms=5000,
-        cors_origins=[],
-        dashboard_dir=None,
-        clock=SimClock(later.timestamp(), 1.0, time.time()),
-    )
+    cfg = _config(api, clock=SimClock(later.timestamp(), 1.0, time.time()))
     server = ApiServer(cfg)
     try:
         recent = {"bucket": "1m", "start": api.t0.isoformat(), "end": (api.t0 + timedelta(hours=2)).isoformat()}
@@ -252,17 +257,7 @@ def test_raw_rows_dropped_by_size_are_not_promised(api: Api, platform: Platform)
     horizon = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("UPDATE retention_state SET raw_horizon = %s", (horizon,))
-    cfg = ApiConfig(
-        dsn=dsn,
-        bootstrap=api.bootstrap,
-        topic=api.topic,
-        dlq_topic=f"{api.topic}.dlq",
-        group=api.group,
-        admin_token=TOKEN,
-        statement_timeout_ms=5000,
-        cors_origins=[],
-        dashboard_dir=None,
-    )
+    cfg = _config(api, dsn=dsn)
     server = ApiServer(cfg)
     try:
 
@@ -495,17 +490,7 @@ def test_schemathesis_finds_no_500s_and_no_schema_violations(api: Api) -> None:
 def test_a_read_held_past_the_statement_timeout_gets_a_503(api: Api) -> None:
     """Every pooled connection runs under the statement timeout: a read held past it (here by
     a lock) is cancelled by the server and answered 503, and the same pool serves on."""
-    cfg = ApiConfig(
-        dsn=api.dsn,
-        bootstrap=api.bootstrap,
-        topic=api.topic,
-        dlq_topic=f"{api.topic}.dlq",
-        group=api.group,
-        admin_token=TOKEN,
-        statement_timeout_ms=300,
-        cors_origins=[],
-        dashboard_dir=None,
-    )
+    cfg = _config(api, statement_timeout_ms=300)
     server = ApiServer(cfg)
     try:
         url = f"{server.url}/api/sensors/sensor-00002"

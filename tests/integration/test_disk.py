@@ -9,7 +9,7 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -53,6 +53,23 @@ def _fill_days(dsn: str, days: list[int], rows: int) -> None:
                 {"d": str(d), "t": noon, "n": rows},
             )
         conn.execute("ANALYZE metrics")
+
+
+def _consumer(topics: Topics, dsn: str, **overrides: object) -> ConsumerService:
+    """An in-process consumer of its own group on the test's topics, subscribed."""
+    settings = ConsumerSettings.model_validate(
+        {"group_id": f"g-{uuid.uuid4().hex[:8]}", "batch_wait_ms": 100, "metrics_port": 0, **overrides}
+    )
+    svc = ConsumerService(topics.settings, settings, DatabaseSettings(url=dsn), ConsumerMetrics())
+    svc.start()
+    return svc
+
+
+def _step_until(svc: ConsumerService, pred: Callable[[], bool], timeout: float = 30) -> None:
+    """Step `svc` until `pred` holds or `timeout` passes (the caller asserts the outcome)."""
+    deadline = time.monotonic() + timeout
+    while not pred() and time.monotonic() < deadline:
+        svc.step()
 
 
 def _days_kept(dsn: str) -> list[int]:
@@ -278,15 +295,9 @@ def test_a_consumer_dead_letters_events_behind_the_raw_horizon(topics: Topics, d
     yesterday = int((time.time() - 86_400) * 1000)
     late, fresh = make_events(1, 1, ts_ms=yesterday), make_events(1, 1)
     produce_events(topics.settings.bootstrap(), topics.main, [*late, *fresh])
-    settings = ConsumerSettings.model_validate(
-        {"group_id": f"g-{uuid.uuid4().hex[:8]}", "batch_wait_ms": 100, "metrics_port": 0}
-    )
-    svc = ConsumerService(topics.settings, settings, DatabaseSettings(url=db_dsn), ConsumerMetrics())
-    svc.start()
+    svc = _consumer(topics, db_dsn)
     try:
-        deadline = time.monotonic() + 30
-        while scalar(db_dsn, "SELECT count(*) FROM dead_letters") < 1 and time.monotonic() < deadline:
-            svc.step()
+        _step_until(svc, lambda: scalar(db_dsn, "SELECT count(*) FROM dead_letters") >= 1)
     finally:
         svc.close()
     assert scalar(db_dsn, "SELECT reason FROM dead_letters") == ev.Reason.TIMESTAMP_OUT_OF_WINDOW.value
@@ -299,11 +310,7 @@ def test_a_day_dropped_by_another_consumer_is_dead_lettered_not_retried(topics: 
     the dropped day fails; it must then learn the new horizon and dead-letter the event as out
     of window, instead of retrying the batch until its next maintenance."""
     _fill_days(db_dsn, [2, 1, 0], rows=100)
-    settings = ConsumerSettings.model_validate(
-        {"group_id": f"g-{uuid.uuid4().hex[:8]}", "batch_wait_ms": 100, "metrics_port": 0, "retry_max_s": 1.0}
-    )
-    svc = ConsumerService(topics.settings, settings, DatabaseSettings(url=db_dsn), ConsumerMetrics())
-    svc.start()
+    svc = _consumer(topics, db_dsn, retry_max_s=1.0)
     try:
         first = make_events(1, 1)
         produce_events(topics.settings.bootstrap(), topics.main, first)
@@ -317,9 +324,7 @@ def test_a_day_dropped_by_another_consumer_is_dead_lettered_not_retried(topics: 
         late = make_events(1, 1, ts_ms=int((time.time() - 86_400) * 1000))
         fresh = make_events(1, 1)
         produce_events(topics.settings.bootstrap(), topics.main, [*late, *fresh])
-        deadline = time.monotonic() + 30
-        while scalar(db_dsn, "SELECT count(*) FROM dead_letters") < 1 and time.monotonic() < deadline:
-            svc.step()
+        _step_until(svc, lambda: scalar(db_dsn, "SELECT count(*) FROM dead_letters") >= 1)
     finally:
         svc.close()
     assert scalar(db_dsn, "SELECT reason FROM dead_letters") == ev.Reason.TIMESTAMP_OUT_OF_WINDOW.value

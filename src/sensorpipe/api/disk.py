@@ -61,7 +61,7 @@ class _Store:
     size: int | None
     drops: dict[str, dict[str, int]]
     recent: list[dict[str, Any]]
-    horizon: datetime | None
+    raw_horizon: datetime | None
     minute_horizon: datetime | None
 
 
@@ -116,17 +116,28 @@ class DiskWatch:
     def sample(self) -> DiskStatus:
         planned = local_disk.read_plan(self.state_dir) if self.state_dir is not None else None
         st = self._store()
-        store, drops, recent = st.size, st.drops, st.recent
         if planned is None:
             return DiskStatus(
-                time.time(), False, None, None, {}, {}, store, None, [], drops, recent, st.horizon, st.minute_horizon
+                at=time.time(),
+                managed=False,
+                budget_bytes=None,
+                floor_bytes=None,
+                shares={},
+                used={},
+                store_bytes=st.size,
+                free_bytes=None,
+                alarms=[],
+                drops=st.drops,
+                recent_drops=st.recent,
+                raw_horizon=st.raw_horizon,
+                minute_horizon=st.minute_horizon,
             )
         plan, watch, pg_data = planned
         assert self.state_dir is not None
         used = local_disk.usage(self.state_dir, pg_data)
         alarms, free = self._floor_alarms(watch)
         shares = {"kafka": plan.kafka, "postgres": plan.postgres, "logs": plan.logs}
-        pg_used = used.postgres if pg_data is not None else (store or 0)  # the data folder, WAL included
+        pg_used = used.postgres if pg_data is not None else (st.size or 0)  # the data folder, WAL included
         live = {"kafka": used.kafka, "postgres": pg_used, "logs": used.logs}
         alarms += _budget_alarms(shares, live)
         return DiskStatus(
@@ -136,12 +147,12 @@ class DiskWatch:
             floor_bytes=plan.floor,
             shares=shares,
             used={"kafka": used.kafka, "postgres": used.postgres, "logs": used.logs},
-            store_bytes=store,
+            store_bytes=st.size,
             free_bytes=free,
             alarms=alarms,
-            drops=drops,
-            recent_drops=recent,
-            raw_horizon=st.horizon,
+            drops=st.drops,
+            recent_drops=st.recent,
+            raw_horizon=st.raw_horizon,
             minute_horizon=st.minute_horizon,
         )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uvicorn
 
 from sensorpipe.api.app import ApiConfig, create_app
-from sensorpipe.contracts.clock import make_clock
 from sensorpipe.runtime.process import configure_logging
 from sensorpipe.runtime.procs import PlatformError
 from sensorpipe.settings import (
@@ -30,7 +29,6 @@ def build_config(
             f"refusing to listen on {api.host} without an admin token: set SENSORPIPE_ADMIN_TOKEN "
             f"(writes need it beyond loopback), or listen on 127.0.0.1"
         )
-    clock = ClockSettings()
     return ApiConfig(
         dsn=db.dsn(),
         bootstrap=kafka.bootstrap(),
@@ -45,7 +43,7 @@ def build_config(
         state_dir=StateSettings().resolved(),
         disk_floor=DiskSettings().floor,
         tiers=Tiers(db.retention_days, db.rollup_1m_days, db.rollup_1h_days),
-        clock=make_clock(clock.start, clock.speed, clock.origin),
+        clock=ClockSettings().clock(),
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from sensorpipe.consumer.guard import DiskGuard
 from sensorpipe.consumer.metrics import ConsumerMetrics
 from sensorpipe.consumer.service import ConsumerService
-from sensorpipe.contracts.clock import make_clock
 from sensorpipe.runtime.process import configure_logging, freeze_startup_heap, serve_metrics, stop_on_signals
 from sensorpipe.settings import ClockSettings, ConsumerSettings, DatabaseSettings, DiskSettings, KafkaSettings
 
@@ -23,7 +22,7 @@ def run_consumer(
         consumer,
         db,
         metrics,
-        clock=make_clock(clock.start, clock.speed, clock.origin),
+        clock=clock.clock(),
         guard=guard,
         store_share=disk.postgres_bytes,
         size_check_s=disk.size_check_s,

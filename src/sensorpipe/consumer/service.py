@@ -51,6 +51,7 @@ from sensorpipe.consumer.metrics import ConsumerMetrics
 from sensorpipe.contracts import events as ev
 from sensorpipe.contracts.config import PipelineConfig
 from sensorpipe.contracts.disk import human
+from sensorpipe.runtime.kafka import cluster_answers
 from sensorpipe.settings import ConsumerSettings, DatabaseSettings, KafkaSettings
 from sensorpipe.storage import config_store, positions, retention
 from sensorpipe.storage.writer import BatchResult, BatchWriter, Columns, DeadLetter
@@ -327,7 +328,9 @@ class ConsumerService:
         stuck = self.group_watch.stuck(now)
         if stuck is not None and now >= self._next_probe:
             self._next_probe = now + GROUP_PROBE_S
-            if self._cluster_answers():  # in an outage a new member could only wait too
+            # asked by a new client: the stuck one may get no answer from a healthy cluster; and
+            # in an outage a new member could only wait too
+            if cluster_answers(self.kafka.bootstrap(), GROUP_PROBE_TIMEOUT_S, self.kafka.security_protocol):
                 self._rejoin(stuck)
         if now >= self._next_maintain:
             self._settle()  # maintenance uses the writer's connection
@@ -360,17 +363,6 @@ class ConsumerService:
             batch.spans = self._spans(batch)
             self._inflight = InFlight(batch, self._pool.submit(self._write, batch, self.knobs.slowdown_ms))
         return result
-
-    def _cluster_answers(self) -> bool:
-        """Whether a broker answers a metadata request for our topic, asked by a new client:
-        the stuck one may not get an answer even from a healthy cluster."""
-        try:
-            admin = AdminClient(self.kafka.client_config())
-            md = admin.list_topics(self.kafka.topic, timeout=GROUP_PROBE_TIMEOUT_S)
-        except KafkaException:
-            return False
-        t = md.topics.get(self.kafka.topic)
-        return t is not None and t.error is None
 
     def _rejoin(self, stuck_s: float) -> None:
         """Replace a Kafka consumer whose group membership did not come back by itself. Its

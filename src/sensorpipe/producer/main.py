@@ -13,7 +13,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
-from sensorpipe.contracts.clock import make_clock
 from sensorpipe.producer.engine import ConfigPoller, ProducerEngine, config_from_settings
 from sensorpipe.producer.ledger import Ledger
 from sensorpipe.producer.metrics import ProducerMetrics
@@ -50,9 +49,7 @@ def run_producer(
     poller = None
     if settings.api_url:
         poller = ConfigPoller(settings.api_url, settings.config_poll_s, config_from_settings(settings))
-    c = ClockSettings()
-    clock = make_clock(c.start, c.speed, c.origin)
-    engine = ProducerEngine(settings, kafka, state_dir, metrics, index, shards, ledger, poller, clock)
+    engine = ProducerEngine(settings, kafka, state_dir, metrics, index, shards, ledger, poller, ClockSettings().clock())
     log.info(
         "producing to %s at %.0f events/s from %d sensors (shard %d of %d)",
         kafka.topic,

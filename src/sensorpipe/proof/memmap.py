@@ -23,11 +23,13 @@ def resident_by_kind(pid: int) -> dict[str, float] | None:
     kb = dict.fromkeys(KINDS, 0)
     kind = "anonymous"
     for line in text.splitlines():
-        head = line.split(maxsplit=1)[0]
-        if "-" in head and not head.endswith(":"):  # a mapping's header line: range perms offset dev inode [path]
-            kind = _kind(line.split()[5] if len(line.split()) > 5 else "")
-        elif head == "Rss:":
-            kb[kind] += int(line.split()[1])
+        fields = line.split()
+        if not fields:
+            continue
+        if "-" in fields[0] and not fields[0].endswith(":"):  # a header: range perms offset dev inode [path]
+            kind = _kind(fields[5] if len(fields) > 5 else "")
+        elif fields[0] == "Rss:":
+            kb[kind] += int(fields[1])
     return {k: round(v / 1024, 1) for k, v in kb.items()}
 
 

@@ -80,10 +80,11 @@ def admin_client(bootstrap: str, timeout_ms: int = 5000, security_protocol: str 
     )
 
 
-def cluster_answers(bootstrap: str, timeout: float = 2.0) -> bool:
-    """True when the cluster answers a metadata request with at least one broker."""
+def cluster_answers(bootstrap: str, timeout: float = 2.0, security_protocol: str = "PLAINTEXT") -> bool:
+    """True when the cluster answers a metadata request with at least one broker (asked by a
+    new client each time)."""
     try:
-        md = admin_client(bootstrap).list_topics(timeout=timeout)
+        md = admin_client(bootstrap, security_protocol=security_protocol).list_topics(timeout=timeout)
     except KafkaException:
         return False
     return len(md.brokers) > 0

@@ -19,21 +19,14 @@ import psycopg
 # The database's files. The WAL is not counted here: the disk plan reserves its own part of
 # PostgreSQL's share for it (max_wal_size), and the consumer is given the rest.
 _DB_BYTES = "SELECT pg_database_size(current_database())"
-_RAW_DAYS = """
-SELECT to_date(substr(c.relname, 9), 'YYYYMMDD') AS day, pg_total_relation_size(c.oid) AS bytes
+# The day partitions of `metrics` (raw rows) or of `metrics_1m` (1-minute rollups), named
+# <parent>_YYYYMMDD, before a day; the parent is one of those two names, never user input.
+_DAYS = """
+SELECT to_date(right(c.relname, 8), 'YYYYMMDD') AS day, pg_total_relation_size(c.oid) AS bytes
 FROM pg_inherits i
 JOIN pg_class c ON c.oid = i.inhrelid
-JOIN pg_class p ON p.oid = i.inhparent
-WHERE p.relname = 'metrics' AND c.relname ~ '^metrics_[0-9]{8}$'
-  AND to_date(substr(c.relname, 9), 'YYYYMMDD') < %s
-ORDER BY 1
-"""
-_MINUTE_DAYS = """
-SELECT to_date(substr(c.relname, 12), 'YYYYMMDD') AS day, pg_total_relation_size(c.oid) AS bytes
-FROM pg_inherits i
-JOIN pg_class c ON c.oid = i.inhrelid
-WHERE i.inhparent = 'metrics_1m'::regclass AND c.relname ~ '^metrics_1m_[0-9]{8}$'
-  AND to_date(substr(c.relname, 12), 'YYYYMMDD') < %s
+WHERE i.inhparent = %(parent)s::regclass AND c.relname ~ ('^' || %(parent)s || '_[0-9]{8}$')
+  AND to_date(right(c.relname, 8), 'YYYYMMDD') < %(before)s
 ORDER BY 1
 """
 _DROP_DAY = {"raw": "SELECT sensorpipe_drop_raw_day(%s, %s, %s)", "1m": "SELECT sensorpipe_drop_minute_day(%s, %s, %s)"}
@@ -78,12 +71,17 @@ def store_bytes(conn: psycopg.Connection[Any]) -> int:
 
 def raw_days(conn: psycopg.Connection[Any], before: date) -> list[tuple[date, int]]:
     """The raw days stored before `before`, oldest first, with their bytes on disk."""
-    return [(d, int(b)) for d, b in conn.execute(_RAW_DAYS, (before,)).fetchall()]
+    return _days(conn, "metrics", before)
 
 
 def minute_days(conn: psycopg.Connection[Any], before: date) -> list[tuple[date, int]]:
     """The days of 1-minute rollups stored before `before`, oldest first, with their bytes."""
-    return [(d, int(b)) for d, b in conn.execute(_MINUTE_DAYS, (before,)).fetchall()]
+    return _days(conn, "metrics_1m", before)
+
+
+def _days(conn: psycopg.Connection[Any], parent: str, before: date) -> list[tuple[date, int]]:
+    rows = conn.execute(_DAYS, {"parent": parent, "before": before}).fetchall()
+    return [(d, int(b)) for d, b in rows]
 
 
 def enforce(conn: psycopg.Connection[Any], share: int, today: date, target: int | None = None) -> Enforced:
