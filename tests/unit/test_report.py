@@ -140,3 +140,15 @@ def test_soak_memory_maps_are_shown_start_to_end() -> None:
     at = {"heap": 40.0, "anonymous": 60.0, "stack": 0.1, "files": 20.0}
     r["soak"]["memory"] = {"start": {"consumer": at}, "end": {"consumer": {**at, "anonymous": 90.0}}}
     assert "| consumer | 40.0 -> 40.0 | 60.0 -> 90.0 | 20.0 -> 20.0 |" in render(r, "x")
+
+
+def test_soak_activity_shows_where_the_api_statements_spent_the_window() -> None:
+    r = _soak(late_rss=210.0, end_p99=1.0, lost=0)
+    r["soak"]["api_p99"]["end"]["summary"]["activity"] = {
+        "samples": 100,
+        "interval_s": 0.1,
+        "top": [{"wait": "Lock:relation", "statement": "SELECT a || b FROM metrics", "seen": 37}],
+    }
+    r["soak"]["api_p99"]["end"]["summary"]["drops_during"] = {"size": 1, "time": 0}
+    out = render(r, "x")
+    assert "| end | summary | 1 size | Lock:relation | `SELECT a \\|\\| b FROM metrics` | 3.7 |" in out

@@ -283,7 +283,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         max_size=12,
         open=False,
         configure=configure_async,
-        kwargs={"autocommit": True, "connect_timeout": 3},
+        kwargs={"autocommit": True, "connect_timeout": 3, "application_name": queries.APPLICATION_NAME},
         timeout=5,
     )
     sync_pool = ConnectionPool(
@@ -292,7 +292,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         max_size=4,
         open=False,
         configure=configure,
-        kwargs={"autocommit": True, "connect_timeout": 3},
+        kwargs={"autocommit": True, "connect_timeout": 3, "application_name": queries.APPLICATION_NAME},
         timeout=5,
     )
 

@@ -30,6 +30,11 @@ class ConsumerMetrics:
             "Kafka consumers replaced because their group membership did not come back by itself",
             registry=r,
         )
+        self.memory_released = Counter(
+            "sensorpipe_consumer_memory_released_bytes",
+            "Resident memory the C allocator held free and gave back to the system (runtime.memory)",
+            registry=r,
+        )
         self.batch_size = Histogram(
             "sensorpipe_consumer_batch_size",
             "Messages per batch",

@@ -52,6 +52,7 @@ from sensorpipe.contracts import events as ev
 from sensorpipe.contracts.config import PipelineConfig
 from sensorpipe.contracts.disk import human
 from sensorpipe.runtime.kafka import cluster_answers
+from sensorpipe.runtime.memory import Trimmer, libc_trim
 from sensorpipe.settings import ConsumerSettings, DatabaseSettings, KafkaSettings
 from sensorpipe.storage import config_store, positions, retention
 from sensorpipe.storage.writer import BatchResult, BatchWriter, Columns, DeadLetter
@@ -78,6 +79,9 @@ MAX_LEFT_BEHIND = 3
 # How often, while the group watch says stuck, the cluster is asked whether it answers.
 GROUP_PROBE_S = 5.0
 GROUP_PROBE_TIMEOUT_S = 5.0
+# How often freed memory is handed back to the system (runtime.memory): after a backlog
+# drain the allocator would otherwise keep the drain's working set resident for good.
+TRIM_S = 30.0
 
 
 class GroupStuckError(RuntimeError):
@@ -128,6 +132,7 @@ class ConsumerService:
         guard: DiskGuard | None = None,
         store_share: int | None = None,
         size_check_s: float = 30.0,
+        trimmer: Trimmer | None = None,
     ) -> None:
         self.kafka = kafka
         self.settings = settings
@@ -174,6 +179,7 @@ class ConsumerService:
         self._generation = 0  # which Kafka consumer is ours: _rejoin replaces it
         self._left_behind = 0
         self._next_probe = 0.0
+        self.trimmer = trimmer or Trimmer(TRIM_S, libc_trim())
         self.group_watch = GroupWatch((settings.max_poll_interval_ms + settings.session_timeout_ms) / 1000)
         self.consumer = self._new_consumer()
         self.dlq_producer = Producer(
@@ -332,6 +338,7 @@ class ConsumerService:
             # in an outage a new member could only wait too
             if cluster_answers(self.kafka.bootstrap(), GROUP_PROBE_TIMEOUT_S, self.kafka.security_protocol):
                 self._rejoin(stuck)
+        self.metrics.memory_released.inc(self.trimmer.maybe(now) or 0)
         if now >= self._next_maintain:
             self._settle()  # maintenance uses the writer's connection
             self._maintain(now)

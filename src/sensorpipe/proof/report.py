@@ -309,7 +309,41 @@ def _soak_api(sk: dict[str, Any]) -> list[str]:
             out.append(f"| {name} | {a} | {b} | {b / a:.2f} | {bad[0]:,} / {bad[1]:,} |")
             ok = ok and b <= 1.5 * a
     verdict = "not judged: some answers were errors, so the p99s are not of the same work" if errors else _mark(ok)
-    return [*out, "", f"- API p99 at the end within 1.5x of the start: {verdict}", "", *_soak_memory(sk)]
+    return [
+        *out,
+        "",
+        f"- API p99 at the end within 1.5x of the start: {verdict}",
+        "",
+        *_soak_activity(p),
+        *_soak_memory(sk),
+    ]
+
+
+def _soak_activity(p: dict[str, Any]) -> list[str]:
+    """Where the API's statements spent the p99 windows (proof.soak.ActivitySampler)."""
+    rows = []
+    for when in ("start", "end"):
+        for name in ("aggregate", "summary"):
+            got = p[when][name]
+            act = got.get("activity")
+            if not act:
+                continue
+            drops = ", ".join(f"{d} {r}" for r, d in sorted(got.get("drops_during", {}).items()) if d) or "none"
+            for t in act["top"][:4]:
+                secs = t["seen"] * act["interval_s"]
+                stmt = t["statement"].replace("|", "\\|")
+                rows.append(f"| {when} | {name} | {drops} | {t['wait']} | `{stmt}` | {secs:.1f} |")
+    if not rows:
+        return []
+    return [
+        "The API's statements during each 10 s p99 window, sampled from `pg_stat_activity` every 100 ms "
+        "(seconds = samples x 0.1 s, summed over concurrent statements; the most seen first):",
+        "",
+        "| window | endpoint | days dropped during it | waiting on | statement | seconds |",
+        "|---|---|---|---|---|---:|",
+        *rows,
+        "",
+    ]
 
 
 def _soak_memory(sk: dict[str, Any]) -> list[str]:

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,7 +40,7 @@ from sensorpipe.proof.tmpfs import fill, small_tmpfs
 from sensorpipe.runtime.bootstrap import ensure_topics
 from sensorpipe.runtime.procs import stop_pid
 from sensorpipe.storage import bench as bq
-from sensorpipe.storage import retention
+from sensorpipe.storage import queries, retention
 
 if TYPE_CHECKING:
     from sensorpipe.proof.bench import Bench, ProcStats
@@ -50,6 +52,7 @@ DAY = 86_400
 BYTES_PER_EVENT = 430
 ROLLUP_ROW_BYTES = 330
 SAMPLE_S = 10.0
+SAMPLE_ACTIVITY_S = 0.1
 OUR_PROCESSES = ("producer", "consumer", "api")  # memory maps taken with the API p99
 FLOOR_FS = 64 * MiB  # the watched tmpfs that the ballast fills
 FLOOR = 16 * MiB
@@ -92,6 +95,41 @@ class SoakPlan:
 
     def simulated_now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
+
+
+class ActivitySampler(threading.Thread):
+    """A profile of the API's database time while its p99 is measured: every SAMPLE_ACTIVITY_S
+    the API's running statements are read from pg_stat_activity, each counted under what it
+    waits on (CPU when nothing) and its first words. A statement seen in k samples ran about
+    k * SAMPLE_ACTIVITY_S seconds in all."""
+
+    def __init__(self, dsn: str) -> None:
+        super().__init__(name="activity-sampler", daemon=True)
+        self.dsn = dsn
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.samples = 0
+        self._done = threading.Event()
+
+    def __enter__(self) -> ActivitySampler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self.join(timeout=10)
+
+    def run(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            while not self._done.wait(SAMPLE_ACTIVITY_S):
+                self.samples += 1
+                self.counts.update(bq.activity(conn, queries.APPLICATION_NAME))
+
+    def top(self, n: int = 6) -> dict[str, Any]:
+        return {
+            "samples": self.samples,
+            "interval_s": SAMPLE_ACTIVITY_S,
+            "top": [{"wait": w, "statement": q, "seen": c} for (w, q), c in self.counts.most_common(n)],
+        }
 
 
 def z(t: datetime) -> str:
@@ -219,8 +257,18 @@ class Soak:
         day = now - timedelta(hours=24)
         agg = f"{url}/api/readings/aggregate?sensor_id=sensor-00042&bucket=1m&start={z(hour)}&end={z(now)}"
         summ = f"{url}/api/summary?start={z(day)}&end={z(now)}"
-        self.b.log("soak: API p99 (aggregate, summary), 10 s each")
-        return {"aggregate": _wrk(agg, 10), "summary": _wrk(summ, 10), "simulated_at": z(now)}
+        self.b.log("soak: API p99 (aggregate, summary), 10 s each, with the API's statements sampled")
+        out: dict[str, Any] = {"simulated_at": z(now)}
+        for name, target in (("aggregate", agg), ("summary", summ)):
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                drops = retention.drop_totals(conn)
+            with ActivitySampler(self.dsn) as sampler:
+                out[name] = _wrk(target, 10)
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                dropped = {r: d for r, (d, _rows) in retention.drop_totals(conn).items()}
+            out[name]["activity"] = sampler.top()
+            out[name]["drops_during"] = {r: d - drops.get(r, (0, 0))[0] for r, d in dropped.items()}
+        return out
 
     def _hold_at_floor(self, k: Any, watched: Path, stats: dict[str, ProcStats], t0: float) -> dict[str, Any]:
         """Fill the watched tmpfs under the floor for 60 s: consumption must pause and resume."""

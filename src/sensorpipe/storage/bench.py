@@ -26,6 +26,14 @@ SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY extract(ep
        count(*)
 FROM metrics
 """
+# What each active statement of one application is doing now: waiting (on a lock, I/O, a
+# latch...) or on the CPU (no wait event), and which statement it is, by its first words.
+_ACTIVITY = """
+SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') AS wait,
+       left(regexp_replace(query, '\\s+', ' ', 'g'), 70) AS statement
+FROM pg_stat_activity
+WHERE application_name = %s AND state = 'active' AND pid <> pg_backend_pid()
+"""
 # 10M readings: generate_series in SQL, then rollups and sensor state derived from them.
 _LOAD = """
 INSERT INTO metrics (ts, sensor_id, event_id, value, seq, kafka_partition, kafka_offset)
@@ -215,3 +223,8 @@ def tier_edges(conn: psycopg.Connection[Any]) -> dict[str, datetime | None]:
     row = conn.execute(_TIER_EDGES).fetchone()
     assert row is not None
     return dict(zip(("raw", "1m", "1h"), row, strict=True))
+
+
+def activity(conn: psycopg.Connection[Any], application: str) -> list[tuple[str, str]]:
+    """(wait, statement) of each of `application`'s statements running now."""
+    return [(w, q.strip()) for w, q in conn.execute(_ACTIVITY, (application,)).fetchall()]

@@ -22,6 +22,10 @@ from psycopg.rows import dict_row
 
 Row = dict[str, Any]
 
+# The API's connections name themselves so (pg_stat_activity.application_name), so that
+# their statements can be told apart from the consumer's.
+APPLICATION_NAME = "sensorpipe-api"
+
 # -- readings ---------------------------------------------------------------------------------
 _READINGS = {
     (False, False): """

@@ -1,0 +1,67 @@
+"""Give memory that the C allocator holds free back to the operating system.
+
+glibc's malloc keeps freed memory inside its arenas for reuse and returns to the system only
+what lies at the top of each heap. A process that once held a large working set (a consumer
+draining a backlog: librdkafka's fetch buffers on its own threads, decoded batches) keeps
+that resident after the work is done, though nothing uses it: its RSS steps up and stays.
+`malloc_trim(0)` releases every free page of every arena (with MADV_DONTNEED), so a process
+that calls it now and then is back near its working set after a burst.
+
+On a C library without `malloc_trim` (musl, macOS) trimming is a no-op.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def libc_trim() -> Callable[[], object] | None:
+    """glibc's `malloc_trim(0)` as a callable, or None where the C library has none."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        fn = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_size_t]
+    fn.restype = ctypes.c_int
+    return lambda: fn(0)
+
+
+def resident_bytes() -> int:
+    """This process's resident set, from /proc/self/statm (0 where there is none)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+class Trimmer:
+    """Trims at most once every `every_s` seconds; `maybe(now)` returns the bytes the trim
+    released (RSS before less after, never negative), or None when it did not run."""
+
+    def __init__(
+        self,
+        every_s: float,
+        trim: Callable[[], object] | None,
+        rss: Callable[[], int] = resident_bytes,
+    ) -> None:
+        self.every_s = every_s
+        self._trim = trim
+        self._rss = rss
+        self._next = 0.0
+
+    def maybe(self, now: float) -> int | None:
+        if self._trim is None or now < self._next:
+            return None
+        self._next = now + self.every_s
+        before = self._rss()
+        self._trim()
+        return max(0, before - self._rss())
