@@ -73,6 +73,22 @@ def test_storage_section_marks_the_hot_row_target() -> None:
     assert "hot rows ≤ 200 bytes per event: **missed** (215.0)" in missed
 
 
+def test_storage_section_shows_where_a_rows_bytes_go() -> None:
+    r = _storage(total_heap=70.0)
+    r["storage"]["anatomy"] = {
+        "dedupe": {
+            "rows": 1000,
+            "tuple": 105.0,
+            "line_pointer": 4,
+            "page_slack": 0.3,
+            "indexes": {"processed_events_pkey": 77.1},
+            "columns": {"content_hash": 8, "event_id": 37},
+        }
+    }
+    out = render(r, "x")
+    assert "| dedupe | 105.0 | 4 | 0.3 | processed_events_pkey 77.1 | event_id 37, content_hash 8 |" in out
+
+
 def _soak(late_rss: float, end_p99: float, lost: int) -> dict[str, Any]:
     samples = [
         {

@@ -450,10 +450,30 @@ def _storage(st: dict[str, Any]) -> list[str]:
         "",
         f"- hot rows ≤ {STORAGE_TARGET} bytes per event: {_mark(total <= STORAGE_TARGET)} ({total})",
         "",
+        *_anatomy(st.get("anatomy") or {}),
         "Published figures for other stores, for scale (quoted, not measured here):",
         "",
     ]
     out += [f"- {text} ({source})" for text, source in st["references"]]
+    return [*out, ""]
+
+
+def _anatomy(an: dict[str, Any]) -> list[str]:
+    """Where the bytes of one row of each table written per event go (storage.bench.row_anatomy)."""
+    if not an:
+        return []
+    out = [
+        "Where a row's bytes go, per row: the tuple is PostgreSQL's 24-byte header plus the columns with "
+        "their alignment; each tuple has a 4-byte line pointer; the rest of the heap is page headers and "
+        "free space. Column widths are the planner's averages.",
+        "",
+        "| table | tuple | line pointer | pages, free space | indexes | columns |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for name, a in an.items():
+        idx = ", ".join(f"{k} {v}" for k, v in a["indexes"].items())
+        cols = ", ".join(f"{k} {v}" for k, v in sorted(a["columns"].items(), key=lambda kv: -kv[1]))
+        out.append(f"| {name} | {a['tuple']} | {a['line_pointer']} | {a['page_slack']} | {idx} | {cols} |")
     return [*out, ""]
 
 

@@ -69,6 +69,7 @@ def storage_stage(b: Bench) -> dict[str, Any]:
             }
         )
     parts = bq.bytes_at_rest(dsn)
+    out["anatomy"] = bq.row_anatomy(dsn)
     stored = out["codecs"][-1]["events"]
     out["postgres"] = {name: {kind: round(v / stored, 1) for kind, v in sizes.items()} for name, sizes in parts.items()}
     out["postgres_bytes_per_event"] = round(sum(v["heap"] + v["indexes"] for v in parts.values()) / stored, 1)

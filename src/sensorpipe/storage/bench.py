@@ -188,6 +188,34 @@ SELECT 'other', sum(pg_table_size(t)), sum(pg_indexes_size(t))
 FROM unnest(ARRAY['sensor_stats', 'ingest_counters', 'ignored_deliveries', 'dead_letters',
                   'processed_ranges']::regclass[]) t
 """
+# Where a row's bytes go, for the two tables written once per event. A whole-row value's size
+# (pg_column_size(t.*)) is its tuple: the 23-byte header padded to 24, then the columns with
+# their alignment padding. Each tuple also costs a 4-byte line pointer in its page; what is
+# left of the heap's bytes per row is page overhead and free space (fillfactor, dead tuples).
+_TUPLES = """
+SELECT 'raw rows', count(*), coalesce(avg(pg_column_size(m.*)), 0)::float8 FROM metrics m
+UNION ALL
+SELECT 'dedupe', count(*), coalesce(avg(pg_column_size(p.*)), 0)::float8 FROM processed_events p
+"""
+# Average stored width of each column (planner statistics, after ANALYZE; the partitioned
+# parent's statistics cover all its partitions).
+_COLUMN_WIDTHS = """
+SELECT tablename::text, attname::text, avg_width FROM pg_stats
+WHERE schemaname = current_schema() AND tablename IN ('metrics', 'processed_events')
+  AND inherited = (tablename = 'metrics')
+ORDER BY tablename, attname
+"""
+# Each index of the two tables, summed over its partitions (a plain index is its own tree).
+_INDEX_SIZES = """
+SELECT i.indrelid::regclass::text, i.indexrelid::regclass::text,
+       (SELECT sum(pg_relation_size(t.relid)) FROM pg_partition_tree(i.indexrelid) t)::int8
+FROM pg_index i WHERE i.indrelid IN ('metrics'::regclass, 'processed_events'::regclass)
+ORDER BY 1, 2
+"""
+_HEAP_OF = {
+    "raw rows": "SELECT coalesce(sum(pg_table_size(relid)), 0)::int8 FROM pg_partition_tree('metrics')",
+    "dedupe": "SELECT pg_table_size('processed_events')",
+}
 _WAL_LSN = "SELECT pg_current_wal_lsn()"
 _WAL_SINCE = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)::int8"
 
@@ -198,6 +226,36 @@ def bytes_at_rest(dsn: str) -> dict[str, dict[str, int]]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
         return {str(p): {"heap": int(h), "indexes": int(i)} for p, h, i in conn.execute(_AT_REST).fetchall()}
+
+
+def row_anatomy(dsn: str) -> dict[str, Any]:
+    """Bytes per row of the raw and dedupe tables: the tuple (header and columns), its line
+    pointer, the page overhead and free space left, each index, and each column's width.
+    Read after `bytes_at_rest` (which vacuums and analyzes)."""
+    table = {"raw rows": "metrics", "dedupe": "processed_events"}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        tuples = conn.execute(_TUPLES).fetchall()
+        widths = conn.execute(_COLUMN_WIDTHS).fetchall()
+        indexes = conn.execute(_INDEX_SIZES).fetchall()
+        heap = {name: _one_int(conn, sql) for name, sql in _HEAP_OF.items()}
+    out: dict[str, Any] = {}
+    for name, count, tuple_bytes in tuples:
+        rows = max(int(count), 1)
+        per_row = heap[name] / rows
+        out[str(name)] = {
+            "rows": rows,
+            "tuple": round(tuple_bytes, 1),
+            "line_pointer": 4,
+            "page_slack": round(per_row - tuple_bytes - 4, 1),
+            "indexes": {idx: round(int(size) / rows, 1) for tbl, idx, size in indexes if tbl == table[name]},
+            "columns": {col: int(w) for tbl, col, w in widths if tbl == table[name]},
+        }
+    return out
+
+
+def _one_int(conn: psycopg.Connection[Any], sql: str) -> int:
+    row = conn.execute(sql).fetchone()
+    return int(row[0]) if row else 0
 
 
 def wal_position(dsn: str) -> str:
