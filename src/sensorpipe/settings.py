@@ -20,6 +20,8 @@ from sensorpipe.contracts.clock import make_clock
 from sensorpipe.contracts.disk import parse_amount
 from sensorpipe.contracts.topics import CONSUMER_GROUP, DLQ_TOPIC, PARTITIONS, TOPIC
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
 
 def _env(prefix: str) -> SettingsConfigDict:
     return SettingsConfigDict(env_prefix=prefix, env_file=None, extra="ignore")
@@ -201,6 +203,12 @@ class ApiSettings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Listen address. Non-loopback requires an admin token.")
     port: int = Field(default=8000, ge=1, le=65535)
     cors_origins: list[str] = Field(default_factory=list, description="Extra allowed origins; never '*'.")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names requests may be addressed to, besides the loopback names. Listening beyond "
+        "loopback with none given, any name is answered (writes need the admin token there).",
+    )
+    max_body_bytes: int = Field(default=65_536, ge=1_024, le=16 << 20, description="Largest request body accepted.")
     dashboard_dir: Path = Field(default=Path("dashboard/out"), description="The dashboard's static export.")
 
     @field_validator("cors_origins")
@@ -217,6 +225,12 @@ class ApiSettings(BaseSettings):
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
+
+    def served_hosts(self) -> list[str] | None:
+        """The Host names the API answers to; None for any."""
+        if self.is_loopback():
+            return [*LOOPBACK_HOSTS, *self.allowed_hosts]
+        return list(self.allowed_hosts) or None
 
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"

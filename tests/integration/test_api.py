@@ -25,7 +25,7 @@ from sensorpipe.contracts.clock import SimClock
 from sensorpipe.contracts.events import H_POISON
 from sensorpipe.runtime.bootstrap import ensure_topics
 from sensorpipe.runtime.supervisor import Platform
-from sensorpipe.settings import ConsumerSettings, DatabaseSettings
+from sensorpipe.settings import LOOPBACK_HOSTS, ConsumerSettings, DatabaseSettings
 from sensorpipe.storage import queries
 from sensorpipe.storage.migrate import migrate
 
@@ -244,6 +244,29 @@ def test_now_is_the_pipelines_clock(api: Api) -> None:
         summ = httpx.get(f"{server.url}/api/summary", timeout=30).json()
         assert abs(datetime.fromisoformat(summ["end"]) - later) < timedelta(minutes=1)
         assert summ["events"] == 0
+    finally:
+        server.stop()
+
+
+def test_the_gate_refuses_rebound_hosts_foreign_writes_and_large_bodies(api: Api) -> None:
+    """As `make run` serves it (loopback, no token): a page on another site that rebinds its
+    name to 127.0.0.1, or writes cross-site, or sends a huge body, is refused before any
+    route; a same-origin write reaches the route (here refused by validation, so nothing is
+    stored)."""
+    server = ApiServer(_config(api, admin_token=None, allowed_hosts=list(LOOPBACK_HOSTS), max_body_bytes=65_536))
+    try:
+        url = f"{server.url}/api/producer-config"
+        bad = {"rate": -1}
+        evil = f"evil.example:{server.port}"
+        r = httpx.put(url, json=bad, headers={"Host": evil, "Origin": f"http://{evil}"}, timeout=10)
+        assert r.status_code == 400 and "evil.example" in r.json()["detail"], r.text
+        assert httpx.get(f"{server.url}/api/summary", headers={"Host": evil}, timeout=10).status_code == 400
+        r = httpx.put(url, json=bad, headers={"Origin": "http://evil.example"}, timeout=10)
+        assert r.status_code == 403, r.text
+        r = httpx.put(url, content=b"{" + b" " * 300_000 + b"}", headers={"Content-Type": "application/json"})
+        assert r.status_code == 413 and "65,536 bytes" in r.json()["detail"], r.text
+        r = httpx.put(url, json=bad, headers={"Origin": server.url}, timeout=10)
+        assert r.status_code == 422, r.text
     finally:
         server.stop()
 

@@ -34,6 +34,7 @@ from sensorpipe.api import hours
 from sensorpipe.api import schemas as s
 from sensorpipe.api.disk import DiskWatch
 from sensorpipe.api.disk import as_dict as disk_dict
+from sensorpipe.api.gate import Gate
 from sensorpipe.api.pipeline import PipelineMonitor, as_dict
 from sensorpipe.contracts.config import PipelineConfig
 from sensorpipe.contracts.events import ID_PATTERN, ID_PATTERN_PORTABLE, MAX_ID_LEN
@@ -73,6 +74,8 @@ class ApiConfig:
     statement_timeout_ms: int
     cors_origins: list[str]
     dashboard_dir: Path | None
+    allowed_hosts: list[str] | None = None  # Host names answered (api.gate); None: any
+    max_body_bytes: int = 65_536
     write_limit: int = 10  # PUTs per client per window
     write_window_s: float = 10.0
     monitor_interval_s: float = 1.0
@@ -350,6 +353,9 @@ def create_app(cfg: ApiConfig) -> FastAPI:
             allow_credentials=True,
         )
 
+    app.add_middleware(
+        Gate, allowed_hosts=cfg.allowed_hosts, cors_origins=cfg.cors_origins, max_body_bytes=cfg.max_body_bytes
+    )
     app.add_middleware(Observe, seconds=req_seconds, errors=req_errors)
 
     @app.exception_handler(psycopg.errors.QueryCanceled)

@@ -38,6 +38,8 @@ def build_config(
         admin_token=token,
         statement_timeout_ms=db.statement_timeout_ms,
         cors_origins=api.cors_origins,
+        allowed_hosts=api.served_hosts(),
+        max_body_bytes=api.max_body_bytes,
         security_protocol=kafka.security_protocol,
         dashboard_dir=api.dashboard_dir.resolve(),
         state_dir=StateSettings().resolved(),
