@@ -8,12 +8,14 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 import psycopg
 
 from sensorpipe.runtime.supervisor import Platform
+from sensorpipe.storage.audit import order_violations
 
 from .conftest import Topics
 from .helpers import make_events, produce_events, scalar
@@ -50,9 +52,26 @@ def _demo(env: dict[str, str], tmp: Path, *args: str) -> tuple[int, dict[str, ob
     return out.returncode, report, out.stdout + out.stderr
 
 
+def _disorder_elsewhere(dsn: str) -> None:
+    """Another producer's input, stored before the demo: one sensor's seq goes backwards."""
+    now = datetime.now(UTC)
+    with psycopg.connect(dsn) as conn:
+        conn.execute("SELECT sensorpipe_ensure_metrics_partitions(%s, %s)", (now.date(), now.date()))
+        for i, seq in enumerate((5, 3, 4)):
+            conn.execute(
+                "INSERT INTO metrics (ts, sensor_id, event_id, value, seq, kafka_partition, kafka_offset)"
+                " VALUES (%s, 'elsewhere-1', %s, 1.0, %s, 0, %s)",
+                (now, f"elsewhere-{uuid.uuid4()}", seq, i),
+            )
+        assert order_violations(conn) == 1
+
+
 def test_duplicates_demo_ignores_exactly_the_resent_events(
     platform: Platform, topics: Topics, db_dsn: str, tmp_path: Path
 ) -> None:
+    """Also: the demo judges only its own events, on a store that already held another
+    producer's disorder (which the whole-store audit still finds)."""
+    _disorder_elsewhere(db_dsn)
     code, r, output = _demo(
         _env(platform, topics, db_dsn, tmp_path),
         tmp_path,
@@ -72,6 +91,8 @@ def test_duplicates_demo_ignores_exactly_the_resent_events(
     with psycopg.connect(db_dsn) as conn:
         row = conn.execute("SELECT count(*), count(DISTINCT event_id) FROM processed_events").fetchone()
     assert row is not None and row[0] == row[1] == r["stored"]
+    with psycopg.connect(db_dsn) as conn:
+        assert order_violations(conn) == 1
 
 
 def test_slowdown_demo_builds_lag_then_drains_with_nothing_lost(

@@ -6,6 +6,8 @@
   every producer of the store; with `since`, only rows processed after that time count);
 - duplicate rows: an event id more than once in `metrics` or `processed_events`;
 - order: a sensor's stored rows, in ingest order, whose `seq` does not increase;
+- with `since` (a demo's own run), duplicates and order are judged on the rows stored since
+  then, so that what the store held before (another producer's disorder) is not counted;
 - where a loss happened: for lost events, the topic is scanned from the beginning; an event
   found there was lost by the consumer, one not found was lost by Kafka (or never written).
 """
@@ -163,8 +165,8 @@ def audit(dsn: str, bootstrap: str, topic: str, ledger_paths: list[Path], since:
     led = Ledgers.read(ledger_paths, horizon)
     with psycopg.connect(dsn) as conn:
         stored = set(q.stored_ids(conn, since))
-        dups = q.duplicate_rows(conn)
-        violations = q.order_violations(conn)
+        dups = q.duplicate_rows(conn, since)
+        violations = q.order_violations(conn, since)
         dead = q.dead_letters(conn)
         s, d, r, c = q.counters(conn)
     lost = led.acked - stored
