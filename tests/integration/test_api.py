@@ -18,12 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 
 from sensorpipe.api.app import ApiConfig
-from sensorpipe.api.pipeline import PipelineMonitor
 from sensorpipe.consumer.metrics import ConsumerMetrics
 from sensorpipe.consumer.service import ConsumerService
 from sensorpipe.contracts.clock import SimClock
 from sensorpipe.contracts.events import H_POISON
 from sensorpipe.runtime.bootstrap import ensure_topics
+from sensorpipe.runtime.pipeline import PipelineMonitor
 from sensorpipe.runtime.supervisor import Platform
 from sensorpipe.settings import LOOPBACK_HOSTS, ConsumerSettings, DatabaseSettings
 from sensorpipe.storage import queries

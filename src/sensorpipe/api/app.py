@@ -35,9 +35,9 @@ from sensorpipe.api import schemas as s
 from sensorpipe.api.disk import DiskWatch
 from sensorpipe.api.disk import as_dict as disk_dict
 from sensorpipe.api.gate import Gate
-from sensorpipe.api.pipeline import PipelineMonitor, as_dict
 from sensorpipe.contracts.config import PipelineConfig
 from sensorpipe.contracts.events import ID_PATTERN, ID_PATTERN_PORTABLE, MAX_ID_LEN
+from sensorpipe.runtime.pipeline import PipelineMonitor, as_dict
 from sensorpipe.runtime.process import freeze_startup_heap
 from sensorpipe.storage import config_store, queries
 

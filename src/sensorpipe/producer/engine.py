@@ -17,7 +17,6 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -32,25 +31,13 @@ from pydantic import ValidationError
 from sensorpipe.contracts.config import PipelineConfig
 from sensorpipe.contracts.events import H_POISON
 from sensorpipe.producer.ledger import Ledger
-from sensorpipe.producer.metrics import ProducerMetrics
+from sensorpipe.producer.metrics import Counts, ProducerMetrics
 from sensorpipe.producer.poison import poison
 from sensorpipe.producer.sensors import Fleet
 from sensorpipe.producer.seqstore import SeqStore
 from sensorpipe.settings import KafkaSettings, ProducerSettings
 
 log = logging.getLogger("sensorpipe.producer")
-
-
-@dataclass
-class Counts:
-    produced: int = 0
-    acked: int = 0
-    failed: int = 0
-    unknown: int = 0
-    duplicates_sent: int = 0
-    poison_sent: int = 0
-    queue_full_waits: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
 
 
 def config_from_settings(s: ProducerSettings) -> PipelineConfig:

@@ -6,12 +6,23 @@ twice a second, so a metric update never costs a lock per event.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-if TYPE_CHECKING:
-    from sensorpipe.producer.engine import Counts
+
+@dataclass
+class Counts:
+    """The engine's own tally, in plain ints (see the module's docstring)."""
+
+    produced: int = 0
+    acked: int = 0
+    failed: int = 0
+    unknown: int = 0
+    duplicates_sent: int = 0
+    poison_sent: int = 0
+    queue_full_waits: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
 
 
 class ProducerMetrics:

@@ -25,9 +25,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from sensorpipe.api.pipeline import PipelineMonitor
 from sensorpipe.contracts.config import PipelineConfig
 from sensorpipe.proof.audit import AuditReport, audit
+from sensorpipe.runtime.pipeline import PipelineMonitor
 from sensorpipe.runtime.procs import PlatformError, RunDir
 from sensorpipe.settings import ConsumerSettings, DatabaseSettings, KafkaSettings
 from sensorpipe.storage import audit as audit_q

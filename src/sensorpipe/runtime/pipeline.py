@@ -4,7 +4,8 @@ A sampler thread reads, every `interval_s`: the high watermarks of the main topi
 consumer group's committed offsets, the age of the oldest unconsumed message of each
 lagging partition (by peeking at the message at the committed offset), the group's state
 and members, the DLQ topic size, and the store's `stored` counter. `GET /api/pipeline`
-returns the latest sample, so the endpoint costs no Kafka round trip.
+returns the latest sample, so the endpoint costs no Kafka round trip. The demos sample the
+pipeline with it too, which is why it lives with the platform rather than in `api/`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-log = logging.getLogger("sensorpipe.api.pipeline")
+log = logging.getLogger("sensorpipe.runtime.pipeline")
 
 TREND_S = 600.0
 
