@@ -1,0 +1,103 @@
+"""Sensors (their running statistics) and single processed events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi import Path as PathParam
+
+from sensorpipe.api import schemas as s
+from sensorpipe.api.deps import Db
+from sensorpipe.api.params import ERRORS, check_ids, decode_cursor, encode_cursor, parse_ts
+from sensorpipe.contracts.events import ID_PATTERN_PORTABLE, MAX_ID_LEN
+from sensorpipe.storage import queries
+
+
+def sensor_public(r: dict[str, Any]) -> s.SensorPublic:
+    return s.SensorPublic(
+        sensor_id=r["sensor_id"],
+        count=r["events"],
+        last_value=r["last_value"],
+        last_timestamp=r["last_ts"],
+        last_seen=r["last_seen"],
+        last_seq=r["last_seq"],
+        seq_gaps=r["seq_gaps"],
+        order_violations=r["order_violations"],
+    )
+
+
+async def get_sensors(
+    db: Db,
+    q: Annotated[
+        str | None,
+        Query(max_length=MAX_ID_LEN, pattern=ID_PATTERN_PORTABLE, description="Substring of the sensor id."),
+    ] = None,
+    sort: Annotated[
+        str, Query(pattern="^(sensor_id|events|last_seen|last_value|seq_gaps|order_violations)$")
+    ] = "sensor_id",
+    order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> s.SensorsPage:
+    """Per sensor: count, last value, last seen, last seq, seq gaps and order violations."""
+    after = None
+    if cursor:
+        val, sid = decode_cursor(cursor, 2)
+        after = (parse_ts(val) if sort == "last_seen" else val, str(sid))
+    async with db.connection() as c:
+        rows = await queries.sensors(c, q, sort, order == "desc", limit + 1, after)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    nxt = None
+    if more and rows:
+        col = queries.SENSOR_SORTS[sort]
+        last = rows[-1]
+        val = last["last_seen" if col == "updated_at" else col]
+        nxt = encode_cursor(val.isoformat() if isinstance(val, datetime) else val, last["sensor_id"])
+    return s.SensorsPage(data=[sensor_public(r) for r in rows], next_cursor=nxt)
+
+
+async def get_sensor(db: Db, sensor_id: Annotated[str, PathParam(max_length=MAX_ID_LEN)]) -> s.SensorPublic:
+    """One sensor's running statistics."""
+    check_ids([sensor_id])
+    async with db.connection() as c:
+        r = await queries.sensor(c, sensor_id)
+    if r is None:
+        raise HTTPException(404, f"no sensor {sensor_id!r} has been stored")
+    return sensor_public(r)
+
+
+async def get_event(db: Db, event_id: Annotated[str, PathParam(max_length=MAX_ID_LEN)]) -> s.EventPublic:
+    """A processed event: where it came from and the stored reading."""
+    check_ids([event_id])
+    async with db.connection() as c:
+        r = await queries.event(c, event_id)
+    if r is None:
+        raise HTTPException(404, f"event {event_id!r} was not processed (or is older than retention)")
+    reading = None
+    if r["sensor_id"] is not None:
+        reading = s.ReadingPublic(
+            sensor_id=r["sensor_id"], event_id=r["event_id"], timestamp=r["ts"], value=r["value"], seq=r["seq"]
+        )
+    return s.EventPublic(
+        event_id=r["event_id"],
+        partition=r["kafka_partition"],
+        offset=r["kafka_offset"],
+        processed_at=r["processed_at"],
+        reading=reading,
+    )
+
+
+def router() -> APIRouter:
+    r = APIRouter()
+    not_found = {**ERRORS, 404: {"model": s.Problem}}
+    r.add_api_route("/api/sensors", get_sensors, response_model=s.SensorsPage, responses=ERRORS, tags=["sensors"])
+    r.add_api_route(
+        "/api/sensors/{sensor_id}", get_sensor, response_model=s.SensorPublic, responses=not_found, tags=["sensors"]
+    )
+    r.add_api_route(
+        "/api/events/{event_id}", get_event, response_model=s.EventPublic, responses=not_found, tags=["metrics"]
+    )
+    return r
