@@ -566,13 +566,17 @@ class ConsumerService:
         self._observe(inflight.batch, result, write_s, time.perf_counter() - t0)
         return result
 
-    def _decode(self, msgs: list[Message]) -> Batch:
-        batch = Batch()
+    def _window(self) -> ev.Window:
+        """The event times accepted now: back to the raw horizon, ahead by the future window."""
         now_us = int(self.clock() * 1_000_000)
         past_s = self.db.retention_days * 86_400
         if self._horizon_us is not None:  # size retention dropped days inside the time window
             past_s = min(past_s, max(0, (now_us - self._horizon_us) // 1_000_000))
-        window = ev.Window(now_us, past_s, self.settings.future_window_s)
+        return ev.Window(now_us, past_s, self.settings.future_window_s)
+
+    def _decode(self, msgs: list[Message]) -> Batch:
+        batch = Batch()
+        window = self._window()
         row = self.decoder.row_decoder(window)
         c = batch.cols
         # the columns' appends, bound once: this loop runs for every message
@@ -613,19 +617,24 @@ class ConsumerService:
                 offs(off)
                 hashes(r[5])
                 continue
-            out = self.decoder.decode_timed(key, value, window)  # the slow path names the reason
-            if isinstance(out, ev.Poison):
-                batch.dlq.append(m)
-                label = _header(m, ev.H_POISON)
-                batch.dead.append(DeadLetter(part, off, out.reason.value, out.detail, label))
-            else:  # unreachable while the two paths agree; kept so no message is ever dropped
-                e, ts = out
-                c.append(e.event_id, e.sensor_id, ts, e.value, e.seq, part, off, ev.content_hash(e, ts))
+            self._slow_path(batch, m, window)
         batch.consumed = consumed
         bad = sorted(set(ev.bad_ids(c.sensor_id)) | set(ev.bad_ids(c.event_id)))
         if bad:
             self._reject_rows(batch, msgs, bad, window)
         return batch
+
+    def _slow_path(self, batch: Batch, m: Message, window: ev.Window) -> None:
+        """A message the fast row decoder refused: the full decoder names the reason, and it
+        becomes a dead letter."""
+        part, off = cast(int, m.partition()), cast(int, m.offset())
+        out = self.decoder.decode_timed(m.key(), m.value(), window)
+        if isinstance(out, ev.Poison):
+            batch.dlq.append(m)
+            batch.dead.append(DeadLetter(part, off, out.reason.value, out.detail, _header(m, ev.H_POISON)))
+        else:  # unreachable while the two paths agree; kept so no message is ever dropped
+            e, ts = out
+            batch.cols.append(e.event_id, e.sensor_id, ts, e.value, e.seq, part, off, ev.content_hash(e, ts))
 
     def _reject_rows(self, batch: Batch, msgs: list[Message], bad: list[int], window: ev.Window) -> None:
         """Move rows the fast path took but the id rule refuses to the dead letters, with the

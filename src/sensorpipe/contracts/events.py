@@ -237,7 +237,24 @@ def _type_name(v: Any) -> str:
 
 
 def diagnose(key: bytes | None, value: bytes) -> Poison:
-    """The slow path: name precisely why `value` failed the fast decoder."""
+    """The slow path: name precisely why `value` failed the fast decoder. The checks run in
+    the order a reader would fix them: encoding, JSON, shape, then each field."""
+    parsed = _parse(value)
+    if isinstance(parsed, Poison):
+        return parsed
+    obj, text, literals = parsed
+    return (
+        _shape(obj)
+        or _ids(obj)
+        or _value(obj["value"], text, literals)
+        or _seq(obj["seq"])
+        or _timestamp(obj["timestamp"])
+    )
+
+
+def _parse(value: bytes) -> tuple[dict[str, Any], str, bool] | Poison:
+    """The JSON object, its text, and whether only the stdlib parser took it (NaN/Infinity
+    literals and overflowing numbers, which orjson refuses)."""
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -246,8 +263,6 @@ def diagnose(key: bytes | None, value: bytes) -> Poison:
     try:
         obj = orjson.loads(text)
     except orjson.JSONDecodeError as e:
-        # The stdlib parser also takes NaN/Infinity literals and overflowing numbers (as inf),
-        # which orjson refuses; either way the message is poison, but we can say why.
         try:
             obj = json.loads(text)
         except ValueError:
@@ -255,18 +270,29 @@ def diagnose(key: bytes | None, value: bytes) -> Poison:
         literals = True
     if not isinstance(obj, dict):
         return Poison(Reason.NOT_AN_OBJECT, f"top-level JSON is {_type_name(obj)}")
+    return obj, text, literals
+
+
+def _shape(obj: dict[str, Any]) -> Poison | None:
     unknown = sorted(set(obj) - set(FIELDS))
     if unknown:
         return Poison(Reason.UNKNOWN_FIELD, f"unknown field(s): {', '.join(unknown)[:200]}")
     missing = [f for f in FIELDS if f not in obj]
     if missing:
         return Poison(Reason.MISSING_FIELD, f"missing field(s): {', '.join(missing)}")
+    return None
+
+
+def _ids(obj: dict[str, Any]) -> Poison | None:
     for f in ("sensor_id", "event_id"):
         if not isinstance(obj[f], str):
             return Poison(Reason.WRONG_TYPE, f"{f} must be a string, got {_type_name(obj[f])}")
         if not 1 <= len(obj[f]) <= MAX_ID_LEN or not _ID_RE.match(obj[f]):
             return Poison(Reason.BAD_ID, f"{f} must be 1-{MAX_ID_LEN} letters, digits or ._:@/+=-")
-    v = obj["value"]
+    return None
+
+
+def _value(v: Any, text: str, literals: bool) -> Poison | None:
     if isinstance(v, bool) or not isinstance(v, int | float):
         return Poison(Reason.WRONG_TYPE, f"value must be a number, got {_type_name(v)}")
     if isinstance(v, float) and not math.isfinite(v):
@@ -275,14 +301,21 @@ def diagnose(key: bytes | None, value: bytes) -> Poison:
         return Poison(Reason.VALUE_OUT_OF_RANGE, "value overflows a double")
     if abs(v) > VALUE_LIMIT:
         return Poison(Reason.VALUE_OUT_OF_RANGE, f"|value| > {VALUE_LIMIT:g}")
-    s = obj["seq"]
+    return None
+
+
+def _seq(s: Any) -> Poison | None:
     if isinstance(s, bool) or not isinstance(s, int):
         return Poison(Reason.WRONG_TYPE, f"seq must be an integer, got {_type_name(s)}")
     if s < 0:
         return Poison(Reason.NEGATIVE_SEQ, f"seq {s} < 0")
     if s > SEQ_LIMIT:
         return Poison(Reason.SEQ_OUT_OF_RANGE, f"seq {s} >= 2**63")
-    ts = obj["timestamp"]
+    return None
+
+
+def _timestamp(ts: Any) -> Poison:
+    """Why a timestamp failed: reached only when every other field passed."""
     if isinstance(ts, bool) or not isinstance(ts, str | int):
         return Poison(Reason.WRONG_TYPE, f"timestamp must be a string or integer, got {_type_name(ts)}")
     if isinstance(ts, int):

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 import psycopg
@@ -27,7 +27,7 @@ from rich.table import Table
 
 from sensorpipe.contracts.config import PipelineConfig
 from sensorpipe.proof.audit import AuditReport, audit
-from sensorpipe.runtime.pipeline import PipelineMonitor
+from sensorpipe.runtime.pipeline import PipelineMonitor, Sample
 from sensorpipe.runtime.procs import PlatformError, RunDir
 from sensorpipe.settings import ConsumerSettings, DatabaseSettings, KafkaSettings
 from sensorpipe.storage import audit as audit_q
@@ -149,122 +149,140 @@ def run_demo(
     stack = Stack(state_dir, log)
     stack.ensure()
     dsn = db.dsn()
-    result = DemoResult(scenario.value, datetime.now(UTC).isoformat(), duration_s, rate, sensors)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ledger = out_dir / f"ledger-{scenario.value}-{int(time.time())}.csv"
-    restore: PipelineConfig | None = None
     monitor = PipelineMonitor(
         kafka.bootstrap(), kafka.topic, kafka.dlq_topic, consumer.group_id, lambda: _counters(dsn)[0], interval_s=1.0
     )
+    run = DemoRun(scenario, DemoResult(scenario.value, datetime.now(UTC).isoformat(), duration_s, rate, sensors))
+    run.ledger = out_dir / f"ledger-{scenario.value}-{int(time.time())}.csv"
+    restore: PipelineConfig | None = None
     try:
         # Any producer that follows the configuration store (the one `up` or compose runs) is
         # paused, so the audit sees only this demo's events; its configuration is restored after.
-        restore = _set_config(dsn, {"rate": 0}, "sensorpipe demo")
+        restore = _set_config(dsn, {"rate": 0}, WHO)
         if stack.stack_producer_running():
             log("paused the stack's own producer (rate 0 in the configuration store)")
         time.sleep(4)  # a producer polls the store every 3 s
-        _set_config(dsn, {"consumer_slowdown_ms": 0, "consumer_batch_max": None}, "sensorpipe demo")
+        _set_config(dsn, FULL_SPEED, WHO)
         monitor.start()
         _wait_for_empty_backlog(monitor, log)
-        base_stored, base_dups, base_dead = _counters(dsn)
-        since = datetime.now(UTC)
-        dup_ratio = 0.1 if scenario is Scenario.duplicates else 0.0
-        env = {**os.environ, "SENSORPIPE_PRODUCER_METRICS_PORT": "0"}
-        producer_log = open(out_dir / f"producer-{scenario.value}.log", "ab")  # noqa: SIM115 - closed below
-        producer = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sensorpipe",
-                "producer",
-                "--rate",
-                str(rate),
-                "--sensors",
-                str(sensors),
-                "--duration",
-                str(duration_s),
-                "--ledger",
-                str(ledger),
-                "--duplicate-ratio",
-                str(dup_ratio),
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=producer_log,
-        )
-        t0 = time.monotonic()
-        slow_on, slow_off = duration_s * 0.25, duration_s * 0.6
-        slowed = False
-        knob_off_at: float | None = None
-        drained_at: float | None = None
-        console = Console(stderr=True)
-        with Live(console=console, refresh_per_second=2, transient=False) as live:
-            while True:
-                time.sleep(1.0)
-                t = time.monotonic() - t0
-                if scenario is Scenario.slowdown:
-                    if not slowed and slow_on <= t < slow_off:
-                        log(f"t={t:.0f}s: slowing the consumer down (2000 ms per batch, at most 500 events)")
-                        _set_config(dsn, {"consumer_slowdown_ms": 2000, "consumer_batch_max": 500}, "sensorpipe demo")
-                        slowed = True
-                    elif slowed and t >= slow_off:
-                        log(f"t={t:.0f}s: consumer back to full speed")
-                        _set_config(dsn, {"consumer_slowdown_ms": 0, "consumer_batch_max": None}, "sensorpipe demo")
-                        slowed, knob_off_at = False, t
-                sample = monitor.latest
-                stored, dups, _dead = _counters(dsn)
-                point = Point(
-                    round(t, 2),
-                    round(sample.produced_per_s or 0.0, 1) if sample else 0.0,
-                    round(sample.stored_per_s or 0.0, 1) if sample else 0.0,
-                    sample.total_lag if sample else 0,
-                    stored - base_stored,
-                    dups - base_dups,
-                    slowed,
-                )
-                result.series.append(asdict(point))
-                result.max_lag = max(result.max_lag, point.lag)
-                live.update(_progress(scenario, point, producer.poll() is None))
-                producing = producer.poll() is None
-                if not producing and point.lag == 0 and sample is not None and sample.at > t0:
-                    drained_at = t
-                    break
-                if t > duration_s + 180:
-                    log("the backlog did not drain within 180 s after the producer stopped")
-                    break
-        producer.wait(timeout=60)
-        producer_log.close()
+        run.base = _counters(dsn)
+        run.since = datetime.now(UTC)
+        with open(out_dir / f"producer-{scenario.value}.log", "ab") as producer_log:
+            producer = _start_producer(run, producer_log)
+            run.watch(dsn, monitor, producer, log)
+            producer.wait(timeout=60)
         if producer.returncode not in (0, None):
-            result.violations.append(f"the producer exited with status {producer.returncode}")
-        # let the last batch's counters land before auditing
-        time.sleep(2)
-        report = audit(dsn, kafka.bootstrap(), kafka.topic, [ledger], since=since)
-        stored, dups, dead = _counters(dsn)
-        result.acked = report.acked
-        result.stored = report.stored_of_acked
-        result.duplicates_sent = report.duplicates_sent
-        result.duplicates_ignored = dups - base_dups
-        result.dlq = dead - base_dead
-        result.lost = report.lost
-        result.duplicate_rows = report.duplicate_rows_metrics + report.duplicate_rows_processed
-        result.order_violations = report.order_violations
-        end_ref = knob_off_at if scenario is Scenario.slowdown else duration_s
-        result.drain_seconds = round(drained_at - end_ref, 1) if drained_at is not None and end_ref else None
-        result.audit = report.as_dict()
-        result.violations += _verdict(scenario, result, report, rate)
+            run.result.violations.append(f"the producer exited with status {producer.returncode}")
+        time.sleep(2)  # let the last batch's counters land before auditing
+        run.judge(dsn, audit(dsn, kafka.bootstrap(), kafka.topic, [run.ledger], since=run.since))
     finally:
         monitor.stop()
         try:
-            _set_config(dsn, {"consumer_slowdown_ms": 0, "consumer_batch_max": None}, "sensorpipe demo")
+            _set_config(dsn, FULL_SPEED, WHO)
             if restore is not None:
-                _set_config(dsn, restore.model_dump(), "sensorpipe demo")
+                _set_config(dsn, restore.model_dump(), WHO)
         except psycopg.Error:
             pass
         stack.stop()
     stem = out_dir / f"demo-{scenario.value}"
-    stem.with_suffix(".json").write_bytes(orjson.dumps(asdict(result), option=orjson.OPT_INDENT_2))
-    _chart(result, stem.with_suffix(".png"))
-    return result
+    stem.with_suffix(".json").write_bytes(orjson.dumps(asdict(run.result), option=orjson.OPT_INDENT_2))
+    _chart(run.result, stem.with_suffix(".png"))
+    return run.result
+
+
+WHO = "sensorpipe demo"
+FULL_SPEED: dict[str, Any] = {"consumer_slowdown_ms": 0, "consumer_batch_max": None}
+SLOWED: dict[str, Any] = {"consumer_slowdown_ms": 2000, "consumer_batch_max": 500}
+DRAIN_WAIT_S = 180
+
+
+@dataclass
+class DemoRun:
+    """One demo's state while it runs: the ledger, the counters at its start, the slowdown
+    knob's schedule, and when the backlog drained."""
+
+    scenario: Scenario
+    result: DemoResult
+    ledger: Path = Path()
+    base: tuple[int, int, int] = (0, 0, 0)  # stored, duplicates, dead letters before the run
+    since: datetime = field(default_factory=lambda: datetime.now(UTC))
+    slowed: bool = False
+    knob_off_at: float | None = None
+    drained_at: float | None = None
+
+    def watch(self, dsn: str, monitor: PipelineMonitor, producer: subprocess.Popen[bytes], log: Log) -> None:
+        """Sample once a second while the producer runs and until the backlog drains."""
+        t0 = time.monotonic()
+        with Live(console=Console(stderr=True), refresh_per_second=2, transient=False) as live:
+            while True:
+                time.sleep(1.0)
+                t = time.monotonic() - t0
+                self._knob(dsn, t, log)
+                sample = monitor.latest
+                point = self._point(dsn, t, sample)
+                producing = producer.poll() is None
+                live.update(_progress(self.scenario, point, producing))
+                if not producing and point.lag == 0 and sample is not None and sample.at > t0:
+                    self.drained_at = t
+                    return
+                if t > self.result.duration_s + DRAIN_WAIT_S:
+                    log(f"the backlog did not drain within {DRAIN_WAIT_S} s after the producer stopped")
+                    return
+
+    def _knob(self, dsn: str, t: float, log: Log) -> None:
+        """The slowdown scenario slows the consumer from 25% to 60% of the duration."""
+        if self.scenario is not Scenario.slowdown:
+            return
+        on, off = self.result.duration_s * 0.25, self.result.duration_s * 0.6
+        if not self.slowed and on <= t < off:
+            log(f"t={t:.0f}s: slowing the consumer down (2000 ms per batch, at most 500 events)")
+            _set_config(dsn, SLOWED, WHO)
+            self.slowed = True
+        elif self.slowed and t >= off:
+            log(f"t={t:.0f}s: consumer back to full speed")
+            _set_config(dsn, FULL_SPEED, WHO)
+            self.slowed, self.knob_off_at = False, t
+
+    def _point(self, dsn: str, t: float, sample: Sample | None) -> Point:
+        stored, dups, _dead = _counters(dsn)
+        point = Point(
+            round(t, 2),
+            round(sample.produced_per_s or 0.0, 1) if sample else 0.0,
+            round(sample.stored_per_s or 0.0, 1) if sample else 0.0,
+            sample.total_lag if sample else 0,
+            stored - self.base[0],
+            dups - self.base[1],
+            self.slowed,
+        )
+        self.result.series.append(asdict(point))
+        self.result.max_lag = max(self.result.max_lag, point.lag)
+        return point
+
+    def judge(self, dsn: str, report: AuditReport) -> None:
+        r = self.result
+        _stored, dups, dead = _counters(dsn)
+        r.acked = report.acked
+        r.stored = report.stored_of_acked
+        r.duplicates_sent = report.duplicates_sent
+        r.duplicates_ignored = dups - self.base[1]
+        r.dlq = dead - self.base[2]
+        r.lost = report.lost
+        r.duplicate_rows = report.duplicate_rows_metrics + report.duplicate_rows_processed
+        r.order_violations = report.order_violations
+        end_ref = self.knob_off_at if self.scenario is Scenario.slowdown else r.duration_s
+        r.drain_seconds = round(self.drained_at - end_ref, 1) if self.drained_at is not None and end_ref else None
+        r.audit = report.as_dict()
+        r.violations += _verdict(self.scenario, r, report, r.rate)
+
+
+def _start_producer(run: DemoRun, log_file: IO[bytes]) -> subprocess.Popen[bytes]:
+    r = run.result
+    cmd = [sys.executable, "-m", "sensorpipe", "producer", "--rate", str(r.rate), "--sensors", str(r.sensors)]
+    cmd += ["--duration", str(r.duration_s), "--ledger", str(run.ledger)]
+    cmd += ["--duplicate-ratio", str(0.1 if run.scenario is Scenario.duplicates else 0.0)]
+    env = {**os.environ, "SENSORPIPE_PRODUCER_METRICS_PORT": "0"}
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log_file)
 
 
 def _wait_for_empty_backlog(monitor: PipelineMonitor, log: Log, timeout_s: float = 600.0) -> None:

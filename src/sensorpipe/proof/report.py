@@ -21,6 +21,21 @@ def _mark(ok: bool) -> str:
 
 
 def render(r: dict[str, Any], command: str) -> str:
+    out = _header(r, command)
+    for key, section in (
+        ("producer", _producer),
+        ("consumer", _consumer),
+        ("e2e", _e2e),
+        ("api", _api),
+        ("storage", lambda r: _storage(r["storage"])),
+        ("soak", lambda r: _soak(r["soak"])),
+    ):
+        if key in r:
+            out += section(r)
+    return "\n".join(out) + "\n"
+
+
+def _header(r: dict[str, Any], command: str) -> list[str]:
     m = r["machine"]
     out = [
         "# Benchmarks",
@@ -36,222 +51,233 @@ def render(r: dict[str, Any], command: str) -> str:
         f"- **Reproduce:** {command}",
         "",
     ]
-    if "producer" in r:
-        p = r["producer"]
-        ref = p["reference"]
-        out += [
-            "## Producer",
-            "",
-            f"Measured {r['producer'].get('measured_at', r.get('started_at', 'in an earlier run'))}.",
-            "",
-            f"Target: {TARGETS['producer']}.",
-            "",
-            "| run | events/s | × ProducerPerformance | peak RSS | CPU s |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for run in p["runs"]:
-            out.append(
-                f"| sensorpipe producer, {run['sensors']:,} sensors, keyed, idempotent, acks=all "
-                f"| {run['events_per_s']:,} | {run['ratio_to_reference']} | {run['peak_rss_mb']} MB "
-                f"| {run['cpu_s']} |"
-            )
-        ref_runs = ref.get("runs", [ref["events_per_s"]])
-        out.append(
-            f"| reference: ProducerPerformance, {ref['record_bytes']} B records, acks=all, idempotent, "
-            f"unkeyed (mean of {', '.join(f'{x:,}' for x in ref_runs)}) | {ref['events_per_s']:,} | 1.0 | | |"
-        )
-        worst = min(run["events_per_s"] for run in p["runs"])
-        ratios = [x["ratio_to_reference"] for x in p["runs"]]
-        mean_ratio = p.get("mean_ratio_to_reference", min(ratios))
-        five = max(run["peak_rss_mb"] for run in p["runs"] if run["sensors"] == 5000)
-        out += [
-            "",
-            f"- ≥ 100,000 events/s: {_mark(worst >= 100_000)} (slowest run {worst:,})",
-            f"- ≥ 0.5 × reference: {_mark(mean_ratio >= 0.5)} (mean of the runs {mean_ratio}; "
-            f"runs {min(ratios)} to {max(ratios)})",
-            f"- RSS ≤ 200 MB at 5,000 sensors: {_mark(five <= 200)} ({five} MB)",
-            "",
-        ]
-    if "consumer" in r:
-        c = r["consumer"]
-        out += [
-            "## Consumer",
-            "",
-            f"Measured {r['consumer'].get('measured_at', r.get('started_at', 'in an earlier run'))}.",
-            "",
-            f"Target: {TARGETS['consumer']}.",
-            "",
-            f"Drain of {c['events']:,} preloaded events (2,000 sensors) into PostgreSQL.",
-            "",
-            "| run | events/s | seconds | peak RSS | CPU s |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for key, label in (
-            ("one", "1 consumer, dedupe + rollups + sensor stats"),
-            ("replay", "pure-duplicate replay (1 consumer, a new group; positions recorded as processed)"),
-            ("replay_by_id", "the same replay, position path off: every copy decoded and found by event id"),
-            ("x2", "2 consumers"),
-            ("x3", "3 consumers"),
-        ):
-            if key not in c:  # runs recorded before the position path have no replay_by_id
-                continue
-            x = c[key]
-            out.append(f"| {label} | {x['events_per_s']:,} | {x['seconds']} | {x['peak_rss_mb']} MB | {x['cpu_s']} |")
-        out.append(
-            f"| ceiling: plain binary COPY of the same rows | {c['copy']['events_per_s']:,} "
-            f"| {c['copy']['seconds']} | | |"
-        )
-        out.append(
-            f"| floor: naive consumer, one transaction per event | {c['naive']['events_per_s']:,} "
-            f"| {c['naive']['seconds']} | | |"
-        )
-        one = c["one"]
-        by_id = c.get("replay_by_id")  # runs recorded before the position path have none
-        by_id_text = f"; {by_id['events_per_s']:,} with the position path off, every copy decoded" if by_id else ""
-        out += [
-            "",
-            f"- ≥ 50,000 events/s: {_mark(one['events_per_s'] >= 50_000)} ({one['events_per_s']:,})",
-            f"- ≥ 0.3 × COPY: {_mark(c['ratio_to_copy'] >= 0.3)} ({c['ratio_to_copy']})",
-            f"- ≥ 30 × naive: {_mark(c['ratio_to_naive'] >= 30)} ({c['ratio_to_naive']})",
-            f"- replay ≥ 100,000 events/s: {_mark(c['replay']['events_per_s'] >= 100_000)} "
-            f"({c['replay']['events_per_s']:,}{by_id_text})",
-            f"- RSS ≤ 300 MB: {_mark(one['peak_rss_mb'] <= 300)} ({one['peak_rss_mb']} MB)",
-            "",
-        ]
-        if "profile" in c:
-            pr = c["profile"]
-            out += [
-                "Where one consumer's wall time goes (pyinstrument, in-process, "
-                f"{pr['events_per_s']:,} events/s while profiled):",
-                "",
-                *[f"- {k}: {v:.0%}" for k, v in pr["share"].items()],
-                "",
-                "<details><summary>profile</summary>",
-                "",
-                "```",
-                pr["text"].rstrip(),
-                "```",
-                "",
-                "</details>",
-                "",
-            ]
-    if "e2e" in r:
-        e = r["e2e"]
-        out += [
-            "## End to end",
-            "",
-            f"Measured {r['e2e'].get('measured_at', r.get('started_at', 'in an earlier run'))}.",
-            "",
-            f"Target: {TARGETS['e2e']}.",
-            "",
-            "Producer, broker, one consumer and PostgreSQL together, 2,000 sensors. Latency is event time to "
-            "the row's insert time in the batch transaction (`ingested_at - ts`), which commits right after.",
-            "",
-            "Sampled once a second: *lag*, the high watermark minus the group's committed offsets, and "
-            "*backlog*, produced minus stored (queryable) events. Offsets are committed once a second, so lag "
-            "saw-tooths by up to a second of events. *Steady* judges the backlog over the second half of the "
-            "load: no upward trend (least-squares slope under 1% of the rate per second) and never more than "
-            "5 seconds of events.",
-            "",
-            "| rate | produced | p50 ms | p95 ms | p99 ms | max lag | max backlog | steady | drained |",
-            "|---:|---:|---:|---:|---:|---:|---:|---|---|",
-        ]
+    return out
 
-        def _n(x: dict[str, Any], key: str) -> str:
-            return f"{x[key]:,}" if key in x else "not measured"
 
-        for x in e["rates"]:
-            lat = x["latency_ms"]
-            out.append(
-                f"| {x['rate']:,}/s | {x['produced']:,} | {lat['p50']} | {lat['p95']} | {lat['p99']} "
-                f"| {_n(x, 'max_lag')} | {_n(x, 'max_backlog')} | {x['lag_steady']} | {x['drained']} |"
-            )
-        for x in e.get("probes", []):
-            out.append(
-                f"| probe {x['rate']:,}/s | | | | | {_n(x, 'max_lag')} | {_n(x, 'max_backlog')} "
-                f"| {x['lag_steady']} | {x['drained']} |"
-            )
-        at20 = next((x for x in e["rates"] if x["rate"] == 20000), None)
-        if at20:
-            p99 = at20["latency_ms"]["p99"] or 1e9
+def _producer(r: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    p = r["producer"]
+    ref = p["reference"]
+    out += [
+        "## Producer",
+        "",
+        f"Measured {r['producer'].get('measured_at', r.get('started_at', 'in an earlier run'))}.",
+        "",
+        f"Target: {TARGETS['producer']}.",
+        "",
+        "| run | events/s | × ProducerPerformance | peak RSS | CPU s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for run in p["runs"]:
+        out.append(
+            f"| sensorpipe producer, {run['sensors']:,} sensors, keyed, idempotent, acks=all "
+            f"| {run['events_per_s']:,} | {run['ratio_to_reference']} | {run['peak_rss_mb']} MB "
+            f"| {run['cpu_s']} |"
+        )
+    ref_runs = ref.get("runs", [ref["events_per_s"]])
+    out.append(
+        f"| reference: ProducerPerformance, {ref['record_bytes']} B records, acks=all, idempotent, "
+        f"unkeyed (mean of {', '.join(f'{x:,}' for x in ref_runs)}) | {ref['events_per_s']:,} | 1.0 | | |"
+    )
+    worst = min(run["events_per_s"] for run in p["runs"])
+    ratios = [x["ratio_to_reference"] for x in p["runs"]]
+    mean_ratio = p.get("mean_ratio_to_reference", min(ratios))
+    five = max(run["peak_rss_mb"] for run in p["runs"] if run["sensors"] == 5000)
+    out += [
+        "",
+        f"- ≥ 100,000 events/s: {_mark(worst >= 100_000)} (slowest run {worst:,})",
+        f"- ≥ 0.5 × reference: {_mark(mean_ratio >= 0.5)} (mean of the runs {mean_ratio}; "
+        f"runs {min(ratios)} to {max(ratios)})",
+        f"- RSS ≤ 200 MB at 5,000 sensors: {_mark(five <= 200)} ({five} MB)",
+        "",
+    ]
+    return out
+
+
+def _consumer(r: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    c = r["consumer"]
+    out += [
+        "## Consumer",
+        "",
+        f"Measured {r['consumer'].get('measured_at', r.get('started_at', 'in an earlier run'))}.",
+        "",
+        f"Target: {TARGETS['consumer']}.",
+        "",
+        f"Drain of {c['events']:,} preloaded events (2,000 sensors) into PostgreSQL.",
+        "",
+        "| run | events/s | seconds | peak RSS | CPU s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key, label in (
+        ("one", "1 consumer, dedupe + rollups + sensor stats"),
+        ("replay", "pure-duplicate replay (1 consumer, a new group; positions recorded as processed)"),
+        ("replay_by_id", "the same replay, position path off: every copy decoded and found by event id"),
+        ("x2", "2 consumers"),
+        ("x3", "3 consumers"),
+    ):
+        if key not in c:  # runs recorded before the position path have no replay_by_id
+            continue
+        x = c[key]
+        out.append(f"| {label} | {x['events_per_s']:,} | {x['seconds']} | {x['peak_rss_mb']} MB | {x['cpu_s']} |")
+    out.append(
+        f"| ceiling: plain binary COPY of the same rows | {c['copy']['events_per_s']:,} | {c['copy']['seconds']} | | |"
+    )
+    out.append(
+        f"| floor: naive consumer, one transaction per event | {c['naive']['events_per_s']:,} "
+        f"| {c['naive']['seconds']} | | |"
+    )
+    one = c["one"]
+    by_id = c.get("replay_by_id")  # runs recorded before the position path have none
+    by_id_text = f"; {by_id['events_per_s']:,} with the position path off, every copy decoded" if by_id else ""
+    out += [
+        "",
+        f"- ≥ 50,000 events/s: {_mark(one['events_per_s'] >= 50_000)} ({one['events_per_s']:,})",
+        f"- ≥ 0.3 × COPY: {_mark(c['ratio_to_copy'] >= 0.3)} ({c['ratio_to_copy']})",
+        f"- ≥ 30 × naive: {_mark(c['ratio_to_naive'] >= 30)} ({c['ratio_to_naive']})",
+        f"- replay ≥ 100,000 events/s: {_mark(c['replay']['events_per_s'] >= 100_000)} "
+        f"({c['replay']['events_per_s']:,}{by_id_text})",
+        f"- RSS ≤ 300 MB: {_mark(one['peak_rss_mb'] <= 300)} ({one['peak_rss_mb']} MB)",
+        "",
+    ]
+    if "profile" in c:
+        pr = c["profile"]
+        out += [
+            "Where one consumer's wall time goes (pyinstrument, in-process, "
+            f"{pr['events_per_s']:,} events/s while profiled):",
+            "",
+            *[f"- {k}: {v:.0%}" for k, v in pr["share"].items()],
+            "",
+            "<details><summary>profile</summary>",
+            "",
+            "```",
+            pr["text"].rstrip(),
+            "```",
+            "",
+            "</details>",
+            "",
+        ]
+    return out
+
+
+def _e2e(r: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    e = r["e2e"]
+    out += [
+        "## End to end",
+        "",
+        f"Measured {r['e2e'].get('measured_at', r.get('started_at', 'in an earlier run'))}.",
+        "",
+        f"Target: {TARGETS['e2e']}.",
+        "",
+        "Producer, broker, one consumer and PostgreSQL together, 2,000 sensors. Latency is event time to "
+        "the row's insert time in the batch transaction (`ingested_at - ts`), which commits right after.",
+        "",
+        "Sampled once a second: *lag*, the high watermark minus the group's committed offsets, and "
+        "*backlog*, produced minus stored (queryable) events. Offsets are committed once a second, so lag "
+        "saw-tooths by up to a second of events. *Steady* judges the backlog over the second half of the "
+        "load: no upward trend (least-squares slope under 1% of the rate per second) and never more than "
+        "5 seconds of events.",
+        "",
+        "| rate | produced | p50 ms | p95 ms | p99 ms | max lag | max backlog | steady | drained |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+
+    def _n(x: dict[str, Any], key: str) -> str:
+        return f"{x[key]:,}" if key in x else "not measured"
+
+    for x in e["rates"]:
+        lat = x["latency_ms"]
+        out.append(
+            f"| {x['rate']:,}/s | {x['produced']:,} | {lat['p50']} | {lat['p95']} | {lat['p99']} "
+            f"| {_n(x, 'max_lag')} | {_n(x, 'max_backlog')} | {x['lag_steady']} | {x['drained']} |"
+        )
+    for x in e.get("probes", []):
+        out.append(
+            f"| probe {x['rate']:,}/s | | | | | {_n(x, 'max_lag')} | {_n(x, 'max_backlog')} "
+            f"| {x['lag_steady']} | {x['drained']} |"
+        )
+    at20 = next((x for x in e["rates"] if x["rate"] == 20000), None)
+    if at20:
+        p99 = at20["latency_ms"]["p99"] or 1e9
+        out += [
+            "",
+            f"- at 20,000/s p99 ≤ 1 s: {_mark(p99 <= 1000)} ({p99} ms); backlog bounded: "
+            f"{_mark(bool(at20['lag_steady']))}",
+        ]
+    out += [
+        f"- maximum sustainable ≥ {E2E_SUSTAINED_TARGET:,}/s: "
+        f"{_mark(e['max_sustainable'] >= E2E_SUSTAINED_TARGET)} "
+        f"(highest rate with a steady backlog: {e['max_sustainable']:,}/s)",
+        "",
+        "Resources during the 20,000/s run (CPU seconds, CPU per produced event, peak RSS):",
+        "",
+        "| process | CPU s | CPU us/event | peak RSS |",
+        "|---|---:|---:|---:|",
+    ]
+    if at20:
+        n = at20["produced"] or 1
+        total_us = 0.0
+        for name, res in at20["resources"].items():
+            us = res["cpu_s"] / n * 1e6
+            total_us += us
+            out.append(f"| {name} | {res['cpu_s']} | {us:.1f} | {res['peak_rss_mb']} MB |")
+        cores = r.get("machine", {}).get("cores")
+        if cores and total_us:
+            # The budget that bounds the sustainable rate on one box: no scheduling can carry
+            # more events per second than the cores' CPU-seconds divided by the cost of one.
             out += [
                 "",
-                f"- at 20,000/s p99 ≤ 1 s: {_mark(p99 <= 1000)} ({p99} ms); backlog bounded: "
-                f"{_mark(bool(at20['lag_steady']))}",
+                f"Together {total_us:.1f} us of CPU per event: even with its {cores} cores fully busy, this "
+                f"box could carry at most {cores * 1e6 / total_us:,.0f} events/s at that cost. "
+                f"{E2E_SUSTAINED_TARGET:,}/s would need at most "
+                f"{cores * 1e6 / E2E_SUSTAINED_TARGET:.1f} us per event.",
             ]
-        out += [
-            f"- maximum sustainable ≥ {E2E_SUSTAINED_TARGET:,}/s: "
-            f"{_mark(e['max_sustainable'] >= E2E_SUSTAINED_TARGET)} "
-            f"(highest rate with a steady backlog: {e['max_sustainable']:,}/s)",
-            "",
-            "Resources during the 20,000/s run (CPU seconds, CPU per produced event, peak RSS):",
-            "",
-            "| process | CPU s | CPU us/event | peak RSS |",
-            "|---|---:|---:|---:|",
-        ]
-        if at20:
-            n = at20["produced"] or 1
-            total_us = 0.0
-            for name, res in at20["resources"].items():
-                us = res["cpu_s"] / n * 1e6
-                total_us += us
-                out.append(f"| {name} | {res['cpu_s']} | {us:.1f} | {res['peak_rss_mb']} MB |")
-            cores = r.get("machine", {}).get("cores")
-            if cores and total_us:
-                # The budget that bounds the sustainable rate on one box: no scheduling can carry
-                # more events per second than the cores' CPU-seconds divided by the cost of one.
-                out += [
-                    "",
-                    f"Together {total_us:.1f} us of CPU per event: even with its {cores} cores fully busy, this "
-                    f"box could carry at most {cores * 1e6 / total_us:,.0f} events/s at that cost. "
-                    f"{E2E_SUSTAINED_TARGET:,}/s would need at most "
-                    f"{cores * 1e6 / E2E_SUSTAINED_TARGET:.1f} us per event.",
-                ]
-        out += [
-            "",
-            "(postgres: the server and all its backends, RSS summed, so shared buffers count "
-            "once per backend; Kafka: the broker JVM.)",
-        ]
-        out += ["", "![throughput and latency](docs/bench/e2e.png)", ""]
-    if "api" in r:
-        a = r["api"]
-        out += [
-            "## API",
-            "",
-            f"Measured {r['api'].get('measured_at', r.get('started_at', 'in an earlier run'))}.",
-            "",
-            f"Target: {TARGETS['api']}.",
-            "",
-            f"{a['rows']:,} readings of 2,000 sensors over 24 h (loaded with SQL in {a['load_seconds']} s); "
-            f"`wrk -c10 -t2 --latency` per endpoint.",
-            "",
-            "The API keeps the rendered hours of one sensor's aggregate (buckets that divide an hour) and "
-            "checks each against the hour's (rows, events) fingerprint on every request "
-            "(`src/sensorpipe/api/hours.py`); a range's partial end hours are cut from the cached whole hours. "
-            "The first aggregate row repeats one sensor, as a refreshing chart does. The readings are loaded "
-            "once and nothing writes during the run, so every hour comes from that cache; while a consumer "
-            "writes, the current hour changes and is rendered again on each request. The second row asks for a "
-            "different sensor each time, so its hours are rendered afresh. The last row repeats the first while "
-            "a producer and a consumer write into the same database, sharing the two cores with the API.",
-            "",
-            "| endpoint | p50 ms | p90 ms | p99 ms | req/s | non-2xx |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
-        limits = {"aggregate": 50, "summary": 100, "pipeline": 100}
-        marks = []
-        for name, x in a["endpoints"].items():
-            out.append(
-                f"| {name} | {x.get('p50_ms')} | {x.get('p90_ms')} | {x.get('p99_ms')} "
-                f"| {x.get('requests_per_s')} | {x.get('non_2xx')} |"
-            )
-            limit = next(v for k, v in limits.items() if name.startswith(k))
-            marks.append(f"- {name} p99 ≤ {limit} ms: {_mark((x.get('p99_ms') or 1e9) <= limit)}")
-        out += ["", *marks, ""]
-    if "storage" in r:
-        out += _storage(r["storage"])
-    if "soak" in r:
-        out += _soak(r["soak"])
-    return "\n".join(out) + "\n"
+    out += [
+        "",
+        "(postgres: the server and all its backends, RSS summed, so shared buffers count "
+        "once per backend; Kafka: the broker JVM.)",
+    ]
+    out += ["", "![throughput and latency](docs/bench/e2e.png)", ""]
+    return out
+
+
+def _api(r: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    a = r["api"]
+    out += [
+        "## API",
+        "",
+        f"Measured {r['api'].get('measured_at', r.get('started_at', 'in an earlier run'))}.",
+        "",
+        f"Target: {TARGETS['api']}.",
+        "",
+        f"{a['rows']:,} readings of 2,000 sensors over 24 h (loaded with SQL in {a['load_seconds']} s); "
+        f"`wrk -c10 -t2 --latency` per endpoint.",
+        "",
+        "The API keeps the rendered hours of one sensor's aggregate (buckets that divide an hour) and "
+        "checks each against the hour's (rows, events) fingerprint on every request "
+        "(`src/sensorpipe/api/hours.py`); a range's partial end hours are cut from the cached whole hours. "
+        "The first aggregate row repeats one sensor, as a refreshing chart does. The readings are loaded "
+        "once and nothing writes during the run, so every hour comes from that cache; while a consumer "
+        "writes, the current hour changes and is rendered again on each request. The second row asks for a "
+        "different sensor each time, so its hours are rendered afresh. The last row repeats the first while "
+        "a producer and a consumer write into the same database, sharing the two cores with the API.",
+        "",
+        "| endpoint | p50 ms | p90 ms | p99 ms | req/s | non-2xx |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    limits = {"aggregate": 50, "summary": 100, "pipeline": 100}
+    marks = []
+    for name, x in a["endpoints"].items():
+        out.append(
+            f"| {name} | {x.get('p50_ms')} | {x.get('p90_ms')} | {x.get('p99_ms')} "
+            f"| {x.get('requests_per_s')} | {x.get('non_2xx')} |"
+        )
+        limit = next(v for k, v in limits.items() if name.startswith(k))
+        marks.append(f"- {name} p99 ≤ {limit} ms: {_mark((x.get('p99_ms') or 1e9) <= limit)}")
+    out += ["", *marks, ""]
+    return out
 
 
 def _window_mean(samples: list[dict[str, Any]], name: str, lo: float, hi: float) -> float | None:

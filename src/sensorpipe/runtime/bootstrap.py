@@ -45,33 +45,40 @@ def ensure_topics(
     except KafkaException as e:
         raise PlatformError(f"Kafka at {settings.bootstrap()} did not answer: {e}") from e
     rf = min(settings.replication_factor(), len(md.brokers))
-    existing = md.topics
-    if topic in existing and existing[topic].error is None:
-        have = len(existing[topic].partitions)
-        if have != partitions:
-            raise PlatformError(
-                f"topic {topic!r} exists with {have} partitions, but {partitions} are configured. "
-                f"Refusing to start: changing the partition count remaps sensor_id keys to other "
-                f"partitions and silently breaks per-sensor ordering. Set SENSORPIPE_KAFKA_PARTITIONS={have}, "
-                f"or recreate the topic deliberately."
-            )
-    wanted = []
+    existing = {name: t for name, t in md.topics.items() if t.error is None}
+    if topic in existing:
+        _check_partitions(topic, len(existing[topic].partitions), partitions)
     min_isr = "2" if rf >= 3 else "1"
     sized = dict(zip((topic, dlq_topic), (lim.topic_config() for lim in limits), strict=True)) if limits else {}
+    wanted = [
+        NewTopic(
+            n,
+            num_partitions=partitions,
+            replication_factor=rf,
+            config={"min.insync.replicas": min_isr, **sized.get(n, {})},
+        )
+        for n in (topic, dlq_topic)
+        if n not in existing
+    ]
     for name in (topic, dlq_topic):
-        if name not in existing or existing[name].error is not None:
-            wanted.append(
-                NewTopic(
-                    name,
-                    num_partitions=partitions,
-                    replication_factor=rf,
-                    config={"min.insync.replicas": min_isr, **sized.get(name, {})},
-                )
-            )
-        elif name in sized:
+        if name in existing and name in sized:
             _alter(admin, name, sized[name])
-    if not wanted:
-        return
+    if wanted:
+        _create(admin, wanted)
+
+
+def _check_partitions(topic: str, have: int, partitions: int) -> None:
+    if have != partitions:
+        raise PlatformError(
+            f"topic {topic!r} exists with {have} partitions, but {partitions} are configured. "
+            f"Refusing to start: changing the partition count remaps sensor_id keys to other "
+            f"partitions and silently breaks per-sensor ordering. Set SENSORPIPE_KAFKA_PARTITIONS={have}, "
+            f"or recreate the topic deliberately."
+        )
+
+
+def _create(admin: AdminClient, wanted: list[NewTopic]) -> None:
+    """Create the topics; return once every partition of each has a leader."""
     for name, fut in admin.create_topics(wanted, operation_timeout=30).items():
         try:
             fut.result()
@@ -79,7 +86,7 @@ def ensure_topics(
             if e.args[0].name() != "TOPIC_ALREADY_EXISTS":  # a concurrent creator won the race
                 raise PlatformError(f"could not create topic {name!r}: {e}") from e
     # Creation returns before every broker knows the new leaders; clients that ask too early
-    # get NOT_LEADER_FOR_PARTITION. Return only once every partition has a leader.
+    # get NOT_LEADER_FOR_PARTITION.
     deadline = time.monotonic() + 30
     names = [t.topic for t in wanted]
     while time.monotonic() < deadline:

@@ -469,59 +469,41 @@ class BatchWriter:
     ) -> BatchResult:
         """Write one part of a batch in one transaction: its rows, its dead letters and, if
         given, the Kafka positions it read (its known positions count as redeliveries)."""
-        n = len(cols)
-        # The first copy of each event id in the batch is the candidate; later copies are
-        # duplicates (or conflicts) of it and are classified in Python.
-        seen: dict[str, int] = {}
-        later: list[int] = []
-        if len(set(cols.event_id)) < n:  # normally every id is distinct and this is skipped
-            for i, eid in enumerate(cols.event_id):
-                if eid in seen:
-                    later.append(i)
-                else:
-                    seen[eid] = i
+        seen, later = _first_copies(cols.event_id)
         cand = cols if not later else cols.take(sorted(seen.values()))
         if cand.ts_us:
             first, last = utc_day(min(cand.ts_us)), utc_day(max(cand.ts_us))
             if first not in self._known_days or last not in self._known_days:
                 self.ensure_partitions(first, last)
         conn = self._connection()
-        stored = duplicates = conflicts = redeliveries = 0
+        stored = 0
         others = _Others()
         with conn.transaction():
             if slowdown_ms > 0:
                 conn.execute("SELECT pg_sleep(%s)", (slowdown_ms / 1000,))
-            if n:
-                new, lit = self._claim(conn, cand, others)
-                if new.event_id:
-                    conn.execute(_WRITE_NEW, {**lit.metrics(), **_aggregates(new)})
-                    stored = len(new)
+            if len(cols):
+                stored = self._write_rows(conn, cand, others)
                 for i in later:  # later copies within the batch: compared with the first copy
                     j = seen[cols.event_id[i]]
                     others.classify(cols, i, (cols.kpart[j], cols.koff[j], cols.chash[j]))
             if positions is not None:
                 for part, k in positions.known.items():
                     others.redelivered[part] = others.redelivered.get(part, 0) + k
-            if others.any():
-                counted = conn.execute(_WRITE_OTHERS, others.params()).fetchone()
-                if counted is not None:
-                    duplicates, conflicts, redeliveries = int(counted[0]), int(counted[1]), int(counted[2])
-            if dead:
-                conn.execute(
-                    _WRITE_DEAD,
-                    (
-                        [d.kafka_partition for d in dead],
-                        [d.kafka_offset for d in dead],
-                        [d.reason for d in dead],
-                        [d.detail for d in dead],
-                        [d.poison_label for d in dead],
-                    ),
-                )
+            duplicates, conflicts, redeliveries = _write_others(conn, others)
+            _write_dead(conn, dead)
             if positions is not None:
                 record_positions(conn, positions)
             if before_commit is not None:
                 before_commit()  # still inside the transaction (the chaos suite's failpoint)
         return BatchResult(stored, duplicates, redeliveries, conflicts, len(dead))
+
+    def _write_rows(self, conn: psycopg.Connection[tuple[Any, ...]], cand: Columns, others: _Others) -> int:
+        """Claim the candidates' ids and write the rows that were new; returns how many."""
+        new, lit = self._claim(conn, cand, others)
+        if not new.event_id:
+            return 0
+        conn.execute(_WRITE_NEW, {**lit.metrics(), **_aggregates(new)})
+        return len(new)
 
     def _claim(
         self, conn: psycopg.Connection[tuple[Any, ...]], cand: Columns, others: _Others
@@ -777,3 +759,41 @@ class _Others:
             "r_part": Int4Array(rp),
             "r_n": Int4Array([self.redelivered[p] for p in rp]),
         }
+
+
+def _first_copies(event_ids: list[str]) -> tuple[dict[str, int], list[int]]:
+    """The first copy of each event id in a batch (id -> index) and the indexes of later
+    copies, which are duplicates (or conflicts) of it and are classified in Python. Normally
+    every id is distinct, and this costs one set."""
+    if len(set(event_ids)) == len(event_ids):
+        return {}, []
+    seen: dict[str, int] = {}
+    later: list[int] = []
+    for i, eid in enumerate(event_ids):
+        if eid in seen:
+            later.append(i)
+        else:
+            seen[eid] = i
+    return seen, later
+
+
+def _write_others(conn: psycopg.Connection[tuple[Any, ...]], others: _Others) -> tuple[int, int, int]:
+    """Count the copies that were not stored; (duplicates, conflicts, redeliveries)."""
+    if not others.any():
+        return 0, 0, 0
+    counted = conn.execute(_WRITE_OTHERS, others.params()).fetchone()
+    return (0, 0, 0) if counted is None else (int(counted[0]), int(counted[1]), int(counted[2]))
+
+
+def _write_dead(conn: psycopg.Connection[tuple[Any, ...]], dead: list[DeadLetter]) -> None:
+    if dead:
+        conn.execute(
+            _WRITE_DEAD,
+            (
+                [d.kafka_partition for d in dead],
+                [d.kafka_offset for d in dead],
+                [d.reason for d in dead],
+                [d.detail for d in dead],
+                [d.poison_label for d in dead],
+            ),
+        )
