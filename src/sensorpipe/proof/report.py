@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sensorpipe.proof import report_long
+from sensorpipe.proof.report_long import mark
+
 E2E_SUSTAINED_TARGET = 40_000  # events/s
 
 TARGETS = {
@@ -16,10 +19,6 @@ TARGETS = {
 }
 
 
-def _mark(ok: bool) -> str:
-    return "met" if ok else "**missed**"
-
-
 def render(r: dict[str, Any], command: str) -> str:
     out = _header(r, command)
     for key, section in (
@@ -27,8 +26,8 @@ def render(r: dict[str, Any], command: str) -> str:
         ("consumer", _consumer),
         ("e2e", _e2e),
         ("api", _api),
-        ("storage", lambda r: _storage(r["storage"])),
-        ("soak", lambda r: _soak(r["soak"])),
+        ("storage", lambda r: report_long.storage(r["storage"])),
+        ("soak", lambda r: report_long.soak(r["soak"])),
     ):
         if key in r:
             out += section(r)
@@ -85,10 +84,10 @@ def _producer(r: dict[str, Any]) -> list[str]:
     five = max(run["peak_rss_mb"] for run in p["runs"] if run["sensors"] == 5000)
     out += [
         "",
-        f"- ≥ 100,000 events/s: {_mark(worst >= 100_000)} (slowest run {worst:,})",
-        f"- ≥ 0.5 × reference: {_mark(mean_ratio >= 0.5)} (mean of the runs {mean_ratio}; "
+        f"- ≥ 100,000 events/s: {mark(worst >= 100_000)} (slowest run {worst:,})",
+        f"- ≥ 0.5 × reference: {mark(mean_ratio >= 0.5)} (mean of the runs {mean_ratio}; "
         f"runs {min(ratios)} to {max(ratios)})",
-        f"- RSS ≤ 200 MB at 5,000 sensors: {_mark(five <= 200)} ({five} MB)",
+        f"- RSS ≤ 200 MB at 5,000 sensors: {mark(five <= 200)} ({five} MB)",
         "",
     ]
     return out
@@ -132,12 +131,12 @@ def _consumer(r: dict[str, Any]) -> list[str]:
     by_id_text = f"; {by_id['events_per_s']:,} with the position path off, every copy decoded" if by_id else ""
     out += [
         "",
-        f"- ≥ 50,000 events/s: {_mark(one['events_per_s'] >= 50_000)} ({one['events_per_s']:,})",
-        f"- ≥ 0.3 × COPY: {_mark(c['ratio_to_copy'] >= 0.3)} ({c['ratio_to_copy']})",
-        f"- ≥ 30 × naive: {_mark(c['ratio_to_naive'] >= 30)} ({c['ratio_to_naive']})",
-        f"- replay ≥ 100,000 events/s: {_mark(c['replay']['events_per_s'] >= 100_000)} "
+        f"- ≥ 50,000 events/s: {mark(one['events_per_s'] >= 50_000)} ({one['events_per_s']:,})",
+        f"- ≥ 0.3 × COPY: {mark(c['ratio_to_copy'] >= 0.3)} ({c['ratio_to_copy']})",
+        f"- ≥ 30 × naive: {mark(c['ratio_to_naive'] >= 30)} ({c['ratio_to_naive']})",
+        f"- replay ≥ 100,000 events/s: {mark(c['replay']['events_per_s'] >= 100_000)} "
         f"({c['replay']['events_per_s']:,}{by_id_text})",
-        f"- RSS ≤ 300 MB: {_mark(one['peak_rss_mb'] <= 300)} ({one['peak_rss_mb']} MB)",
+        f"- RSS ≤ 300 MB: {mark(one['peak_rss_mb'] <= 300)} ({one['peak_rss_mb']} MB)",
         "",
     ]
     if "profile" in c:
@@ -202,12 +201,12 @@ def _e2e(r: dict[str, Any]) -> list[str]:
         p99 = at20["latency_ms"]["p99"] or 1e9
         out += [
             "",
-            f"- at 20,000/s p99 ≤ 1 s: {_mark(p99 <= 1000)} ({p99} ms); backlog bounded: "
-            f"{_mark(bool(at20['lag_steady']))}",
+            f"- at 20,000/s p99 ≤ 1 s: {mark(p99 <= 1000)} ({p99} ms); backlog bounded: "
+            f"{mark(bool(at20['lag_steady']))}",
         ]
     out += [
         f"- maximum sustainable ≥ {E2E_SUSTAINED_TARGET:,}/s: "
-        f"{_mark(e['max_sustainable'] >= E2E_SUSTAINED_TARGET)} "
+        f"{mark(e['max_sustainable'] >= E2E_SUSTAINED_TARGET)} "
         f"(highest rate with a steady backlog: {e['max_sustainable']:,}/s)",
         "",
         "Resources during the 20,000/s run (CPU seconds, CPU per produced event, peak RSS):",
@@ -275,232 +274,9 @@ def _api(r: dict[str, Any]) -> list[str]:
             f"| {x.get('requests_per_s')} | {x.get('non_2xx')} |"
         )
         limit = next(v for k, v in limits.items() if name.startswith(k))
-        marks.append(f"- {name} p99 ≤ {limit} ms: {_mark((x.get('p99_ms') or 1e9) <= limit)}")
+        marks.append(f"- {name} p99 ≤ {limit} ms: {mark((x.get('p99_ms') or 1e9) <= limit)}")
     out += ["", *marks, ""]
     return out
-
-
-def _window_mean(samples: list[dict[str, Any]], name: str, lo: float, hi: float) -> float | None:
-    vals = [s["rss_mb"][name] for s in samples if lo <= s["t"] < hi and name in s["rss_mb"]]
-    return sum(vals) / len(vals) if vals else None
-
-
-def _soak(sk: dict[str, Any]) -> list[str]:
-    samples, secs = sk["samples"], sk["minutes"] * 60
-    out = [
-        "## Soak",
-        "",
-        f"Measured {sk.get('measured_at', 'in an earlier run')}; `make soak` (`sensorpipe bench soak`).",
-        "",
-        f"The local stack (producer with a ledger, consumer, API) at {sk['rate']:,} events/s for "
-        f"{sk['minutes']:g} minutes, on a clock {sk['speed']:g} times faster than the wall, so a simulated "
-        f"day ({sk['events_per_simulated_day']:,} events) passes every {86_400 / sk['speed'] / 60:.0f} minutes. "
-        f"{sk.get('sensors', 2000):,} sensors. Retention: raw 1 day, 1-minute rollups 2, 1-hour rollups 3; "
-        f"PostgreSQL's share {sk['shares']['postgres'] / 2**30:.1f} GiB (about 1.6 simulated days of raw rows "
-        "and two of 1-minute rollups), Kafka's "
-        f"{sk['shares']['kafka'] / 2**30:.1f} GiB; the free-space floor is hit once, for a minute.",
-        "",
-        "Targets: RSS of every process flat (last 5 minutes within 10% of minutes 5 to 10); API p99 at the "
-        "end within 1.5x of the start; disk never over the shares; the audit shows 0 lost and 0 duplicate rows.",
-        "",
-        "| process | RSS minutes 5-10 (MB) | RSS last 5 minutes (MB) | ratio |",
-        "|---|---:|---:|---:|",
-    ]
-    names = sorted({n for s in samples for n in s["rss_mb"]})
-    marks = []
-    for n in names:
-        early, late = _window_mean(samples, n, 300, 600), _window_mean(samples, n, secs - 300, secs + 1)
-        if early and late:
-            out.append(f"| {n} | {early:.1f} | {late:.1f} | {late / early:.2f} |")
-            marks.append(late <= 1.1 * early)
-    out += ["", f"- RSS flat: {_mark(bool(marks) and all(marks))}", ""]
-    out += _soak_api(sk) + _soak_disk(sk) + _soak_audit(sk)
-    return out
-
-
-def _soak_api(sk: dict[str, Any]) -> list[str]:
-    p = sk["api_p99"]
-    if "start" not in p or "end" not in p:
-        return ["API p99: not measured at both ends of this run.", ""]
-    out = [
-        "| endpoint | p99 at the start (ms) | p99 at the end (ms) | ratio | errors start / end |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    ok, errors = True, 0
-    for name in ("aggregate", "summary"):
-        a, b = p["start"][name].get("p99_ms"), p["end"][name].get("p99_ms")
-        bad = (p["start"][name].get("non_2xx", 0), p["end"][name].get("non_2xx", 0))
-        errors += sum(bad)
-        if a and b:
-            out.append(f"| {name} | {a} | {b} | {b / a:.2f} | {bad[0]:,} / {bad[1]:,} |")
-            ok = ok and b <= 1.5 * a
-    verdict = "not judged: some answers were errors, so the p99s are not of the same work" if errors else _mark(ok)
-    return [
-        *out,
-        "",
-        f"- API p99 at the end within 1.5x of the start: {verdict}",
-        "",
-        *_soak_activity(p),
-        *_soak_memory(sk),
-    ]
-
-
-def _soak_activity(p: dict[str, Any]) -> list[str]:
-    """Where the API's statements spent the p99 windows (proof.soak.ActivitySampler)."""
-    rows = []
-    for when in ("start", "end"):
-        for name in ("aggregate", "summary"):
-            got = p[when][name]
-            act = got.get("activity")
-            if not act:
-                continue
-            drops = ", ".join(f"{d} {r}" for r, d in sorted(got.get("drops_during", {}).items()) if d) or "none"
-            for t in act["top"][:4]:
-                secs = t["seen"] * act["interval_s"]
-                stmt = t["statement"].replace("|", "\\|")
-                rows.append(f"| {when} | {name} | {drops} | {t['wait']} | `{stmt}` | {secs:.1f} |")
-    if not rows:
-        return []
-    return [
-        "The API's statements during each 10 s p99 window, sampled from `pg_stat_activity` every 100 ms "
-        "(seconds = samples x 0.1 s, summed over concurrent statements; the most seen first):",
-        "",
-        "| window | endpoint | days dropped during it | waiting on | statement | seconds |",
-        "|---|---|---|---|---|---:|",
-        *rows,
-        "",
-    ]
-
-
-def _soak_memory(sk: dict[str, Any]) -> list[str]:
-    """Resident memory by kind of mapping (proof.memmap) where the API p99 was measured."""
-    mem = sk.get("memory") or {}
-    if "start" not in mem or "end" not in mem:
-        return []
-    out = [
-        "Resident memory by kind of mapping (MB, start -> end; `heap` is the main malloc arena, `anonymous` "
-        "the other threads' arenas, Python's object arenas and librdkafka's buffers):",
-        "",
-        "| process | heap | anonymous | files |",
-        "|---|---:|---:|---:|",
-    ]
-    for name in sorted(mem["end"]):
-        a, b = mem["start"].get(name), mem["end"].get(name)
-        if a and b:
-            cells = " | ".join(f"{a[k]} -> {b[k]}" for k in ("heap", "anonymous", "files"))
-            out.append(f"| {name} | {cells} |")
-    return [*out, ""]
-
-
-def _soak_disk(sk: dict[str, Any]) -> list[str]:
-    samples, shares = sk["samples"], sk["shares"]
-    kmax = max((s["kafka_bytes"] for s in samples), default=0)
-    pmax = max((s["postgres_bytes"] for s in samples), default=0)
-    lag = max((s["lag"] for s in samples), default=0)
-    drops = samples[-1]["drops"] if samples else {}
-    hold = sk.get("floor_hold") or {}
-    over = any(s["over_share"] for s in samples)
-    return [
-        f"- Kafka log at most {kmax / 2**20:,.0f} MiB of its {shares['kafka'] / 2**20:,.0f} MiB share; PostgreSQL's "
-        f"database at most {pmax / 2**20:,.0f} MiB of its {shares['postgres'] / 2**20:,.0f} MiB share; never over: "
-        f"{_mark(not over)}",
-        f"- Raw days dropped: {drops.get('time', 0)} by time, {drops.get('size', 0)} by size",
-        *_tier_line(sk),
-        f"- Free-space floor: {hold.get('stored_while_held', '–')} events written while held for "
-        f"{hold.get('held_s', '–')} s (lag then {hold.get('lag_at_end_of_hold', '–'):,}); resumed "
-        f"{hold.get('resumed_after_s', '–')} s after space returned",
-        f"- Lag: at most {lag:,} messages; backlog drained after the load: {sk['drained']}",
-        "",
-    ]
-
-
-def _tier_line(sk: dict[str, Any]) -> list[str]:
-    t = sk.get("tiers_at_end")
-    if not t:
-        return []
-    return [
-        f"- Oldest row of each tier at the end, in simulated days: raw {t['raw']}, 1-minute {t['1m']}, "
-        f"1-hour {t['1h']} (kept: 1, 2 and 3 days, counted from UTC midnights)"
-    ]
-
-
-def _soak_audit(sk: dict[str, Any]) -> list[str]:
-    a = sk["audit"]
-    dup = a["duplicate_rows_metrics"] + a["duplicate_rows_processed"]
-    return [
-        f"Audit: {a['acked']:,} acknowledged events expected in the store, {a['stored']:,} stored, "
-        f"{a['dropped_by_retention']:,} stamped before the raw horizon (dropped with their day, or dead-lettered "
-        "as out of window when their day went while they waited in Kafka), "
-        f"{a['lost']:,} lost, {dup:,} duplicate rows, {a['order_violations']:,} order violations.",
-        "",
-        f"- 0 lost and 0 duplicate rows: {_mark(a['lost'] == 0 and dup == 0)}",
-        "",
-    ]
-
-
-STORAGE_TARGET = 200  # bytes per event in PostgreSQL's hot rows, all in
-
-
-def _storage(st: dict[str, Any]) -> list[str]:
-    out = [
-        "## Storage",
-        "",
-        f"Measured {st.get('measured_at', 'in an earlier run')}.",
-        "",
-        f"Target: PostgreSQL's hot rows ≤ {STORAGE_TARGET} bytes per event, all in (rows, dedupe, rollups, "
-        "indexes); producer compression chosen by bytes and CPU per event measured here.",
-        "",
-        f"The same load ({st['events']:,} events of 2,000 sensors, the producer unthrottled) written once per "
-        "codec, then drained by one consumer into a fresh database. CPU is per event, in microseconds.",
-        "",
-        "| codec | Kafka log B/event | producer us | broker us | consumer us | consumer events/s "
-        "| WAL written B/event |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for c in st["codecs"]:
-        out.append(
-            f"| {c['codec']} | {c['kafka_bytes_per_event']} | {c['producer_us_per_event']} "
-            f"| {c['broker_us_per_event']} | {c['consumer_us_per_event']} | {c['consumer_events_per_s']:,} "
-            f"| {c['wal_bytes_per_event']} |"
-        )
-    rss = [f"{c['codec']} {c['consumer_peak_rss_mb']} MB" for c in st["codecs"] if "consumer_peak_rss_mb" in c]
-    if rss:
-        out += ["", f"Consumer peak RSS: {', '.join(rss)}."]
-    out += ["", "PostgreSQL at rest, bytes per event (after `VACUUM ANALYZE`):", ""]
-    out += ["| part | heap | indexes |", "|---|---:|---:|"]
-    for name, v in st["postgres"].items():
-        out.append(f"| {name} | {v['heap']} | {v['indexes']} |")
-    total = st["postgres_bytes_per_event"]
-    out += [
-        f"| **all** | **{total}** | |",
-        "",
-        f"- hot rows ≤ {STORAGE_TARGET} bytes per event: {_mark(total <= STORAGE_TARGET)} ({total})",
-        "",
-        *_anatomy(st.get("anatomy") or {}),
-        "Published figures for other stores, for scale (quoted, not measured here):",
-        "",
-    ]
-    out += [f"- {text} ({source})" for text, source in st["references"]]
-    return [*out, ""]
-
-
-def _anatomy(an: dict[str, Any]) -> list[str]:
-    """Where the bytes of one row of each table written per event go (storage.bench.row_anatomy)."""
-    if not an:
-        return []
-    out = [
-        "Where a row's bytes go, per row: the tuple is PostgreSQL's 24-byte header plus the columns with "
-        "their alignment; each tuple has a 4-byte line pointer; the rest of the heap is page headers and "
-        "free space. Column widths are the planner's averages.",
-        "",
-        "| table | tuple | line pointer | pages, free space | indexes | columns |",
-        "|---|---:|---:|---:|---|---|",
-    ]
-    for name, a in an.items():
-        idx = ", ".join(f"{k} {v}" for k, v in a["indexes"].items())
-        cols = ", ".join(f"{k} {v}" for k, v in sorted(a["columns"].items(), key=lambda kv: -kv[1]))
-        out.append(f"| {name} | {a['tuple']} | {a['line_pointer']} | {a['page_slack']} | {idx} | {cols} |")
-    return [*out, ""]
 
 
 def charts(r: dict[str, Any], out_dir: Path) -> None:
