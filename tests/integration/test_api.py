@@ -26,7 +26,7 @@ from sensorpipe.runtime.bootstrap import ensure_topics
 from sensorpipe.runtime.pipeline import PipelineMonitor
 from sensorpipe.runtime.supervisor import Platform
 from sensorpipe.settings import LOOPBACK_HOSTS, ConsumerSettings, DatabaseSettings
-from sensorpipe.storage import queries
+from sensorpipe.storage import summaries
 from sensorpipe.storage.migrate import migrate
 
 from .helpers import ApiServer, Ev, produce, produce_events, read_side, scalar, wait_until
@@ -329,8 +329,8 @@ def test_summary(api: Api) -> None:
 def test_summary_percentiles_from_a_sample(api: Api) -> None:
     """Past SAMPLE_ROWS matching rows, percentiles come from a block sample and say so."""
     lo, hi = api.t0, api.t0 + timedelta(hours=2)
-    whole = read_side(api.dsn, lambda c: queries.summary(c, None, lo, hi))
-    sampled = read_side(api.dsn, lambda c: queries.summary(c, None, lo, hi, sample_rows=SENSORS * PER_SENSOR // 2))
+    whole = read_side(api.dsn, lambda c: summaries.summary(c, None, lo, hi))
+    sampled = read_side(api.dsn, lambda c: summaries.summary(c, None, lo, hi, sample_rows=SENSORS * PER_SENSOR // 2))
     assert whole.percentiles_exact and not sampled.percentiles_exact
     assert sampled.events == whole.events and sampled.min is not None and sampled.max is not None
     assert sampled.p50 is not None and sampled.p95 is not None

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from sensorpipe.storage import queries
+from sensorpipe.storage import summaries
 from sensorpipe.storage.positions import Positions, Ranges
 from sensorpipe.storage.writer import (
     BatchResult,
@@ -235,7 +235,7 @@ def test_hourly_rollup_and_summaries_across_hour_edges(db_dsn: str) -> None:
             (t0, t0 + timedelta(hours=3)),  # whole hours only
             (t0 + timedelta(minutes=40), t0 + timedelta(hours=1, minutes=30)),  # across one edge, no whole hour
         ]:
-            got = read_side(db_dsn, lambda c, lo=lo, hi=hi: queries.summary(c, None, lo, hi))
+            got = read_side(db_dsn, lambda c, lo=lo, hi=hi: summaries.summary(c, None, lo, hi))
             want = conn.execute(
                 "SELECT count(*), min(value), max(value), avg(value), count(DISTINCT sensor_id) FROM metrics"
                 " WHERE date_trunc('minute', ts) >= %s AND date_trunc('minute', ts) < %s",

@@ -27,7 +27,7 @@ from sensorpipe.api.gate import Gate
 from sensorpipe.api.routes import config, ops, readings, sensors
 from sensorpipe.runtime.pipeline import PipelineMonitor
 from sensorpipe.runtime.process import freeze_startup_heap
-from sensorpipe.storage import queries
+from sensorpipe.storage import queries, summaries
 
 __all__ = ["ApiConfig", "create_app"]
 
@@ -97,7 +97,7 @@ def _monitor(cfg: ApiConfig, sync_pool: ConnectionPool[Any]) -> PipelineMonitor:
     def stored_total() -> int | None:
         try:
             with sync_pool.connection(timeout=2) as conn:
-                return int(queries.counters(conn).get("stored", 0))
+                return int(summaries.counters(conn).get("stored", 0))
         except (psycopg.Error, PoolTimeout):
             return None
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from sensorpipe.storage import queries
+from sensorpipe.storage import summaries
 
 _STORED_IDS = "SELECT event_id FROM processed_events"
 _STORED_IDS_SINCE = "SELECT event_id FROM processed_events WHERE processed_at >= %s"
@@ -80,5 +80,5 @@ def dead_letters(conn: psycopg.Connection[Any]) -> list[tuple[str, str, int]]:
 
 def counters(conn: psycopg.Connection[Any]) -> tuple[int, int, int, int]:
     """(stored, duplicates, redeliveries, conflicts), from the read side's own query."""
-    c = queries.counters(conn)
+    c = summaries.counters(conn)
     return int(c["stored"]), int(c["duplicates"]), int(c["redeliveries"]), int(c["conflicts"])

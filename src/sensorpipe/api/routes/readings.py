@@ -26,7 +26,7 @@ from sensorpipe.api.params import (
     parse_ts,
     time_range,
 )
-from sensorpipe.storage import queries
+from sensorpipe.storage import queries, summaries
 
 
 async def get_readings(
@@ -97,7 +97,7 @@ async def get_summary(
     tier = tiers.for_summary(lo, now, kept)
     raw = lo >= tiers.starts(now, kept)[queries.RAW]
     async with db.connection() as c:
-        r = await queries.summary(c, ids, lo, hi, resolution=tier, raw_covered=raw)
+        r = await summaries.summary(c, ids, lo, hi, resolution=tier, raw_covered=raw)
     return s.SummaryPublic(
         start=lo,
         end=hi,
