@@ -13,7 +13,8 @@ import pytest
 
 from sensorpipe.api.hours import HourCache, cacheable, sensor_buckets
 from sensorpipe.storage import queries
-from sensorpipe.storage.writer import BatchWriter, Columns
+from sensorpipe.storage.batch import Columns
+from sensorpipe.storage.writer import BatchWriter
 
 MINUTE_US = 60_000_000
 

@@ -12,17 +12,10 @@ import psycopg
 import pytest
 
 from sensorpipe.storage import summaries
+from sensorpipe.storage.arrays import BinaryArray, Float8Array, Int4Array, Int8Array, TimestamptzArray
+from sensorpipe.storage.batch import BatchResult, Columns
 from sensorpipe.storage.positions import Positions, Ranges
-from sensorpipe.storage.writer import (
-    BatchResult,
-    BatchWriter,
-    BinaryArray,
-    Columns,
-    Float8Array,
-    Int4Array,
-    Int8Array,
-    TimestamptzArray,
-)
+from sensorpipe.storage.writer import BatchWriter
 
 from .helpers import read_side, scalar
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from sensorpipe.storage.writer import Columns, aggregate
+from sensorpipe.storage.batch import Columns
+from sensorpipe.storage.rollups import aggregate
 
 
 def reference(c: Columns) -> dict[str, list[Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from sensorpipe.storage.writer import Columns
+from sensorpipe.storage.batch import Columns
 
 
 def batch(parts: list[int]) -> Columns:

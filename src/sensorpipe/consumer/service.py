@@ -55,7 +55,8 @@ from sensorpipe.runtime.kafka import cluster_answers
 from sensorpipe.runtime.memory import Trimmer, libc_trim
 from sensorpipe.settings import ConsumerSettings, DatabaseSettings, KafkaSettings
 from sensorpipe.storage import config_store, positions, retention
-from sensorpipe.storage.writer import BatchResult, BatchWriter, Columns, DeadLetter
+from sensorpipe.storage.batch import BatchResult, Columns, DeadLetter
+from sensorpipe.storage.writer import BatchWriter
 
 log = logging.getLogger("sensorpipe.consumer")
 

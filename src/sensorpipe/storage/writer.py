@@ -14,20 +14,15 @@ content), and the per-partition counters are bumped accordingly.
 from __future__ import annotations
 
 import enum
-import struct
-from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from operator import itemgetter
-from typing import Any, ClassVar
+from typing import Any
 
-import numpy as np
 import psycopg
-from psycopg.abc import AdaptContext
-from psycopg.adapt import Dumper
-from psycopg.pq import Format
 
+from sensorpipe.storage import rollups
+from sensorpipe.storage.arrays import BinaryArray
+from sensorpipe.storage.batch import BatchResult, Columns, DeadLetter, Literals, Others
 from sensorpipe.storage.positions import Positions
 from sensorpipe.storage.positions import record as record_positions
 
@@ -226,172 +221,6 @@ _ENSURE_PARTITIONS = "SELECT sensorpipe_ensure_metrics_partitions(%s, %s)"
 _RETENTION = "SELECT sensorpipe_apply_tiered_retention(%s, %s, %s, %s)"
 
 
-@dataclass
-class Columns:
-    """A batch of valid events, column-wise, in Kafka order."""
-
-    event_id: list[str] = field(default_factory=list)
-    sensor_id: list[str] = field(default_factory=list)
-    ts_us: list[int] = field(default_factory=list)
-    value: list[float] = field(default_factory=list)
-    seq: list[int] = field(default_factory=list)
-    kpart: list[int] = field(default_factory=list)
-    koff: list[int] = field(default_factory=list)
-    chash: list[int] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.event_id)
-
-    def take(self, idx: list[int]) -> Columns:
-        """The rows at `idx`, in that order."""
-        out = Columns()
-        if not idx:
-            return out
-        pick = itemgetter(*idx)  # one C call per column instead of a Python loop
-        for name in ("event_id", "sensor_id", "ts_us", "value", "seq", "kpart", "koff", "chash"):
-            got = pick(getattr(self, name))
-            setattr(out, name, list(got) if len(idx) > 1 else [got])
-        return out
-
-    def owners(self, n: int, also: Iterable[int] = ()) -> dict[int, int]:
-        """Each Kafka partition's part when the rows are split into at most `n` parts, never
-        an empty one. Partitions go to the lightest part, largest first (balanced by rows);
-        partitions in `also` that have no rows (a batch's dead letters, known positions) go to
-        the lightest part after that."""
-        counts = Counter(self.kpart)
-        loads = [0] * max(1, min(n, len(counts)))
-        owner: dict[int, int] = {}
-        for p, k in sorted(counts.items(), key=lambda pk: (-pk[1], pk[0])):
-            i = loads.index(min(loads))  # the first parts each get a partition: none stays empty
-            owner[p] = i
-            loads[i] += k
-        for p in sorted(set(also) - owner.keys()):
-            owner[p] = loads.index(min(loads))
-        return owner
-
-    def shards(self, n: int, owner: dict[int, int] | None = None) -> list[Columns]:
-        """The rows split into parts by Kafka partition (`owner`, by default `owners(n)`): a
-        partition's rows stay in one part, in their order, so a sensor's events stay in one
-        transaction and in order."""
-        owner = self.owners(n) if owner is None else owner
-        k = max(owner.values(), default=0) + 1
-        if k <= 1:
-            return [self]
-        idx: list[list[int]] = [[] for _ in range(k)]
-        for i, p in enumerate(self.kpart):
-            idx[owner[p]].append(i)
-        return [self.take(ix) for ix in idx]
-
-    def append(
-        self, event_id: str, sensor_id: str, ts_us: int, value: float, seq: int, kpart: int, koff: int, chash: int
-    ) -> None:
-        self.event_id.append(event_id)
-        self.sensor_id.append(sensor_id)
-        self.ts_us.append(ts_us)
-        self.value.append(value)
-        self.seq.append(seq)
-        self.kpart.append(kpart)
-        self.koff.append(koff)
-        self.chash.append(chash)
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    kafka_partition: int
-    kafka_offset: int
-    reason: str
-    detail: str
-    poison_label: str | None
-
-
-@dataclass(frozen=True)
-class BatchResult:
-    stored: int
-    duplicates: int
-    redeliveries: int
-    conflicts: int
-    dead: int
-
-    def plus(self, other: BatchResult) -> BatchResult:
-        """The counts of two parts of one batch, together."""
-        return BatchResult(
-            self.stored + other.stored,
-            self.duplicates + other.duplicates,
-            self.redeliveries + other.redeliveries,
-            self.conflicts + other.conflicts,
-            self.dead + other.dead,
-        )
-
-
-_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 UTC in Unix microseconds
-
-
-class BinaryArray:
-    """A one-dimensional array of numbers in PostgreSQL's binary format (what `array_recv`
-    reads), built by numpy in one pass: a header (one dimension, no NULLs, the element type,
-    the length, lower bound 1), then each element as its byte length and big-endian value.
-    From a list, numpy raises OverflowError for an int outside the element type; it never
-    truncates. A numpy array is cast to the element type as is (the caller's dtype)."""
-
-    __slots__ = ("data",)
-    ELEM_OID: ClassVar[int]
-    ARRAY_OID: ClassVar[int]
-    DTYPE: ClassVar[str]
-
-    def __init__(self, values: list[Any] | np.ndarray) -> None:
-        n = len(values)
-        if n == 0:
-            self.data = struct.pack(">iiI", 0, 0, self.ELEM_OID)
-            return
-        body = np.empty(n, dtype=[("len", ">i4"), ("v", self.DTYPE)])
-        body["len"] = np.dtype(self.DTYPE).itemsize
-        body["v"] = values
-        self.data = struct.pack(">iiIii", 1, 0, self.ELEM_OID, n, 1) + body.tobytes()
-
-    @staticmethod
-    def adapt(conn: psycopg.Connection[Any]) -> None:
-        """Teach `conn` to send these arrays as they are, typed by their array oid."""
-        for cls in (Int4Array, Int8Array, TimestamptzArray, Float8Array):
-            conn.adapters.register_dumper(cls, _BinaryArrayDumper)
-
-
-class Int4Array(BinaryArray):
-    ELEM_OID, ARRAY_OID, DTYPE = 23, 1007, ">i4"
-
-
-class Int8Array(BinaryArray):
-    ELEM_OID, ARRAY_OID, DTYPE = 20, 1016, ">i8"
-
-
-class TimestamptzArray(BinaryArray):
-    """Times given as microseconds since the Unix epoch; sent as PostgreSQL's own (microseconds
-    since 2000-01-01 UTC), so the server does no arithmetic to store them."""
-
-    ELEM_OID, ARRAY_OID, DTYPE = 1184, 1185, ">i8"
-
-    def __init__(self, unix_us: list[int] | np.ndarray) -> None:
-        super().__init__(np.asarray(unix_us, dtype=np.int64) - _PG_EPOCH_US)
-
-
-class Float8Array(BinaryArray):
-    ELEM_OID, ARRAY_OID, DTYPE = 701, 1022, ">f8"  # exact: the doubles' own bytes
-
-
-class _BinaryArrayDumper(Dumper):
-    format = Format.BINARY
-
-    def __init__(self, cls: type, context: AdaptContext | None = None) -> None:
-        super().__init__(cls, context)
-        self.oid = cls.ARRAY_OID  # type: ignore[attr-defined]  # registered for BinaryArray's subclasses only
-
-    def dump(self, obj: Any) -> bytes:
-        return obj.data  # type: ignore[no-any-return]
-
-
-def _texts(values: list[str]) -> str:
-    return '{"' + '","'.join(values) + '"}' if values else "{}"
-
-
 def utc_day(ts_us: int) -> date:
     return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ts_us)).date()
 
@@ -477,7 +306,7 @@ class BatchWriter:
                 self.ensure_partitions(first, last)
         conn = self._connection()
         stored = 0
-        others = _Others()
+        others = Others()
         with conn.transaction():
             if slowdown_ms > 0:
                 conn.execute("SELECT pg_sleep(%s)", (slowdown_ms / 1000,))
@@ -497,21 +326,21 @@ class BatchWriter:
                 before_commit()  # still inside the transaction (the chaos suite's failpoint)
         return BatchResult(stored, duplicates, redeliveries, conflicts, len(dead))
 
-    def _write_rows(self, conn: psycopg.Connection[tuple[Any, ...]], cand: Columns, others: _Others) -> int:
+    def _write_rows(self, conn: psycopg.Connection[tuple[Any, ...]], cand: Columns, others: Others) -> int:
         """Claim the candidates' ids and write the rows that were new; returns how many."""
         new, lit = self._claim(conn, cand, others)
         if not new.event_id:
             return 0
-        conn.execute(_WRITE_NEW, {**lit.metrics(), **_aggregates(new)})
+        conn.execute(_WRITE_NEW, {**lit.metrics(), **rollups.params(new)})
         return len(new)
 
     def _claim(
-        self, conn: psycopg.Connection[tuple[Any, ...]], cand: Columns, others: _Others
-    ) -> tuple[Columns, _Literals]:
+        self, conn: psycopg.Connection[tuple[Any, ...]], cand: Columns, others: Others
+    ) -> tuple[Columns, Literals]:
         """Claim `cand`'s ids in processed_events; the rows that were new, with their literals.
         The rest are classified into `others`."""
         total = len(cand)
-        lit = _Literals(cand)
+        lit = Literals(cand)
         if self._mode is _Mode.INSERT:
             try:
                 with conn.transaction():  # a savepoint: a failed insert leaves nothing behind
@@ -523,7 +352,7 @@ class BatchWriter:
             known = conn.execute(_KNOWN, {**lit.claim(), "missing": False}).fetchall()
             if known:
                 cand = self._not_claimed(cand, known, others)
-                lit = _Literals(cand)
+                lit = Literals(cand)
         if cand.event_id:
             claimed = conn.execute(_CLAIM, {**lit.claim(), "ts": lit.ts}).rowcount
             if claimed < len(cand):  # some were stored already: a replay, a re-send or a conflict
@@ -531,12 +360,12 @@ class BatchWriter:
                 # above is gone), which is what _KNOWN excludes.
                 known = conn.execute(_KNOWN, {**lit.claim(), "missing": True}).fetchall()
                 cand = self._not_claimed(cand, known, others)
-                lit = _Literals(cand)
+                lit = Literals(cand)
         self._mode = _Mode.after(len(cand), total)
         return cand, lit
 
     @staticmethod
-    def _not_claimed(cand: Columns, claimed: list[tuple[Any, ...]], others: _Others) -> Columns:
+    def _not_claimed(cand: Columns, claimed: list[tuple[Any, ...]], others: Others) -> Columns:
         """The candidates that were new, given _KNOWN's rows for those that were not: per
         partition, the count and positions of redeliveries; one row for each other one, with
         its stored (partition, offset, hash), NULL for an id a concurrent writer claimed."""
@@ -575,192 +404,6 @@ class _Mode(enum.Enum):
         return _Mode.LOOKUP if 2 * new < total else _Mode.CLAIM
 
 
-class _Literals:
-    """Array literals of a batch's columns, built once."""
-
-    def __init__(self, c: Columns) -> None:
-        self.c = c
-        self.event_id = _texts(c.event_id)
-        self.kpart = Int4Array(c.kpart)
-        self.koff = Int8Array(c.koff)
-        self.chash = Int8Array(c.chash)
-        self.ts = TimestamptzArray(c.ts_us)
-
-    def claim(self) -> dict[str, BinaryArray | str]:
-        return {"event_id": self.event_id, "kpart": self.kpart, "koff": self.koff, "chash": self.chash}
-
-    def metrics(self) -> dict[str, BinaryArray | str]:
-        c = self.c
-        return {
-            "sensor_id": _texts(c.sensor_id),
-            "event_id": self.event_id,
-            "ts": self.ts,
-            "value": Float8Array(c.value),
-            "seq": Int8Array(c.seq),
-            "kpart": self.kpart,
-            "koff": self.koff,
-        }
-
-
-def _groups(
-    v: np.ndarray, primary: np.ndarray, secondary: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """count, sum, min and max of `v` per (primary, secondary), in that key order. Returns the
-    two keys of each group, then its count, sum, min and max. Sums add the values in batch
-    order (bincount's loop), so they are the same doubles as a running sum row by row."""
-    order = np.lexsort((secondary, primary))  # stable: rows of one group keep batch order
-    p, s = primary[order], secondary[order]
-    first = np.empty(len(order), dtype=bool)
-    first[0] = True
-    first[1:] = (p[1:] != p[:-1]) | (s[1:] != s[:-1])
-    starts = np.flatnonzero(first)
-    labels = np.empty(len(order), dtype=np.int64)
-    labels[order] = np.cumsum(first) - 1  # each row's group, in batch order
-    g = len(starts)
-    vs = v[order]
-    return (
-        p[starts],
-        s[starts],
-        np.bincount(labels, minlength=g),
-        np.bincount(labels, weights=v, minlength=g),
-        np.minimum.reduceat(vs, starts),
-        np.maximum.reduceat(vs, starts),
-    )
-
-
-def aggregate(c: Columns) -> dict[str, Any]:
-    """Rollups per (sensor, minute) and per (partition, minute), running state per sensor and
-    stored counts per partition, computed here so the database only applies them: numpy arrays
-    for the numbers, lists of str for the sensor ids. `c` must not be empty.
-
-    Each table's rows come in its key order, so concurrent writers lock rows in the same order
-    and cannot deadlock. A sensor's state takes its rows in batch order: its first and last
-    seq, the last value and time, and how many steps skipped seqs (a gap) or went back (an
-    order violation). Vectorised: 0.48-0.73 us per row against 2.75-3.11 for a dict per group
-    updated row by row (batches of 20,000 rows, best of 7), on the writer thread that shares
-    the GIL with decoding."""
-    n = len(c)
-    names = sorted(set(c.sensor_id))
-    rank = {sid: i for i, sid in enumerate(names)}
-    code = np.fromiter(map(rank.__getitem__, c.sensor_id), dtype=np.int64, count=n)  # sorts like the ids
-    ts = np.array(c.ts_us, dtype=np.int64)
-    v = np.array(c.value, dtype=np.float64)
-    seq = np.array(c.seq, dtype=np.int64)
-    kp = np.array(c.kpart, dtype=np.int64)
-    minute = ts // 60_000_000
-    r_code, r_minute, r_count, r_sum, r_min, r_max = _groups(v, code, minute)
-    p_minute, p_part, p_count, p_sum, p_min, p_max = _groups(v, minute, kp)
-    # sensor state: rows grouped by sensor, batch order kept within each
-    order = np.argsort(code, kind="stable")
-    sc, sq = code[order], seq[order]
-    first = np.empty(n, dtype=bool)
-    first[0] = True
-    first[1:] = sc[1:] != sc[:-1]
-    starts = np.flatnonzero(first)
-    ends = np.append(starts[1:], n) - 1
-    group = np.cumsum(first) - 1
-    step = sq[1:] - sq[:-1]  # no overflow: both are in [0, 2**63)
-    same = ~first[1:]  # row i + 1 follows row i of the same sensor
-    g = len(starts)
-    parts, stored = np.unique(kp, return_counts=True)
-    return {
-        "r_sensor": [names[i] for i in r_code.tolist()],
-        "r_minute": r_minute,
-        "r_count": r_count,
-        "r_sum": r_sum,
-        "r_min": r_min,
-        "r_max": r_max,
-        "p_part": p_part,
-        "p_minute": p_minute,
-        "p_count": p_count,
-        "p_sum": p_sum,
-        "p_min": p_min,
-        "p_max": p_max,
-        "s_sensor": names,  # every name has rows, so group i is names[i]
-        "s_n": np.diff(np.append(starts, n)),
-        "s_first": sq[starts],
-        "s_last": sq[ends],
-        "s_value": v[order][ends],
-        "s_ts": ts[order][ends],
-        "s_gaps": np.bincount(group[1:][same & (step > 1)], minlength=g),
-        "s_viol": np.bincount(group[1:][same & (step <= 0)], minlength=g),
-        "c_part": parts,
-        "c_stored": stored,
-    }
-
-
-def _minutes(minutes: np.ndarray) -> TimestamptzArray:
-    return TimestamptzArray(minutes * 60_000_000)
-
-
-# How each of `aggregate`'s results travels; a result without an entry fails loudly.
-_ENCODE: dict[str, Callable[[Any], BinaryArray | str]] = {
-    "r_sensor": _texts,
-    "r_minute": _minutes,
-    "r_count": Int8Array,
-    "r_sum": Float8Array,
-    "r_min": Float8Array,
-    "r_max": Float8Array,
-    "p_part": Int4Array,
-    "p_minute": _minutes,
-    "p_count": Int8Array,
-    "p_sum": Float8Array,
-    "p_min": Float8Array,
-    "p_max": Float8Array,
-    "s_sensor": _texts,
-    "s_n": Int8Array,
-    "s_first": Int8Array,
-    "s_last": Int8Array,
-    "s_value": Float8Array,
-    "s_ts": TimestamptzArray,
-    "s_gaps": Int8Array,
-    "s_viol": Int8Array,
-    "c_part": Int4Array,
-    "c_stored": Int8Array,
-}
-
-
-def _aggregates(c: Columns) -> dict[str, BinaryArray | str]:
-    """`aggregate(c)` as the statement's parameters."""
-    return {name: _ENCODE[name](values) for name, values in aggregate(c).items()}
-
-
-class _Others:
-    """Rows that were not new: duplicates (another offset), redeliveries (the same offset
-    again) and conflicts (other content). Duplicates and conflicts are only candidates until
-    _WRITE_OTHERS says which of them were seen for the first time."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, int, int, str, int, int]] = []  # id, part, off, kind, hash, stored
-        self.redelivered: dict[int, int] = {}
-
-    def classify(self, c: Columns, i: int, stored: tuple[int, int, int] | None) -> None:
-        part, off, h = c.kpart[i], c.koff[i], c.chash[i]
-        if stored is not None and stored[2] != h:
-            self.rows.append((c.event_id[i], part, off, "conflict", h, stored[2]))
-        elif stored is not None and (stored[0], stored[1]) == (part, off):
-            self.redelivered[part] = self.redelivered.get(part, 0) + 1
-        else:  # another offset, same content; or a concurrent writer claimed it first
-            self.rows.append((c.event_id[i], part, off, "duplicate", h, stored[2] if stored else h))
-
-    def any(self) -> bool:
-        return bool(self.rows or self.redelivered)
-
-    def params(self) -> dict[str, BinaryArray | str]:
-        x = self.rows
-        rp = sorted(self.redelivered)
-        return {
-            "o_event": _texts([r[0] for r in x]),
-            "o_part": Int4Array([r[1] for r in x]),
-            "o_off": Int8Array([r[2] for r in x]),
-            "o_kind": _texts([r[3] for r in x]),
-            "o_hash": Int8Array([r[4] for r in x]),
-            "o_stored": Int8Array([r[5] for r in x]),
-            "r_part": Int4Array(rp),
-            "r_n": Int4Array([self.redelivered[p] for p in rp]),
-        }
-
-
 def _first_copies(event_ids: list[str]) -> tuple[dict[str, int], list[int]]:
     """The first copy of each event id in a batch (id -> index) and the indexes of later
     copies, which are duplicates (or conflicts) of it and are classified in Python. Normally
@@ -777,7 +420,7 @@ def _first_copies(event_ids: list[str]) -> tuple[dict[str, int], list[int]]:
     return seen, later
 
 
-def _write_others(conn: psycopg.Connection[tuple[Any, ...]], others: _Others) -> tuple[int, int, int]:
+def _write_others(conn: psycopg.Connection[tuple[Any, ...]], others: Others) -> tuple[int, int, int]:
     """Count the copies that were not stored; (duplicates, conflicts, redeliveries)."""
     if not others.any():
         return 0, 0, 0
