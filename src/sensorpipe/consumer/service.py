@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Protocol, cast
 
@@ -45,6 +45,7 @@ import psycopg
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from sensorpipe.consumer.decode import Batch, decode, header_list
 from sensorpipe.consumer.group import GroupWatch
 from sensorpipe.consumer.guard import DiskGuard, HighWater, never_hold
 from sensorpipe.consumer.metrics import ConsumerMetrics
@@ -55,7 +56,7 @@ from sensorpipe.runtime.kafka import cluster_answers
 from sensorpipe.runtime.memory import Trimmer, libc_trim
 from sensorpipe.settings import ConsumerSettings, DatabaseSettings, KafkaSettings
 from sensorpipe.storage import config_store, positions, retention
-from sensorpipe.storage.batch import BatchResult, Columns, DeadLetter
+from sensorpipe.storage.batch import BatchResult, DeadLetter
 from sensorpipe.storage.writer import BatchWriter
 
 log = logging.getLogger("sensorpipe.consumer")
@@ -91,20 +92,6 @@ class GroupStuckError(RuntimeError):
 
 class TransientError(RuntimeError):
     """A broker or database problem: retry the batch, never dead-letter it."""
-
-
-@dataclass
-class Batch:
-    cols: Columns = field(default_factory=Columns)
-    dead: list[DeadLetter] = field(default_factory=list)
-    dlq: list[Message] = field(default_factory=list)
-    first: dict[int, int] = field(default_factory=dict)  # partition -> first offset in the batch
-    last: dict[int, int] = field(default_factory=dict)  # partition -> last offset in the batch
-    known: dict[int, int] = field(default_factory=dict)  # partition -> messages at recorded positions
-    consumed: int = 0
-    # partition -> (first, last) offsets to record as processed with this batch, set when it
-    # is handed to the writers (see ConsumerService._spans)
-    spans: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -576,89 +563,7 @@ class ConsumerService:
         return ev.Window(now_us, past_s, self.settings.future_window_s)
 
     def _decode(self, msgs: list[Message]) -> Batch:
-        batch = Batch()
-        window = self._window()
-        row = self.decoder.row_decoder(window)
-        c = batch.cols
-        # the columns' appends, bound once: this loop runs for every message
-        eids, sids, tss, vals = c.event_id.append, c.sensor_id.append, c.ts_us.append, c.value.append
-        seqs, parts, offs, hashes = c.seq.append, c.kpart.append, c.koff.append, c.chash.append
-        first, last, known = batch.first, batch.last, batch.known
-        # partition -> the last offset of the recorded range holding its first message in
-        # this batch (-1: none); messages up to it are counted, not decoded
-        through = self._ranges.through
-        skip: dict[int, int] = {}
-        consumed = 0
-        for m in msgs:
-            err = m.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consume error: %s", err)
-                continue
-            # set on every data message; typing.cast is a call per message, the hint is free
-            part: int = m.partition()  # type: ignore[assignment]
-            off: int = m.offset()  # type: ignore[assignment]
-            if part not in first:
-                first[part] = off
-                skip[part] = through(part, off)
-            last[part] = off
-            consumed += 1
-            if off <= skip[part]:
-                known[part] = known.get(part, 0) + 1
-                continue
-            key, value = m.key(), m.value()
-            r = row(key, value)
-            if r is not None:
-                eids(r[0])
-                sids(r[1])
-                tss(r[2])
-                vals(r[3])
-                seqs(r[4])
-                parts(part)
-                offs(off)
-                hashes(r[5])
-                continue
-            self._slow_path(batch, m, window)
-        batch.consumed = consumed
-        bad = sorted(set(ev.bad_ids(c.sensor_id)) | set(ev.bad_ids(c.event_id)))
-        if bad:
-            self._reject_rows(batch, msgs, bad, window)
-        return batch
-
-    def _slow_path(self, batch: Batch, m: Message, window: ev.Window) -> None:
-        """A message the fast row decoder refused: the full decoder names the reason, and it
-        becomes a dead letter."""
-        part, off = cast(int, m.partition()), cast(int, m.offset())
-        out = self.decoder.decode_timed(m.key(), m.value(), window)
-        if isinstance(out, ev.Poison):
-            batch.dlq.append(m)
-            batch.dead.append(DeadLetter(part, off, out.reason.value, out.detail, _header(m, ev.H_POISON)))
-        else:  # unreachable while the two paths agree; kept so no message is ever dropped
-            e, ts = out
-            batch.cols.append(e.event_id, e.sensor_id, ts, e.value, e.seq, part, off, ev.content_hash(e, ts))
-
-    def _reject_rows(self, batch: Batch, msgs: list[Message], bad: list[int], window: ev.Window) -> None:
-        """Move rows the fast path took but the id rule refuses to the dead letters, with the
-        reason the full decoder gives; dead letters stay in Kafka order."""
-        c = batch.cols
-        at = {(c.kpart[i], c.koff[i]) for i in bad}
-        bad_set = set(bad)
-        batch.cols = c.take([i for i in range(len(c)) if i not in bad_set])
-        for m in msgs:
-            if m.error() is None and (m.partition(), m.offset()) in at:
-                part, off = cast(int, m.partition()), cast(int, m.offset())
-                out = self.decoder.decode_timed(m.key(), m.value(), window)
-                reason, detail = (
-                    (out.reason.value, out.detail)
-                    if isinstance(out, ev.Poison)
-                    else (ev.Reason.BAD_ID.value, "id refused by the id rule")
-                )
-                batch.dlq.append(m)
-                batch.dead.append(DeadLetter(part, off, reason, detail, _header(m, ev.H_POISON)))
-        dead, dlq = batch.dead, batch.dlq
-        order = sorted(range(len(dead)), key=lambda i: (dead[i].kafka_partition, dead[i].kafka_offset))
-        batch.dead = [dead[i] for i in order]
-        batch.dlq = [dlq[i] for i in order]
+        return decode(msgs, self.decoder, self._window(), self._ranges.through)
 
     def _dead_letter(self, batch: Batch) -> None:
         """Produce every poison message to the DLQ and wait for the broker's acks."""
@@ -671,7 +576,7 @@ class ConsumerService:
                 failures.append(str(err))
 
         for m, d in zip(batch.dlq, batch.dead, strict=True):
-            headers: list[tuple[str, str | bytes | None]] = [*_header_list(m)]
+            headers: list[tuple[str, str | bytes | None]] = [*header_list(m)]
             headers += [
                 (ev.H_REASON, d.reason),
                 (ev.H_DETAIL, d.detail[:1024]),
@@ -826,17 +731,3 @@ def close_within(c: Closable, timeout_s: float) -> bool:
     t.start()
     t.join(timeout_s)
     return not t.is_alive()
-
-
-def _header_list(m: Message) -> list[tuple[str, str | bytes | None]]:
-    h = m.headers()
-    if h is None:
-        return []
-    return list(h.items()) if isinstance(h, dict) else list(h)
-
-
-def _header(m: Message, name: str) -> str | None:
-    for k, v in _header_list(m):
-        if k == name and v is not None:
-            return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
-    return None
