@@ -5,8 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from sensorpipe.consumer.group import GroupWatch
-from sensorpipe.consumer.service import close_within
+from sensorpipe.consumer.group import GroupWatch, close_within
 
 
 def test_a_member_out_of_the_steady_state_past_the_limit_is_stuck() -> None:
@@ -51,3 +50,14 @@ def test_a_close_that_never_returns_is_left_behind() -> None:
     assert not close_within(stuck, 0.2)
     assert 0.2 <= time.monotonic() - t0 < 2 and not stuck.closed
     release.set()  # it finishes on its own thread whenever it can
+
+
+def test_knobs_take_the_larger_slowdown_and_the_smaller_batch() -> None:
+    from sensorpipe.consumer.service import Knobs
+    from sensorpipe.contracts.config import PipelineConfig
+
+    assert Knobs.effective(100, 20_000, None, None) == Knobs(100, 20_000, None)
+    stored = PipelineConfig(consumer_slowdown_ms=2_000, consumer_batch_max=500)
+    assert Knobs.effective(100, 20_000, stored, 7) == Knobs(2_000, 500, 7)
+    assert Knobs.effective(3_000, 200, stored, 7) == Knobs(3_000, 200, 7)
+    assert Knobs.effective(0, 20_000, PipelineConfig(), 8) == Knobs(0, 20_000, 8)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass, field
+from typing import Protocol
+
+from confluent_kafka import KafkaException
 
 
 @dataclass
@@ -45,3 +50,22 @@ class GroupWatch:
         """A new member: nothing is known of it yet."""
         self._since = None
         self.state = self.join_state = "init"
+
+
+class Closable(Protocol):
+    def close(self) -> object: ...
+
+
+def close_within(c: Closable, timeout_s: float) -> bool:
+    """Close `c`, waiting at most `timeout_s`. A Kafka consumer stuck in the group state that
+    made _rejoin replace it can wait in close() forever; it is then left closing on a daemon
+    thread. Returns whether it closed."""
+
+    def close() -> None:
+        with contextlib.suppress(KafkaException, RuntimeError):
+            c.close()
+
+    t = threading.Thread(target=close, name="kafka-close", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    return not t.is_alive()

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import orjson
 import psycopg
@@ -46,7 +46,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient
 
 from sensorpipe.consumer.decode import Batch, decode, header_list
-from sensorpipe.consumer.group import GroupWatch
+from sensorpipe.consumer.group import GroupWatch, close_within
 from sensorpipe.consumer.guard import DiskGuard, HighWater, never_hold
 from sensorpipe.consumer.metrics import ConsumerMetrics
 from sensorpipe.contracts import events as ev
@@ -107,6 +107,16 @@ class Knobs:
     slowdown_ms: int
     batch_max: int  # from the settings, lowered by the stored configuration
     version: int | None = None
+
+    @classmethod
+    def effective(cls, slowdown_ms: int, batch_max: int, stored: PipelineConfig | None, version: int | None) -> Knobs:
+        """The flags' knobs with the stored configuration applied: the larger slowdown, the
+        smaller batch."""
+        if stored is None:
+            return cls(slowdown_ms, batch_max, version)
+        if stored.consumer_batch_max is not None:
+            batch_max = min(batch_max, stored.consumer_batch_max)
+        return cls(max(slowdown_ms, stored.consumer_slowdown_ms), batch_max, version)
 
 
 class ConsumerService:
@@ -655,13 +665,11 @@ class ConsumerService:
             log.debug("config store unreachable (%s); keeping the current knobs", e)
             self._close_side_connection()
             return
-        slowdown = max(self.settings.slowdown_ms, stored.consumer_slowdown_ms if stored else 0)
-        batch_max = self.settings.batch_max
-        if stored is not None and stored.consumer_batch_max is not None:
-            batch_max = min(batch_max, stored.consumer_batch_max)
+        new = Knobs.effective(self.settings.slowdown_ms, self.settings.batch_max, stored, version)
+        slowdown, batch_max = new.slowdown_ms, new.batch_max
         if (slowdown, batch_max) != (self.knobs.slowdown_ms, self.knobs.batch_max):
             log.info("slowdown knob: %d ms per batch, batch max %d (config v%s)", slowdown, batch_max, version)
-        self.knobs = Knobs(slowdown, batch_max, version)
+        self.knobs = new
         self.metrics.slowdown_ms.set(slowdown)
 
     def _side_connection(self) -> psycopg.Connection[Any]:
@@ -712,22 +720,3 @@ class ConsumerService:
             time.sleep(seconds)
         else:
             stop.wait(seconds)
-
-
-class Closable(Protocol):
-    def close(self) -> object: ...
-
-
-def close_within(c: Closable, timeout_s: float) -> bool:
-    """Close `c`, waiting at most `timeout_s`. A Kafka consumer stuck in the group state that
-    made _rejoin replace it can wait in close() forever; it is then left closing on a daemon
-    thread. Returns whether it closed."""
-
-    def close() -> None:
-        with contextlib.suppress(KafkaException, RuntimeError):
-            c.close()
-
-    t = threading.Thread(target=close, name="kafka-close", daemon=True)
-    t.start()
-    t.join(timeout_s)
-    return not t.is_alive()
