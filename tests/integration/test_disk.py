@@ -107,6 +107,31 @@ def test_size_retention_drops_the_oldest_days_first_and_never_today(db_dsn: str)
         assert retention.enforce(conn, 1, datetime.now(UTC).date()).drops == []
 
 
+# Plans that scan pg_class before joining pg_inherits: every catalog row meets the filters.
+_CATALOG_FIRST = ("enable_nestloop", "enable_mergejoin", "enable_indexscan", "enable_bitmapscan")
+
+
+def test_day_partitions_are_listed_by_pattern_under_any_plan(db_dsn: str) -> None:
+    """A plan that filters pg_class before joining it may evaluate the day's parse on catalog
+    rows that are not day partitions (pg_toast_2619...): the parse runs only on names that
+    match the pattern (migration 011). A child that is not a day partition is ignored too."""
+    _fill_days(db_dsn, [3, 1, 0], rows=100)
+    _fill_minutes(db_dsn, [3, 0], sensors=2)
+    today = datetime.now(UTC).date()
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE metrics_not_a_day PARTITION OF metrics FOR VALUES FROM ('2200-01-01') TO ('2200-01-02')"
+        )
+        for setting in _CATALOG_FIRST:
+            conn.execute(f"SET {setting} = off")
+        before = [today - timedelta(days=d) for d in (3, 2, 1)]  # day 2's partitions exist, empty
+        assert [d for d, _b in retention.raw_days(conn, today)] == before
+        assert [d for d, _b in retention.minute_days(conn, today)] == before
+        assert conn.execute("SELECT sensorpipe_apply_tiered_retention(%s, 2, 2, 3)", (today,)).fetchone() == (1,)
+    assert _days_kept(db_dsn) == [1, 0]
+    assert scalar(db_dsn, "SELECT count(*) FROM metrics_not_a_day") == 0
+
+
 def test_one_drop_brings_the_files_under_the_share_and_the_next_pass_does_nothing(db_dsn: str) -> None:
     _fill_days(db_dsn, [3, 2, 1, 0], rows=20_000)
     today = datetime.now(UTC).date()
@@ -224,7 +249,7 @@ def test_minute_rollups_of_an_existing_store_move_into_day_partitions(platform: 
     dsn = platform.pg.create_database(f"m_{uuid.uuid4().hex[:12]}")
     migrate(dsn, upto=9)
     _fill_minutes(dsn, [100, 1], sensors=3, partitioned=False)
-    assert migrate(dsn) == [10]
+    assert migrate(dsn) == [10, 11]
     today = datetime.now(UTC).date()
     with psycopg.connect(dsn, autocommit=True) as conn:
         days = [d for d, _b in retention.minute_days(conn, today)]

@@ -19,14 +19,13 @@ import psycopg
 # The database's files. The WAL is not counted here: the disk plan reserves its own part of
 # PostgreSQL's share for it (max_wal_size), and the consumer is given the rest.
 _DB_BYTES = "SELECT pg_database_size(current_database())"
-# The day partitions of `metrics` (raw rows) or of `metrics_1m` (1-minute rollups), named
-# <parent>_YYYYMMDD, before a day; the parent is one of those two names, never user input.
+# The day partitions of `metrics` (raw rows) or of `metrics_1m` (1-minute rollups) before a
+# day, listed by their names (migration 011); the parent is one of those two names, never
+# user input.
 _DAYS = """
-SELECT to_date(right(c.relname, 8), 'YYYYMMDD') AS day, pg_total_relation_size(c.oid) AS bytes
-FROM pg_inherits i
-JOIN pg_class c ON c.oid = i.inhrelid
-WHERE i.inhparent = %(parent)s::regclass AND c.relname ~ ('^' || %(parent)s || '_[0-9]{8}$')
-  AND to_date(right(c.relname, 8), 'YYYYMMDD') < %(before)s
+SELECT p.day, pg_total_relation_size(p.relid) AS bytes
+FROM sensorpipe_day_partitions(%(parent)s::regclass) p
+WHERE p.day < %(before)s
 ORDER BY 1
 """
 _DROP_DAY = {"raw": "SELECT sensorpipe_drop_raw_day(%s, %s, %s)", "1m": "SELECT sensorpipe_drop_minute_day(%s, %s, %s)"}
