@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sensorpipe.proof.bench import lag_steady
+from sensorpipe.proof.measure import lag_steady
 
 RATE = 10_000
 SECONDS = 60.0

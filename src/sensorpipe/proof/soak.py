@@ -35,6 +35,7 @@ import psycopg
 from sensorpipe.contracts.clock import SimClock
 from sensorpipe.contracts.disk import GiB, MiB, du, topic_limits
 from sensorpipe.proof.audit import audit
+from sensorpipe.proof.measure import ProcStats, consumer_lag, free_port, platform_pids, wait_http, wrk
 from sensorpipe.proof.memmap import resident_by_kind
 from sensorpipe.proof.tmpfs import fill, small_tmpfs
 from sensorpipe.runtime.bootstrap import ensure_topics
@@ -43,7 +44,7 @@ from sensorpipe.storage import bench as bq
 from sensorpipe.storage import queries, retention
 
 if TYPE_CHECKING:
-    from sensorpipe.proof.bench import Bench, ProcStats
+    from sensorpipe.proof.bench import Bench
 
 DAY = 86_400
 # Sizing assumptions for PostgreSQL's share (BENCHMARKS.md has what the storage stage and
@@ -173,10 +174,9 @@ class Soak:
         )
 
     def _load(self, k: Any, env: dict[str, str], watched: Path) -> dict[str, Any]:
-        from sensorpipe.proof.bench import ProcStats, _free_port, _platform_pids, _wait_http
 
         b, plan = self.b, self.plan
-        port = _free_port()
+        port = free_port()
         api = b.spawn(["api"], {**env, "SENSORPIPE_API_PORT": str(port), "SENSORPIPE_API_DASHBOARD_DIR": "/none"})
         cons = b.spawn(["consumer"], env)
         ledger = b.out / "soak-ledger.csv"
@@ -186,8 +186,8 @@ class Soak:
         )
         try:
             url = f"http://127.0.0.1:{port}"
-            _wait_http(f"{url}/api/pipeline", 60)
-            procs = {"producer": prod.pid, "consumer": cons.pid, "api": api.pid, **_platform_pids(b.state_dir)}
+            wait_http(f"{url}/api/pipeline", 60)
+            procs = {"producer": prod.pid, "consumer": cons.pid, "api": api.pid, **platform_pids(b.state_dir)}
             stats = {n: ProcStats(pid, children=n == "postgres").start() for n, pid in procs.items()}
             self._watch(k, url, watched, stats, time.monotonic())
             stop_pid(prod.pid, signal.SIGTERM, 300)
@@ -229,8 +229,6 @@ class Soak:
             time.sleep(SAMPLE_S)
 
     def _sample(self, k: Any, stats: dict[str, ProcStats], t: float) -> dict[str, Any]:
-        from sensorpipe.proof.bench import consumer_lag
-
         b = self.b
         hw = b.high_watermark(k)
         with psycopg.connect(self.dsn, autocommit=True) as conn:
@@ -250,8 +248,6 @@ class Soak:
         }
 
     def _api_p99(self, url: str) -> dict[str, Any]:
-        from sensorpipe.proof.bench import _wrk
-
         now = self.plan.simulated_now()
         hour = now - timedelta(hours=1)
         day = now - timedelta(hours=24)
@@ -263,7 +259,7 @@ class Soak:
             with psycopg.connect(self.dsn, autocommit=True) as conn:
                 drops = retention.drop_totals(conn)
             with ActivitySampler(self.dsn) as sampler:
-                out[name] = _wrk(target, 10)
+                out[name] = wrk(target, 10)
             with psycopg.connect(self.dsn, autocommit=True) as conn:
                 dropped = {r: d for r, (d, _rows) in retention.drop_totals(conn).items()}
             out[name]["activity"] = sampler.top()
@@ -296,8 +292,6 @@ class Soak:
             return bq.stored(conn)
 
     def _drain(self, k: Any) -> bool:
-        from sensorpipe.proof.bench import consumer_lag
-
         self.b.log("soak: load stopped; draining the backlog")
         hw = self.b.high_watermark(k)
         deadline = time.monotonic() + 900

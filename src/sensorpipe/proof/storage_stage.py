@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sensorpipe.proof.measure import ProcStats, platform_pids
 from sensorpipe.storage import bench as bq
 
 if TYPE_CHECKING:
@@ -36,10 +37,8 @@ REFERENCES = [
 
 
 def storage_stage(b: Bench) -> dict[str, Any]:
-    from sensorpipe.proof.bench import ProcStats, _platform_pids
-
     n = 200_000 if b.quick else 1_000_000
-    pids = _platform_pids(b.state_dir)
+    pids = platform_pids(b.state_dir)
     out: dict[str, Any] = {"events": n, "codecs": [], "references": [list(r) for r in REFERENCES]}
     dsn = ""
     for codec in CODECS:

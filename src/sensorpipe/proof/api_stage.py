@@ -1,0 +1,110 @@
+"""`sensorpipe bench api`: the API's latency on 10 M readings (2,000 sensors over 24 h), with
+`wrk`, idle and while a producer and a consumer write into the same database."""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sensorpipe.proof.measure import ProcStats, free_port, wait_http, wrk
+from sensorpipe.storage import bench as bq
+from sensorpipe.storage.migrate import migrate
+
+if TYPE_CHECKING:
+    from sensorpipe.proof.bench import Bench
+
+
+def api_stage(b: Bench) -> dict[str, Any]:
+    rows = 1_000_000 if b.quick else 10_000_000
+    dsn = b.pg.dsn_for("bench_api")
+    if bq.loaded_rows(dsn) == rows and bq.newest_age_s(dsn) < 3600:
+        # the readings of the last run are still fresh enough for a 24 h window: reuse them
+        migrate(dsn)
+        b.log(f"api: reusing the {rows:,} readings loaded by the last run")
+        load_s = float(b.results.get("api", {}).get("load_seconds", 0.0))
+    else:
+        dsn = b.database("api")
+        b.log(f"api: loading {rows:,} readings (2,000 sensors over the last 24 h) with SQL")
+        t0 = time.perf_counter()
+        bq.load_readings(dsn, rows, sensors=2000)
+        load_s = time.perf_counter() - t0
+    k = b.topic("api")
+    port = free_port()
+    env = b.env(k, dsn, SENSORPIPE_API_PORT=str(port), SENSORPIPE_API_DASHBOARD_DIR="/nonexistent")
+    api = b.spawn(["api"], env)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/api/pipeline", 60)
+    stats = ProcStats(api.pid).start()
+    q = _day_ending(datetime.now(UTC))
+    # The first aggregate repeats one sensor, as a dashboard refreshing a chart does: its
+    # hours come from the API's cache (api.hours). The second asks for a different
+    # sensor each time, round the 2,000, so nearly every hour is rendered afresh.
+    rotate = _ROTATE_SENSORS.replace("QUERY", f"/api/readings/aggregate?sensor_id=sensor-%05d&bucket=1m&{q}")
+    targets: dict[str, tuple[str, str | None]] = {
+        "aggregate (1 sensor, 24 h, 1 m)": (
+            f"{url}/api/readings/aggregate?sensor_id=sensor-00042&bucket=1m&{q}",
+            None,
+        ),
+        "aggregate (a different sensor each request, 24 h, 1 m)": (url, rotate),
+        "summary (24 h)": (f"{url}/api/summary?{q}", None),
+        "pipeline": (f"{url}/api/pipeline", None),
+    }
+    out: dict[str, Any] = {"rows": rows, "load_seconds": round(load_s, 1), "endpoints": {}}
+    secs = 10 if b.quick else 20
+    for name, (target, script) in targets.items():
+        b.log(f"api: wrk -c10 -t2 -d{secs}s --latency {name}")
+        out["endpoints"][name] = wrk(target, secs, script)
+    name, result = api_live(b, dsn, url, secs)
+    out["endpoints"][name] = result
+    out["api_process"] = stats.stop()
+    api.send_signal(signal.SIGTERM)
+    api.wait(30)
+    return out
+
+
+def api_live(b: Bench, dsn: str, url: str, seconds: int, rate: int = 5000) -> tuple[str, dict[str, Any]]:
+    """The first aggregate again, while a producer and a consumer write `rate` events/s
+    into the same database, as on a running pipeline: the current hour changes between
+    requests and is rendered each time, and the pipeline's processes share the two cores
+    with the API. The window ends two minutes ahead, so it holds what is being written.
+    The writes change the data: the next run loads it afresh."""
+    name = f"aggregate (1 sensor, 24 h, 1 m) while {rate:,} events/s are written"
+    k = b.topic("api_live")
+    group = f"bench-api-live-{uuid.uuid4().hex[:6]}"
+    cons = b.spawn(["consumer"], b.env(k, dsn, SENSORPIPE_CONSUMER_GROUP_ID=group))
+    prod = b.spawn(["producer", "--rate", str(rate), "--sensors", "2000", "--duration", str(seconds + 20)], b.env(k))
+    try:
+        time.sleep(10)  # the consumer has joined its group and is writing
+        q = _day_ending(datetime.now(UTC) + timedelta(minutes=2))
+        b.log(f"api: wrk -c10 -t2 -d{seconds}s --latency {name}")
+        return name, wrk(f"{url}/api/readings/aggregate?sensor_id=sensor-00042&bucket=1m&{q}", seconds)
+    finally:
+        for proc in (prod, cons):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+
+
+def _day_ending(end: datetime) -> str:
+    """The query string of the 24 h ending at `end`, times in UTC with a Z."""
+    start = end - timedelta(hours=24)
+    return f"start={start.isoformat().replace('+00:00', 'Z')}&end={end.isoformat().replace('+00:00', 'Z')}"
+
+
+# A wrk script: each request asks for the next sensor, and the two threads start 1,000 apart.
+_ROTATE_SENSORS = """
+local threads = 0
+function setup(thread)
+  thread:set("first", threads * 1000)
+  threads = threads + 1
+end
+function init(args)
+  n = first
+end
+function request()
+  n = n + 1
+  return wrk.format(nil, string.format("QUERY", n % 2000))
+end
+"""
