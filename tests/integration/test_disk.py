@@ -26,6 +26,7 @@ from sensorpipe.runtime.bootstrap import ensure_topics
 from sensorpipe.runtime.kafka import admin_client
 from sensorpipe.runtime.supervisor import Platform
 from sensorpipe.settings import ConsumerSettings, DatabaseSettings
+from sensorpipe.storage import bench as bq
 from sensorpipe.storage import retention
 from sensorpipe.storage.migrate import migrate
 
@@ -130,6 +131,34 @@ def test_day_partitions_are_listed_by_pattern_under_any_plan(db_dsn: str) -> Non
         assert conn.execute("SELECT sensorpipe_apply_tiered_retention(%s, 2, 2, 3)", (today,)).fetchone() == (1,)
     assert _days_kept(db_dsn) == [1, 0]
     assert scalar(db_dsn, "SELECT count(*) FROM metrics_not_a_day") == 0
+
+
+_HEAP = """SELECT coalesce((SELECT sum(pg_table_size(relid)) FROM pg_partition_tree(%s::regclass)),
+                          pg_table_size(%s::regclass))::int8"""
+
+
+def test_the_row_anatomy_accounts_for_each_tables_bytes(db_dsn: str) -> None:
+    """The storage stage's profile of a row: tuple, line pointer and page slack add up to the
+    heap's bytes per row; every index of both tables is sized, partitioned or not."""
+    _fill_days(db_dsn, [1, 0], rows=5_000)
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    an = bq.row_anatomy(db_dsn)
+    for name, table in (("raw rows", "metrics"), ("dedupe", "processed_events")):
+        a = an[name]
+        assert a["rows"] == 10_000
+        assert a["tuple"] > 24 + sum(a["columns"].values()) * 0.8  # the header, then the columns
+        heap = scalar(db_dsn, _HEAP, (table, table))
+        assert abs(a["tuple"] + a["line_pointer"] + a["page_slack"] - heap / 10_000) < 0.2
+        assert a["indexes"] and all(v >= 0 for v in a["indexes"].values())
+    assert an["dedupe"]["indexes"]["processed_events_pkey"] > 16
+    assert set(an["raw rows"]["indexes"]) == {"metrics_sensor_ts", "metrics_ts"}
+    assert an["raw rows"]["columns"]["event_id"] > 0
+    # the parts at rest count the rollups' plain tables as well as the partitioned one
+    rollups = bq.bytes_at_rest(db_dsn)["rollups"]
+    tables = ("metrics_1m", "metrics_1h", "metrics_1m_partition", "metrics_1h_partition")
+    assert rollups["heap"] == sum(scalar(db_dsn, _HEAP, (t, t)) for t in tables)
+    assert scalar(db_dsn, _HEAP, ("metrics_1h", "metrics_1h")) > 0
 
 
 def test_one_drop_brings_the_files_under_the_share_and_the_next_pass_does_nothing(db_dsn: str) -> None:

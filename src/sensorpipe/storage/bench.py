@@ -180,9 +180,10 @@ FROM pg_inherits i WHERE i.inhparent = 'metrics'::regclass
 UNION ALL
 SELECT 'dedupe', pg_table_size('processed_events'), pg_indexes_size('processed_events')
 UNION ALL
-SELECT 'rollups', sum(pg_table_size(p.relid)), sum(pg_indexes_size(p.relid))
-FROM unnest(ARRAY['metrics_1m', 'metrics_1h', 'metrics_1m_partition', 'metrics_1h_partition']::regclass[]) t,
-     pg_partition_tree(t) p
+SELECT 'rollups', sum(pg_table_size(r)), sum(pg_indexes_size(r))
+FROM (SELECT coalesce(p.relid, t) AS r  -- a plain table has no partition tree: itself
+      FROM unnest(ARRAY['metrics_1m', 'metrics_1h', 'metrics_1m_partition', 'metrics_1h_partition']::regclass[]) t
+      LEFT JOIN LATERAL pg_partition_tree(t) p ON true) x
 UNION ALL
 SELECT 'other', sum(pg_table_size(t)), sum(pg_indexes_size(t))
 FROM unnest(ARRAY['sensor_stats', 'ingest_counters', 'ignored_deliveries', 'dead_letters',
@@ -205,10 +206,12 @@ WHERE schemaname = current_schema() AND tablename IN ('metrics', 'processed_even
   AND inherited = (tablename = 'metrics')
 ORDER BY tablename, attname
 """
-# Each index of the two tables, summed over its partitions (a plain index is its own tree).
+# Each index of the two tables, summed over its partitions (pg_partition_tree lists nothing for
+# the index of a plain table, which is then its own size).
 _INDEX_SIZES = """
 SELECT i.indrelid::regclass::text, i.indexrelid::regclass::text,
-       (SELECT sum(pg_relation_size(t.relid)) FROM pg_partition_tree(i.indexrelid) t)::int8
+       coalesce((SELECT sum(pg_relation_size(t.relid)) FROM pg_partition_tree(i.indexrelid) t),
+                pg_relation_size(i.indexrelid))::int8
 FROM pg_index i WHERE i.indrelid IN ('metrics'::regclass, 'processed_events'::regclass)
 ORDER BY 1, 2
 """
