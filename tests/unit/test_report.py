@@ -168,3 +168,11 @@ def test_soak_activity_shows_where_the_api_statements_spent_the_window() -> None
     r["soak"]["api_p99"]["end"]["summary"]["drops_during"] = {"size": 1, "time": 0}
     out = render(r, "x")
     assert "| end | summary | 1 size | Lock:relation | `SELECT a \\|\\| b FROM metrics` | 3.7 |" in out
+
+
+def test_soak_shows_pss_beside_rss_when_sampled() -> None:
+    r = _soak(late_rss=210.0, end_p99=1.0, lost=0)
+    assert "PSS minutes 5-10" not in render(r, "x")  # runs recorded before PSS was sampled
+    for s in r["soak"]["samples"]:
+        s["pss_mb"] = {"consumer": 100.0 if s["t"] < 900 else 105.0}
+    assert "| consumer | 100.0 | 105.0 | 1.05 |" in render(r, "x")

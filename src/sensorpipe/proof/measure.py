@@ -57,6 +57,18 @@ def _proc(pid: int) -> tuple[int, float, int] | None:
     return int(fields[1]), cpu, int(m.group(1)) if m else 0
 
 
+def _pss_kb(pid: int) -> int:
+    """Proportional set size in kB: each shared page divided among the processes that map it,
+    so the PSS of PostgreSQL's backends sums its shared buffers once (their RSS counts them
+    once per backend that touched them)."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    m = re.search(r"^Pss:\s+(\d+)", text, re.M)
+    return int(m.group(1)) if m else 0
+
+
 @dataclass
 class ProcStats:
     """CPU seconds used *during the measurement* and peak RSS of a process, sampled from /proc.
@@ -107,6 +119,10 @@ class ProcStats:
             self.peak_rss_mb = max(self.peak_rss_mb, self.rss_mb)
             self.cpu_s = sum(self._last[p] - self._base.get(p, 0.0) for p in self._last)
             time.sleep(0.25)
+
+    def pss_mb(self) -> float:
+        """The process's PSS now (with `children`, summed over them too)."""
+        return sum(_pss_kb(pid) for pid in self._pids()) / 1024
 
     def stop(self) -> dict[str, float]:
         self._stop.set()

@@ -10,8 +10,8 @@ def mark(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
-def _window_mean(samples: list[dict[str, Any]], name: str, lo: float, hi: float) -> float | None:
-    vals = [s["rss_mb"][name] for s in samples if lo <= s["t"] < hi and name in s["rss_mb"]]
+def _window_mean(samples: list[dict[str, Any]], name: str, lo: float, hi: float, key: str = "rss_mb") -> float | None:
+    vals = [s[key][name] for s in samples if lo <= s["t"] < hi and name in s.get(key, {})]
     return sum(vals) / len(vals) if vals else None
 
 
@@ -44,8 +44,30 @@ def soak(sk: dict[str, Any]) -> list[str]:
             out.append(f"| {n} | {early:.1f} | {late:.1f} | {late / early:.2f} |")
             marks.append(late <= 1.1 * early)
     out += ["", f"- RSS flat: {mark(bool(marks) and all(marks))}", ""]
+    out += _soak_pss(samples, names, secs)
     out += _soak_api(sk) + _soak_disk(sk) + _soak_audit(sk)
     return out
+
+
+def _soak_pss(samples: list[dict[str, Any]], names: list[str], secs: float) -> list[str]:
+    """The same windows in PSS, where memory shared between processes (PostgreSQL's shared
+    buffers across its backends) counts once."""
+    rows = []
+    for n in names:
+        early = _window_mean(samples, n, 300, 600, "pss_mb")
+        late = _window_mean(samples, n, secs - 300, secs + 1, "pss_mb")
+        if early and late:
+            rows.append(f"| {n} | {early:.1f} | {late:.1f} | {late / early:.2f} |")
+    if not rows:
+        return []
+    return [
+        "The same windows in PSS (each shared page divided among the processes that map it):",
+        "",
+        "| process | PSS minutes 5-10 (MB) | PSS last 5 minutes (MB) | ratio |",
+        "|---|---:|---:|---:|",
+        *rows,
+        "",
+    ]
 
 
 def _soak_api(sk: dict[str, Any]) -> list[str]:

@@ -238,6 +238,7 @@ class Soak:
         return {
             "t": round(t),
             "rss_mb": {n: round(s.rss_mb, 1) for n, s in stats.items()},
+            "pss_mb": {n: round(s.pss_mb(), 1) for n, s in stats.items()},
             "lag": consumer_lag(k, self.group, hw),
             "produced": hw,
             "kafka_bytes": kafka,
