@@ -28,8 +28,8 @@ typecheck: setup ## mypy (strict)
 unit: setup ## Unit tests (no I/O)
 	$(PY) -m pytest tests/unit -q
 
-dashboard-check: setup ## The dashboard: strict TypeScript check and Vitest
-	cd dashboard && npm run --silent typecheck && npm test --silent
+dashboard-check: setup ## The dashboard: ESLint, strict TypeScript check and Vitest
+	cd dashboard && npm run --silent lint && npm run --silent typecheck && npm test --silent
 
 deploy-check: setup ## Static checks of compose, the Dockerfile and Terraform (no Docker, no AWS)
 	$(PY) -m pytest tests/deploy -q

@@ -68,7 +68,8 @@ export function apiFieldErrors(body: unknown): Record<string, string> {
   const detail = (body as { detail?: unknown })?.detail;
   if (Array.isArray(detail)) {
     for (const d of detail as Array<{ loc?: unknown[]; msg?: string }>) {
-      const field = String(d.loc?.[d.loc.length - 1] ?? "form");
+      const last = d.loc?.[d.loc.length - 1];
+      const field = typeof last === "string" || typeof last === "number" ? String(last) : "form";
       out[field] = d.msg ?? "invalid";
     }
   } else if (typeof detail === "string") {

@@ -1,6 +1,6 @@
 "use client";
 
-import { useEffect, useState } from "react";
+import { useState } from "react";
 import { ApiError } from "@/api/client";
 import { TOKEN_KEY, useConfig, useConfigHistory, useSaveConfig } from "@/hooks/useConfig";
 import { time } from "@/lib/format";
@@ -10,23 +10,14 @@ export function ConfigForm() {
   const current = useConfig();
   const history = useConfigHistory();
   const save = useSaveConfig();
-  const [values, setValues] = useState<Record<string, string>>({});
-  const [dirty, setDirty] = useState(false);
+  // The form shows the stored configuration until the user edits it; from the first edit on it
+  // shows the edits (null: not edited), derived during render rather than copied by an effect.
+  const [edits, setEdits] = useState<Record<string, string> | null>(null);
   const [errors, setErrors] = useState<Record<string, string>>({});
   const [needToken, setNeedToken] = useState(false);
   const [token, setToken] = useState("");
   const [saved, setSaved] = useState<number | null>(null);
-
-  useEffect(() => {
-    if (dirty) return;
-    const cfg = current.data?.config as Record<string, number | null> | undefined;
-    const next: Record<string, string> = {};
-    for (const f of CONFIG_FIELDS) {
-      const v = cfg ? cfg[f] : fieldSchema(f) && (undefined as number | undefined);
-      next[f] = v === null || v === undefined ? "" : String(v);
-    }
-    setValues(next);
-  }, [current.data, dirty]);
+  const values = edits ?? storedValues(current.data?.config);
 
   const submit = async (e: React.FormEvent) => {
     e.preventDefault();
@@ -37,7 +28,7 @@ export function ConfigForm() {
     try {
       const out = await save.mutateAsync(toConfig(values));
       setErrors({});
-      setDirty(false);
+      setEdits(null);
       setNeedToken(false);
       setSaved(out?.version ?? null);
     } catch (err) {
@@ -58,7 +49,7 @@ export function ConfigForm() {
       <p data-testid="config-version">
         {current.data ? `Version ${current.data.version}, stored ${time(current.data.updated_at)} by ${current.data.updated_by}` : "No configuration stored yet: the producer runs on its flags."}
       </p>
-      <form onSubmit={submit} noValidate className="config-form">
+      <form onSubmit={(e) => void submit(e)} noValidate className="config-form">
         {CONFIG_FIELDS.map((f) => {
           const s = fieldSchema(f);
           return (
@@ -66,7 +57,7 @@ export function ConfigForm() {
               <label htmlFor={`cfg-${f}`}>{f}</label>
               <input id={`cfg-${f}`} name={f} inputMode="decimal" value={values[f] ?? ""} aria-describedby={`cfg-${f}-help cfg-${f}-err`}
                 aria-invalid={Boolean(errors[f])}
-                onChange={(e) => { setDirty(true); setSaved(null); setValues({ ...values, [f]: e.target.value }); }} />
+                onChange={(e) => { setSaved(null); setEdits({ ...values, [f]: e.target.value }); }} />
               <small id={`cfg-${f}-help`}>{fieldLabel(f)} ({s.minimum ?? "–"} to {s.maximum ?? "–"})</small>
               <small id={`cfg-${f}-err`} className="error" data-testid={`error-${f}`}>{errors[f] ?? ""}</small>
             </div>
@@ -94,4 +85,14 @@ export function ConfigForm() {
       </ol>
     </section>
   );
+}
+
+/** The stored configuration as the form's text values ("" for a field not set). */
+function storedValues(cfg: Record<string, number | null> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const f of CONFIG_FIELDS) {
+    const v = cfg?.[f];
+    out[f] = v === null || v === undefined ? "" : String(v);
+  }
+  return out;
 }
