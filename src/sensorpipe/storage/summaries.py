@@ -87,10 +87,8 @@ _FIRST_LAST = {
 # Percentiles read raw values. Up to SAMPLE_ROWS matching rows they are exact; beyond, they
 # are estimated from a block sample (TABLESAMPLE SYSTEM) of about SAMPLE_ROWS rows, with a
 # fixed seed so that the same data gives the same answer. A block holds readings of one
-# moment, so the spread comes from how many moments are sampled more than from the row count:
-# on the benchmark's 10 M readings over 24 h, twelve seeds put p50 within 1.8% and p95 within
-# 1.4% of the exact values with 5,000 rows, and barely closer with 20,000 (1.4%, 1.0%), whose
-# statement took 7-16 ms (medians of five runs) against 2-4 ms.
+# moment, so the spread comes from how many moments are sampled more than from the row count;
+# docs/decisions/004-summary-percentile-sample.md has the measurement behind SAMPLE_ROWS.
 SAMPLE_ROWS = 5_000
 _PCT_EXACT = {
     True: """

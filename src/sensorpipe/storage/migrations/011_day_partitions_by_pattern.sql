@@ -4,9 +4,8 @@
 -- SQL fixes no order among AND-ed conditions: a query that filtered pg_class rows by the
 -- name pattern AND by the date parsed from the name could have the parse evaluated first,
 -- on rows the pattern would have excluded. With a plan that scans pg_class before joining
--- pg_inherits, to_date() then met catalog names such as pg_toast_2619 and failed with
--- 'invalid value "st_2" for "YYYY"': size retention stopped under a soak once the catalog's
--- statistics changed the plan. Here the date is parsed only inside a CASE on the pattern,
+-- pg_inherits, to_date() meets catalog names such as pg_toast_2619 and fails with
+-- 'invalid value ... for "YYYY"'. Here the date is parsed only inside a CASE on the pattern,
 -- which is evaluated in order, so no plan can parse another name.
 
 CREATE FUNCTION sensorpipe_day_partitions(p_parent regclass)
