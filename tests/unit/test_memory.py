@@ -1,8 +1,10 @@
-"""runtime.memory: the trimmer's schedule and what it reports, with an injected trim and RSS."""
+"""runtime.memory: the trimmer's schedule and what it reports, with an injected trim and RSS; the heap
+statistics, read from glibc and through the consumer's gauges."""
 
 from __future__ import annotations
 
-from sensorpipe.runtime.memory import Trimmer, libc_trim, resident_bytes
+from sensorpipe.consumer.metrics import ConsumerMetrics
+from sensorpipe.runtime.memory import HeapStats, Trimmer, libc_mallinfo, libc_trim, resident_bytes
 
 
 def test_trims_at_most_once_per_interval_and_reports_what_was_released() -> None:
@@ -51,3 +53,26 @@ def test_the_real_trim_releases_freed_memory_on_glibc() -> None:
     released = before - resident_bytes()
     libc.free(survivor)
     assert released > 32 * 1024 * 1024, released
+
+
+def test_heap_statistics_see_a_large_allocation_and_its_release() -> None:
+    read = libc_mallinfo()
+    assert read is not None, "glibc 2.33+ has mallinfo2"
+    before = read()
+    block = bytearray(64 * 1024 * 1024)
+    held = read()
+    assert held.malloc_in_use - before.malloc_in_use >= 64 * 1024 * 1024
+    assert held.malloc_mapped >= 64 * 1024 * 1024
+    del block
+    assert read().malloc_in_use < held.malloc_in_use - 32 * 1024 * 1024
+
+
+def test_the_consumer_gauges_read_the_injected_heap_at_scrape() -> None:
+    stats = [HeapStats(malloc_in_use=10, malloc_free=20, malloc_mapped=4, python_blocks=7)]
+    m = ConsumerMetrics()
+    m.watch_heap(lambda: stats[0])
+    assert m.registry.get_sample_value("sensorpipe_consumer_heap_bytes", {"state": "free"}) == 20
+    stats[0] = HeapStats(malloc_in_use=11, malloc_free=5, malloc_mapped=4, python_blocks=9)
+    assert m.registry.get_sample_value("sensorpipe_consumer_heap_bytes", {"state": "in_use"}) == 11
+    assert m.registry.get_sample_value("sensorpipe_consumer_heap_bytes", {"state": "free"}) == 5
+    assert m.registry.get_sample_value("sensorpipe_consumer_python_blocks") == 9

@@ -176,3 +176,22 @@ def test_soak_shows_pss_beside_rss_when_sampled() -> None:
     for s in r["soak"]["samples"]:
         s["pss_mb"] = {"consumer": 100.0 if s["t"] < 900 else 105.0}
     assert "| consumer | 100.0 | 105.0 | 1.05 |" in render(r, "x")
+
+
+def test_soak_shows_the_consumers_heap_profile_when_sampled() -> None:
+    r = _soak(late_rss=210.0, end_p99=1.0, lost=0)
+    assert "memory profile" not in render(r, "x")
+    for s in r["soak"]["samples"]:
+        late = s["t"] >= 900
+        s["consumer_heap"] = {
+            "anonymous": 80.0 if late else 50.0,
+            "malloc_in_use": 30.0,
+            "malloc_free": 40.0 if late else 12.0,
+            "fetch_queue": 1.5,
+            "python_kblocks": 300.0,
+        }
+    r["soak"]["samples"][3]["consumer_heap"] = None  # the consumer did not answer once
+    out = render(r, "x")
+    assert "| anonymous and heap mappings, resident (MB) | 50.0 | 80.0 | +30.0 | 80.0 |" in out
+    assert "| malloc: held free in its arenas (MB) | 12.0 | 40.0 | +28.0 | 40.0 |" in out
+    assert "| malloc: in use (MB) | 30.0 | 30.0 | +0.0 | 30.0 |" in out

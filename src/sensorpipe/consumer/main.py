@@ -5,6 +5,7 @@ from __future__ import annotations
 from sensorpipe.consumer.guard import DiskGuard
 from sensorpipe.consumer.metrics import ConsumerMetrics
 from sensorpipe.consumer.service import ConsumerService
+from sensorpipe.runtime.memory import libc_mallinfo
 from sensorpipe.runtime.process import configure_logging, freeze_startup_heap, serve_metrics, stop_on_signals
 from sensorpipe.settings import ClockSettings, ConsumerSettings, DatabaseSettings, DiskSettings, KafkaSettings
 
@@ -15,6 +16,7 @@ def run_consumer(
     configure_logging()
     stop = stop_on_signals()
     metrics = ConsumerMetrics()
+    metrics.watch_heap(libc_mallinfo())
     serve_metrics(metrics.registry, consumer.metrics_port, "consumer", consumer.metrics_host)
     guard = DiskGuard(watch=list(disk.watch), floor=disk.floor, check_s=disk.check_s)
     service = ConsumerService(

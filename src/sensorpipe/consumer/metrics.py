@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from sensorpipe.runtime.memory import HeapStats
 
 
 class ConsumerMetrics:
@@ -33,6 +37,21 @@ class ConsumerMetrics:
         self.memory_released = Counter(
             "sensorpipe_consumer_memory_released_bytes",
             "Resident memory the C allocator held free and gave back to the system (runtime.memory)",
+            registry=r,
+        )
+        self.heap_bytes = Gauge(
+            "sensorpipe_consumer_heap_bytes",
+            "malloc's bytes by state: in_use, free (held inside its arenas) and mapped (large chunks, "
+            "also counted in in_use); read when scraped",
+            ["state"],
+            registry=r,
+        )
+        self.python_blocks = Gauge(
+            "sensorpipe_consumer_python_blocks", "Python object blocks allocated; read when scraped", registry=r
+        )
+        self.fetch_queue_bytes = Gauge(
+            "sensorpipe_consumer_fetch_queue_bytes",
+            "Bytes librdkafka has fetched ahead of the batch loop, over our partitions",
             registry=r,
         )
         self.batch_size = Histogram(
@@ -69,3 +88,13 @@ class ConsumerMetrics:
             ["reason", "tier"],
             registry=r,
         )
+
+    def watch_heap(self, read: Callable[[], HeapStats] | None) -> None:
+        """Have the heap gauges read `read()` at each scrape (runtime.memory.libc_mallinfo);
+        None leaves them at 0."""
+        if read is None:
+            return
+        self.heap_bytes.labels(state="in_use").set_function(lambda: read().malloc_in_use)
+        self.heap_bytes.labels(state="free").set_function(lambda: read().malloc_free)
+        self.heap_bytes.labels(state="mapped").set_function(lambda: read().malloc_mapped)
+        self.python_blocks.set_function(lambda: read().python_blocks)

@@ -315,9 +315,14 @@ class ConsumerService:
         group = stats.get("cgrp")
         if group and self.group_watch.observe(time.monotonic(), group.get("state", ""), group.get("join_state", "")):
             log.info("group state %s, join state %s", self.group_watch.state, self.group_watch.join_state)
+        queued = 0
         for p, info in stats.get("topics", {}).get(self.kafka.topic, {}).get("partitions", {}).items():
-            if p != "-1" and int(p) in self.assigned and info.get("consumer_lag", -1) >= 0:
+            if p == "-1" or int(p) not in self.assigned:
+                continue
+            queued += info.get("fetchq_size", 0)
+            if info.get("consumer_lag", -1) >= 0:
                 self.metrics.lag.labels(partition=p).set(info["consumer_lag"])
+        self.metrics.fetch_queue_bytes.set(queued)
 
     def _on_error(self, err: KafkaError) -> None:
         log.warning("kafka: %s", err)

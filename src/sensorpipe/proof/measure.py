@@ -267,6 +267,23 @@ def wait_http(url: str, timeout: float) -> None:
     raise PlatformError(f"{url} did not answer within {timeout:.0f}s")
 
 
+def scrape(url: str) -> dict[tuple[str, str], float] | None:
+    """A Prometheus endpoint's samples, keyed by name and the value of their one label (""
+    when unlabelled); None when it does not answer."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = httpx.get(url, timeout=2).text
+    except httpx.HTTPError:
+        return None
+    return {
+        (sample.name, next(iter(sample.labels.values()), "")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 _WRK_LINE = re.compile(r"^\s+(50|75|90|99)(?:\.\d+)?%\s+([\d.]+)(us|ms|s)\s*$")
 
 

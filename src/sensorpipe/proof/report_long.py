@@ -11,7 +11,7 @@ def mark(ok: bool) -> str:
 
 
 def _window_mean(samples: list[dict[str, Any]], name: str, lo: float, hi: float, key: str = "rss_mb") -> float | None:
-    vals = [s[key][name] for s in samples if lo <= s["t"] < hi and name in s.get(key, {})]
+    vals = [s[key][name] for s in samples if lo <= s["t"] < hi and name in (s.get(key) or {})]
     return sum(vals) / len(vals) if vals else None
 
 
@@ -44,7 +44,7 @@ def soak(sk: dict[str, Any]) -> list[str]:
             out.append(f"| {n} | {early:.1f} | {late:.1f} | {late / early:.2f} |")
             marks.append(late <= 1.1 * early)
     out += ["", f"- RSS flat: {mark(bool(marks) and all(marks))}", ""]
-    out += _soak_pss(samples, names, secs)
+    out += _soak_pss(samples, names, secs) + _soak_heap(samples, secs)
     out += _soak_api(sk) + _soak_disk(sk) + _soak_audit(sk)
     return out
 
@@ -65,6 +65,38 @@ def _soak_pss(samples: list[dict[str, Any]], names: list[str], secs: float) -> l
         "",
         "| process | PSS minutes 5-10 (MB) | PSS last 5 minutes (MB) | ratio |",
         "|---|---:|---:|---:|",
+        *rows,
+        "",
+    ]
+
+
+_HEAP = (
+    ("anonymous", "anonymous and heap mappings, resident (MB)"),
+    ("malloc_in_use", "malloc: in use (MB)"),
+    ("malloc_free", "malloc: held free in its arenas (MB)"),
+    ("fetch_queue", "librdkafka: fetched ahead (MB)"),
+    ("python_kblocks", "Python: object blocks allocated (thousands)"),
+)
+
+
+def _soak_heap(samples: list[dict[str, Any]], secs: float) -> list[str]:
+    """The consumer's memory profile in the same windows: its private resident memory beside
+    what its allocators say they hold, so a step shows whether live data or held-free memory
+    grew."""
+    rows = []
+    for key, label in _HEAP:
+        early = _window_mean(samples, key, 300, 600, "consumer_heap")
+        late = _window_mean(samples, key, secs - 300, secs + 1, "consumer_heap")
+        peak = max(((s.get("consumer_heap") or {}).get(key, 0) for s in samples), default=0)
+        if early is not None and late is not None:
+            rows.append(f"| {label} | {early:.1f} | {late:.1f} | {late - early:+.1f} | {peak:.1f} |")
+    if not rows:
+        return []
+    return [
+        "The consumer's memory profile in the same windows (its /metrics beside its memory map):",
+        "",
+        "| measure | minutes 5-10 | last 5 minutes | change | peak |",
+        "|---|---:|---:|---:|---:|",
         *rows,
         "",
     ]

@@ -35,7 +35,7 @@ import psycopg
 from sensorpipe.contracts.clock import SimClock
 from sensorpipe.contracts.disk import GiB, MiB, du, topic_limits
 from sensorpipe.proof.audit import audit
-from sensorpipe.proof.measure import ProcStats, consumer_lag, free_port, platform_pids, wait_http, wrk
+from sensorpipe.proof.measure import ProcStats, consumer_lag, free_port, platform_pids, scrape, wait_http, wrk
 from sensorpipe.proof.memmap import resident_by_kind
 from sensorpipe.proof.tmpfs import fill, small_tmpfs
 from sensorpipe.runtime.bootstrap import ensure_topics
@@ -178,7 +178,8 @@ class Soak:
         b, plan = self.b, self.plan
         port = free_port()
         api = b.spawn(["api"], {**env, "SENSORPIPE_API_PORT": str(port), "SENSORPIPE_API_DASHBOARD_DIR": "/none"})
-        cons = b.spawn(["consumer"], env)
+        self.consumer_metrics = f"http://127.0.0.1:{(metrics_port := free_port())}/metrics"
+        cons = b.spawn(["consumer"], {**env, "SENSORPIPE_CONSUMER_METRICS_PORT": str(metrics_port)})
         ledger = b.out / "soak-ledger.csv"
         ledger.unlink(missing_ok=True)
         prod = b.spawn(
@@ -238,6 +239,7 @@ class Soak:
         return {
             "t": round(t),
             "rss_mb": {n: round(s.rss_mb, 1) for n, s in stats.items()},
+            "consumer_heap": self._consumer_heap(stats["consumer"].pid),
             "pss_mb": {n: round(s.pss_mb(), 1) for n, s in stats.items()},
             "lag": consumer_lag(k, self.group, hw),
             "produced": hw,
@@ -246,6 +248,22 @@ class Soak:
             "wal_bytes": du(b.pg.data_dir() / "pg_wal"),
             "drops": {reason: days for reason, (days, _rows) in drops.items()},
             "over_share": kafka > self.plan.kafka_share or db > self.plan.postgres_share,
+        }
+
+    def _consumer_heap(self, pid: int) -> dict[str, float] | None:
+        """The consumer's memory profile (MB; Python's blocks in thousands): its anonymous
+        resident memory beside what its allocators say they hold (consumer.metrics)."""
+        scraped = scrape(self.consumer_metrics)
+        anon = resident_by_kind(pid)
+        if scraped is None or anon is None:
+            return None
+        mb = 1 / MiB
+        return {
+            "anonymous": anon["anonymous"] + anon["heap"],
+            "malloc_in_use": round(scraped.get(("sensorpipe_consumer_heap_bytes", "in_use"), 0) * mb, 1),
+            "malloc_free": round(scraped.get(("sensorpipe_consumer_heap_bytes", "free"), 0) * mb, 1),
+            "fetch_queue": round(scraped.get(("sensorpipe_consumer_fetch_queue_bytes", ""), 0) * mb, 1),
+            "python_kblocks": round(scraped.get(("sensorpipe_consumer_python_blocks", ""), 0) / 1000, 1),
         }
 
     def _api_p99(self, url: str) -> dict[str, Any]:

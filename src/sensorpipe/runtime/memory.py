@@ -8,6 +8,10 @@ that resident after the work is done, though nothing uses it: its RSS steps up a
 that calls it now and then is back near its working set after a burst.
 
 On a C library without `malloc_trim` (musl, macOS) trimming is a no-op.
+
+`heap_stats()` says where the memory lies, for /metrics and the soak's profile: what malloc
+hands out and holds free (glibc's `mallinfo2`, every arena), and how many blocks Python's
+own object allocator has out (its arenas are mapped outside malloc).
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -33,6 +39,58 @@ def libc_trim() -> Callable[[], object] | None:
     fn.argtypes = [ctypes.c_size_t]
     fn.restype = ctypes.c_int
     return lambda: fn(0)
+
+
+class _MallInfo2(ctypes.Structure):
+    """glibc's `struct mallinfo2` (2.33 and later): every field a size_t."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class HeapStats:
+    """malloc's bytes in use (small and mapped chunks), held free inside its arenas (resident
+    or not: a trim gives the pages back but they stay counted), and mapped as large chunks;
+    and Python's allocated object blocks (a count; their arenas are not malloc's)."""
+
+    malloc_in_use: int
+    malloc_free: int
+    malloc_mapped: int
+    python_blocks: int
+
+
+def libc_mallinfo() -> Callable[[], HeapStats] | None:
+    """A reader of this process's heap statistics, or None where the C library has no
+    `mallinfo2` (glibc before 2.33, musl, macOS)."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        fn = ctypes.CDLL(name).mallinfo2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = []
+    fn.restype = _MallInfo2
+
+    def read() -> HeapStats:
+        m = fn()
+        return HeapStats(m.uordblks + m.hblkhd, m.fordblks, m.hblkhd, sys.getallocatedblocks())
+
+    return read
 
 
 def resident_bytes() -> int:
