@@ -86,6 +86,9 @@ class Platform:
         self.log = log
         self.kafka = LocalKafka(kafka, state_dir, kafka.libs_dir)
         self.pg = LocalPostgres(db, state_dir) if db.local else None
+        if self.pg is not None and db.password is None and db.passfile is None:
+            # the local cluster's password file is this state folder's, whatever the environment says
+            self.db_settings = db.model_copy(update={"passfile": self.pg.passfile})
         self.kafka_procs: list[subprocess.Popen[bytes]] = []
         self.pg_proc: subprocess.Popen[bytes] | None = None
 
