@@ -122,8 +122,14 @@ def consumer_config(settings: ConsumerSettings) -> dict[str, Any]:
         "heartbeat.interval.ms": max(1_000, settings.session_timeout_ms // 5),
         "max.poll.interval.ms": settings.max_poll_interval_ms,
         # Bounds prefetch memory. It counts fetched bytes, which for a compressed topic
-        # decompress into several times as many: see ConsumerSettings.
+        # decompress into several times as many: see ConsumerSettings. The queue limit is
+        # checked before a fetch, so one fetch response may overshoot it by its own size:
+        # librdkafka's default of 50 MB per response, decompressed, is far larger than the
+        # queue, and after a backlog it set the consumer's peak memory. A response is held
+        # to the queue's size instead (the broker still returns a first record batch that
+        # is larger, KIP-74, so no message is ever too big to fetch).
         "queued.max.messages.kbytes": settings.prefetch_kbytes,
+        "fetch.max.bytes": settings.prefetch_kbytes * 1024,
         "fetch.wait.max.ms": 50,
         "statistics.interval.ms": 5_000,
         "log_level": 3,
