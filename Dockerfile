@@ -16,9 +16,11 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /build
+COPY requirements/main.txt requirements/main.txt
+RUN pip install --require-hashes -r requirements/main.txt
 COPY pyproject.toml README.md ./
 COPY src/ src/
-RUN pip install .
+RUN pip install --no-deps .
 
 # --- 3. runtime --------------------------------------------------------------------------------
 FROM python:3.11.11-slim-bookworm AS runtime

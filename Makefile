@@ -18,9 +18,10 @@ run: setup ## Start the whole local stack with the demo load (Ctrl-C stops it)
 
 test: setup lint typecheck unit dashboard-check deploy-check integration ## Everything: lint, types, unit, dashboard, deployment, integration (incl. browser)
 
-lint: setup ## ruff lint and format check
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+lint: setup ## ruff lint and format check; the Python locks agree with pyproject.toml
+	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts
+	$(PY) scripts/check_lock.py
 
 typecheck: setup ## mypy (strict)
 	$(VENV)/bin/mypy

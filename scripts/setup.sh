@@ -55,11 +55,12 @@ if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
   "$PY" -m venv .venv
 fi
-if changed python pyproject.toml; then
-  say "installing the Python package and dev tools"
+if changed python pyproject.toml requirements/dev.txt; then
+  say "installing the locked Python dependencies (requirements/dev.txt) and the package"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]'
-  stamp python pyproject.toml
+  .venv/bin/python -m pip install -q --require-hashes -r requirements/dev.txt
+  .venv/bin/python -m pip install -q --no-deps -e .
+  stamp python pyproject.toml requirements/dev.txt
 fi
 
 # --- Kafka jars -----------------------------------------------------------------------------

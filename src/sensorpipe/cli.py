@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sensorpipe.runtime.procs import PlatformError, RunDir
-from sensorpipe.settings import DatabaseSettings, KafkaSettings, StateSettings
+from sensorpipe.settings import DatabaseSettings, KafkaSettings, StateSettings, redact_dsn
 
 app = typer.Typer(
     name="sensorpipe",
@@ -122,7 +122,7 @@ def _print_addresses(state_dir: Path) -> None:
     table.add_row("Kafka", kafka_addr or kafka.bootstrap())
     table.add_row(
         "PostgreSQL",
-        recs["postgres"].address if "postgres" in recs and recs["postgres"].address else db.dsn(),
+        redact_dsn(recs["postgres"].address) if "postgres" in recs and recs["postgres"].address else db.shown(),
     )
     table.add_row("logs", str(state_dir / "logs"))
     Console(stderr=True).print(table)

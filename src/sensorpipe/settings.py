@@ -8,10 +8,11 @@ own values without touching the environment.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +22,7 @@ from sensorpipe.contracts.disk import parse_amount
 from sensorpipe.contracts.topics import CONSUMER_GROUP, DLQ_TOPIC, PARTITIONS, TOPIC
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+PASSFILE = "pgpass"  # the local cluster's libpq password file, in <state dir>/postgres
 
 
 def _env(prefix: str) -> SettingsConfigDict:
@@ -162,6 +164,11 @@ class DatabaseSettings(BaseSettings):
     name: str = Field(default="sensorpipe", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     user: str = Field(default="sensorpipe", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     password: SecretStr | None = Field(default=None, description="Password for `host` (from a secret store).")
+    passfile: Path | None = Field(
+        default=None,
+        description="libpq password file for the local cluster; unset: the one set-up writes, "
+        "<state dir>/postgres/pgpass (mode 0600).",
+    )
     sslmode: str | None = Field(default=None, pattern=r"^(disable|prefer|require|verify-ca|verify-full)$")
     start_timeout_s: float = Field(default=60.0, gt=0)
     statement_timeout_ms: int = Field(default=5000, ge=100, description="Read-side statement timeout.")
@@ -186,13 +193,34 @@ class DatabaseSettings(BaseSettings):
         return self.url is None and self.host in ("127.0.0.1", "localhost")
 
     def dsn(self) -> str:
+        """The connection string, secrets included: hand it to a client, never print it (see
+        `shown()`). The local cluster's password stays in its password file, which the
+        string names."""
         if self.url is not None:
             return self.url.get_secret_value()
         auth = self.user
         if self.password is not None:
             auth += ":" + quote(self.password.get_secret_value(), safe="")
-        query = f"?sslmode={self.sslmode}" if self.sslmode else ""
-        return f"postgresql://{auth}@{self.host}:{self.port}/{self.name}{query}"
+        query = {"sslmode": self.sslmode} if self.sslmode else {}
+        passfile = self.passfile or (StateSettings().resolved() / "postgres" / PASSFILE if self.local else None)
+        if self.password is None and passfile is not None and passfile.is_file():
+            query["passfile"] = str(passfile)
+        tail = "?" + urlencode(query, safe="/") if query else ""
+        return f"postgresql://{auth}@{self.host}:{self.port}/{self.name}{tail}"
+
+    def shown(self) -> str:
+        """The connection string with any password left out, for output and logs."""
+        return redact_dsn(self.dsn())
+
+
+def redact_dsn(dsn: str) -> str:
+    """`dsn` without its password (URL or key=value form); other parts are kept."""
+    parts = urlsplit(dsn)
+    if parts.scheme.startswith("postgres"):
+        if parts.password is not None:
+            parts = parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rsplit('@', 1)[1]}")
+        return urlunsplit(parts._replace(query=re.sub(r"(^|&)password=[^&]*", r"\1password=***", parts.query)))
+    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", dsn)
 
 
 class ApiSettings(BaseSettings):

@@ -19,7 +19,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from sensorpipe.consumer.metrics import ConsumerMetrics
-from sensorpipe.consumer.service import AUTO_COMMIT_INTERVAL_MS, ConsumerService
+from sensorpipe.consumer.parts import AUTO_COMMIT_INTERVAL_MS
+from sensorpipe.consumer.service import ConsumerService
 from sensorpipe.contracts import events as ev
 from sensorpipe.runtime.kafka import admin_client
 from sensorpipe.runtime.supervisor import Platform

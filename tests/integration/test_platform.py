@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ from confluent_kafka.admin import NewTopic
 
 from sensorpipe.runtime.bootstrap import ensure_topics
 from sensorpipe.runtime.kafka import LocalKafka, admin_client
-from sensorpipe.runtime.postgres import LocalPostgres
+from sensorpipe.runtime.postgres import HBA, LocalPostgres
 from sensorpipe.runtime.procs import PlatformError, pid_alive
 from sensorpipe.runtime.supervisor import Platform
 from sensorpipe.settings import DatabaseSettings, KafkaSettings
@@ -301,6 +302,8 @@ def test_up_status_and_ctrl_c_leave_nothing_running(tmp_path: Path, platform: Pl
         assert up.wait(timeout=120) == 0
         printed = up.stdout.read().decode() if up.stdout else ""
         assert "disk budget" in printed and "free-space floor" in printed, printed
+        secret = (state / "postgres" / "pgpass").read_text().strip().rsplit(":", 1)[1]
+        assert secret not in printed and secret not in str(status)  # the password file is named, never read out
         assert not any(pid_alive(p) for p in pids)
         assert orjson.loads(_cli("status", "--json", env=env).stdout)["components"] == {}
         # State survived: the next `up` reuses the formatted Kafka and the initialised cluster.
@@ -309,3 +312,22 @@ def test_up_status_and_ctrl_c_leave_nothing_running(tmp_path: Path, platform: Pl
         if up.poll() is None:
             up.kill()
         _cli("down", "--purge", env=env)
+
+
+def test_the_local_cluster_asks_every_client_for_the_password(platform: Platform, db_dsn: str) -> None:
+    """scram-sha-256 on loopback: without the password file, or with a wrong password, no
+    connection; the file is the owner's alone; setting the password again changes nothing."""
+    pg = platform.pg
+    assert pg is not None
+    assert stat.S_IMODE(pg.passfile.stat().st_mode) == 0o600
+    assert (pg.data_dir() / "pg_hba.conf").read_text() == HBA
+    bare = db_dsn.split("?", 1)[0]
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(bare, connect_timeout=5)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(bare.replace("sensorpipe@", "sensorpipe:wrong@"), connect_timeout=5)
+    before = pg.passfile.read_text()
+    pg.require_password(pg.data_dir())
+    assert pg.passfile.read_text() == before
+    with psycopg.connect(db_dsn, connect_timeout=5) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("sensorpipe",)

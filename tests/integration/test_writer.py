@@ -210,6 +210,8 @@ def test_hourly_rollup_and_summaries_across_hour_edges(db_dsn: str) -> None:
     rows = [(f"s{i % 5}", i // 5, float((i * 37) % 101) - 50, i % 12, i) for i in range(1200)]
     for k in range(0, 1200, 100):  # twelve batches, 17 minutes apart: 3 h 7 min in all
         w.write(_cols(rows[k : k + 100], base + k // 100 * 17 * 60_000_000), [])
+    # a sensor seen only after the ranges below: it is in sensor_stats, in none of them
+    w.write(_cols([("late", 0, 1.0, 3, 5000)], base + 200 * 60_000_000), [])
     w.close()
     with psycopg.connect(db_dsn) as conn:
         raw_h = conn.execute(
@@ -235,7 +237,7 @@ def test_hourly_rollup_and_summaries_across_hour_edges(db_dsn: str) -> None:
                 (lo, hi),
             ).fetchone()
             assert want is not None and want[0] > 0
-            assert (got.events, got.min, got.max) == want[:3], (lo, hi)
+            assert (got.events, got.min, got.max, got.sensors) == (*want[:3], want[4]), (lo, hi)
             assert got.avg == pytest.approx(want[3])
 
 

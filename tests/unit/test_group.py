@@ -53,7 +53,7 @@ def test_a_close_that_never_returns_is_left_behind() -> None:
 
 
 def test_knobs_take_the_larger_slowdown_and_the_smaller_batch() -> None:
-    from sensorpipe.consumer.service import Knobs
+    from sensorpipe.consumer.knobs import Knobs
     from sensorpipe.contracts.config import PipelineConfig
 
     assert Knobs.effective(100, 20_000, None, None) == Knobs(100, 20_000, None)

@@ -17,6 +17,7 @@ from sensorpipe.settings import (
     DiskSettings,
     KafkaSettings,
     ProducerSettings,
+    redact_dsn,
 )
 
 
@@ -32,8 +33,12 @@ def test_external_cluster_means_no_local_broker() -> None:
     assert not s.local and s.bootstrap() == "kafka-1:9092"
 
 
-def test_database_url_overrides_local_cluster() -> None:
-    assert DatabaseSettings(url=None, port=5555).dsn() == "postgresql://sensorpipe@127.0.0.1:5555/sensorpipe"
+def test_database_url_overrides_local_cluster(tmp_path: Path) -> None:
+    no_file = tmp_path / "absent"
+    assert (
+        DatabaseSettings(url=None, port=5555, passfile=no_file).dsn()
+        == "postgresql://sensorpipe@127.0.0.1:5555/sensorpipe"
+    )
     ext = DatabaseSettings(url="postgresql://u:secret@db:5432/x")
     assert not ext.local and ext.dsn().endswith("@db:5432/x")
     assert "secret" not in repr(ext)
@@ -113,3 +118,32 @@ def test_env_example_lists_every_setting() -> None:
         prefix = cls.model_config.get("env_prefix", "")
         wanted |= {f"{prefix}{name}".upper() for name in cls.model_fields}
     assert wanted - listed == set()
+
+
+def test_the_local_clusters_password_file_is_named_never_its_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "postgres").mkdir()
+    (tmp_path / "postgres" / "pgpass").write_text("127.0.0.1:*:*:sensorpipe:s3cret\n")
+    monkeypatch.setenv("SENSORPIPE_STATE_DIR", str(tmp_path))
+    dsn = DatabaseSettings().dsn()
+    assert dsn == f"postgresql://sensorpipe@127.0.0.1:55432/sensorpipe?passfile={tmp_path / 'postgres' / 'pgpass'}"
+    assert "s3cret" not in dsn
+    assert "passfile" not in DatabaseSettings(host="db.example", port=5432).dsn()  # not the local cluster
+    assert "passfile" not in DatabaseSettings(password="given").dsn()  # a given password wins
+
+
+@pytest.mark.parametrize(
+    ("dsn", "shown"),
+    [
+        ("postgresql://u:s%40cret@db:5432/x?sslmode=require", "postgresql://u:***@db:5432/x?sslmode=require"),
+        ("postgres://u@db/x?password=s3cret&passfile=/p", "postgres://u@db/x?password=***&passfile=/p"),
+        ("postgresql://u@db/x", "postgresql://u@db/x"),
+        ("host=db password='s3 cret' user=u", "host=db password=*** user=u"),
+        ("host=db password=s3cret user=u", "host=db password=*** user=u"),
+    ],
+)
+def test_a_shown_connection_string_has_no_password(dsn: str, shown: str) -> None:
+    assert redact_dsn(dsn) == shown
+    assert DatabaseSettings(url=dsn).shown() == shown
+    assert DatabaseSettings(password="p@ss word").shown() == "postgresql://sensorpipe:***@127.0.0.1:55432/sensorpipe"

@@ -6,7 +6,8 @@ from __future__ import annotations
 import hmac
 import threading
 import time
-from collections import defaultdict, deque
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -24,18 +25,24 @@ from sensorpipe.storage import queries
 
 
 class WriteLimiter:
-    """A sliding-window limit on writes per client address."""
+    """A sliding-window limit on writes per client address. Clients with no write inside the
+    window are forgotten (swept at most once a window), so what it holds is bounded by the
+    clients that wrote within the last two windows."""
 
-    def __init__(self, limit: int, window_s: float) -> None:
+    def __init__(self, limit: int, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit, self.window_s = limit, window_s
-        self._hits: dict[str, deque[float]] = defaultdict(deque)
+        self._clock = clock
+        self._hits: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
+        self._next_sweep = 0.0
 
     def check(self, client: str) -> float | None:
         """None if allowed, else seconds until the next write would be."""
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
-            hits = self._hits[client]
+            if now >= self._next_sweep:
+                self._sweep(now)
+            hits = self._hits.setdefault(client, deque())
             while hits and hits[0] <= now - self.window_s:
                 hits.popleft()
             if len(hits) >= self.limit:
@@ -43,14 +50,23 @@ class WriteLimiter:
             hits.append(now)
             return None
 
+    def clients(self) -> int:
+        """How many clients are remembered."""
+        with self._lock:
+            return len(self._hits)
+
+    def _sweep(self, now: float) -> None:
+        self._next_sweep = now + self.window_s
+        for client in [c for c, hits in self._hits.items() if not hits or hits[-1] <= now - self.window_s]:
+            del self._hits[client]
+
 
 async def get_pool(request: Request) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
     """The read routes' pool of async connections (autocommit, under the statement timeout).
 
     The read routes are async: they await PostgreSQL on the event loop, with no hand-off to
-    the threadpool and no worker thread contending with the loop for the GIL. Against sync
-    routes on the aggregate benchmark (one sensor, 24 h of minutes, wrk -c10, interleaved runs)
-    the API process spent 1.4-1.8 ms of CPU per request instead of 2.5-3.6 ms.
+    the threadpool and no worker thread contending with the loop for the GIL, which costs the
+    API less CPU per request than sync routes (docs/decisions/007-read-paths.md).
 
     Routes hold a connection only around their queries: `async with db.connection() as c`.
     This is an async function, and not a generator yielding a connection, so FastAPI calls it

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from sensorpipe.consumer.guard import DiskGuard
+from sensorpipe.consumer.hooks import hooks_for
 from sensorpipe.consumer.metrics import ConsumerMetrics
+from sensorpipe.consumer.parts import kafka_parts
 from sensorpipe.consumer.service import ConsumerService
 from sensorpipe.runtime.memory import libc_mallinfo
 from sensorpipe.runtime.process import configure_logging, freeze_startup_heap, serve_metrics, stop_on_signals
@@ -28,6 +30,8 @@ def run_consumer(
         guard=guard,
         store_share=disk.postgres_bytes,
         size_check_s=disk.size_check_s,
+        parts=kafka_parts(kafka, consumer, db),
+        hooks=hooks_for(consumer),
     )
     freeze_startup_heap()
     service.run(stop)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from sensorpipe.runtime.memory import HeapStats
+
+if TYPE_CHECKING:
+    from sensorpipe.consumer.decode import Batch
+    from sensorpipe.storage.batch import BatchResult
 
 
 class ConsumerMetrics:
@@ -98,3 +103,17 @@ class ConsumerMetrics:
         self.heap_bytes.labels(state="free").set_function(lambda: read().malloc_free)
         self.heap_bytes.labels(state="mapped").set_function(lambda: read().malloc_mapped)
         self.python_blocks.set_function(lambda: read().python_blocks)
+
+    def observe_batch(self, batch: Batch, r: BatchResult, write_s: float, commit_s: float) -> None:
+        """A batch written and its offsets stored."""
+        self.consumed.inc(batch.consumed)
+        self.stored.inc(r.stored)
+        self.duplicates.inc(r.duplicates)
+        self.redeliveries.inc(r.redeliveries)
+        self.known_positions.inc(sum(batch.known.values()))
+        self.conflicts.inc(r.conflicts)
+        for d in batch.dead:
+            self.dlq.labels(reason=d.reason).inc()
+        self.batch_size.observe(batch.consumed)
+        self.batch_seconds.observe(write_s)
+        self.commit_seconds.observe(commit_s)

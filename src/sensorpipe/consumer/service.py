@@ -30,49 +30,37 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import astuple, dataclass
 from datetime import UTC, date, datetime
-from typing import Any, cast
+from typing import cast
 
 import orjson
 import psycopg
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicCollection, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
-from sensorpipe.consumer.decode import Batch, decode, header_list
+from sensorpipe.consumer.deadletters import DeadLetters, TransientError
+from sensorpipe.consumer.decode import Batch, decode
 from sensorpipe.consumer.group import GroupWatch, close_within
-from sensorpipe.consumer.guard import DiskGuard, HighWater, never_hold
+from sensorpipe.consumer.guard import DiskGuard, never_hold
+from sensorpipe.consumer.hooks import Hooks, hooks_for
+from sensorpipe.consumer.knobs import Knobs
 from sensorpipe.consumer.metrics import ConsumerMetrics
+from sensorpipe.consumer.parts import KafkaConsumer, KafkaProducer, Parts, consumer_config, kafka_parts
+from sensorpipe.consumer.share import SizeRetention
+from sensorpipe.consumer.side import SideConnection
+from sensorpipe.consumer.stats import read_stats
+from sensorpipe.consumer.write import BatchWrite
 from sensorpipe.contracts import events as ev
-from sensorpipe.contracts.config import PipelineConfig
-from sensorpipe.contracts.disk import human
-from sensorpipe.runtime.kafka import cluster_answers
 from sensorpipe.runtime.memory import Trimmer, libc_trim
 from sensorpipe.settings import ConsumerSettings, DatabaseSettings, KafkaSettings
-from sensorpipe.storage import config_store, positions, retention
-from sensorpipe.storage.batch import BatchResult, DeadLetter
-from sensorpipe.storage.writer import BatchWriter
+from sensorpipe.storage import positions, retention
+from sensorpipe.storage.batch import BatchResult
 
 log = logging.getLogger("sensorpipe.consumer")
-
-# How long librdkafka may sit on stored offsets before committing them. Offsets are only
-# *stored* by us, after the database commit; the commit itself runs in librdkafka's
-# background, on revoke and on close. A synchronous commit is never used: it can block the
-# batch loop indefinitely while the group coordinator moves (seen in the chaos suite).
-# Lag (in /api/pipeline, the dashboard and the benchmarks) is measured from committed offsets,
-# so this interval adds up to its own length of events to it: at 10,000 events/s,
-# per-partition lag swung between about 400 and 1,200 with 1 s, against 200 to 550 with
-# 250 ms. 250 ms was tried and taken back: with it, one clean-clone run of the fault suite
-# saw a consumer that lost its partitions during a broker freeze (commits failing with
-# UNKNOWN_MEMBER_ID) never get them back. Not proven to be the cause; 1 s has a long record.
-AUTO_COMMIT_INTERVAL_MS = 1_000
-
 
 # A Kafka consumer's close() gets this long (it commits and leaves the group); one stuck in a
 # group state librdkafka never leaves is left behind instead, at most MAX_LEFT_BEHIND times.
@@ -80,7 +68,6 @@ CLOSE_TIMEOUT_S = 15.0
 MAX_LEFT_BEHIND = 3
 # How often, while the group watch says stuck, the cluster is asked whether it answers.
 GROUP_PROBE_S = 5.0
-GROUP_PROBE_TIMEOUT_S = 5.0
 # How often freed memory is handed back to the system (runtime.memory): after a backlog
 # drain the allocator would otherwise keep the drain's working set resident for good.
 TRIM_S = 30.0
@@ -90,36 +77,17 @@ class GroupStuckError(RuntimeError):
     """Kafka consumers kept getting stuck in the group: the process should be restarted."""
 
 
-class TransientError(RuntimeError):
-    """A broker or database problem: retry the batch, never dead-letter it."""
-
-
 @dataclass
 class InFlight:
     batch: Batch
     future: Future[tuple[BatchResult, float]]  # the result and the seconds the write took
 
 
-@dataclass
-class Knobs:
-    """The effective slowdown knob: the larger of the flag and the stored configuration."""
-
-    slowdown_ms: int
-    batch_max: int  # from the settings, lowered by the stored configuration
-    version: int | None = None
-
-    @classmethod
-    def effective(cls, slowdown_ms: int, batch_max: int, stored: PipelineConfig | None, version: int | None) -> Knobs:
-        """The flags' knobs with the stored configuration applied: the larger slowdown, the
-        smaller batch."""
-        if stored is None:
-            return cls(slowdown_ms, batch_max, version)
-        if stored.consumer_batch_max is not None:
-            batch_max = min(batch_max, stored.consumer_batch_max)
-        return cls(max(slowdown_ms, stored.consumer_slowdown_ms), batch_max, version)
-
-
 class ConsumerService:
+    """Coordinates one Kafka group member's batches, from what `parts` builds (the real
+    clients and writers by default; fakes in unit tests) and with `hooks` for fault
+    injection (none by default; the settings' failpoint when the wiring asks for it)."""
+
     def __init__(
         self,
         kafka: KafkaSettings,
@@ -131,41 +99,38 @@ class ConsumerService:
         store_share: int | None = None,
         size_check_s: float = 30.0,
         trimmer: Trimmer | None = None,
+        parts: Parts | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.kafka = kafka
         self.settings = settings
         self.db = db
         self.metrics = metrics
         self.clock = clock
+        self.parts = parts or kafka_parts(kafka, settings, db)
+        self.hooks = hooks or hooks_for(settings)
         self.decoder = ev.EventDecoder(settings.max_message_bytes)
         # One connection per writer. A batch's rows are split by Kafka partition across them
         # and written in parallel, one transaction each; the first also does maintenance.
-        rollups = (db.rollup_1m_days, db.rollup_1h_days)
-        self.writers = [
-            BatchWriter(db.dsn(), db.retention_days, settings.db_idle_tx_timeout_ms, rollups)
-            for _ in range(settings.writers)
-        ]
+        self.writers = list(self.parts.writers())
         self.writer = self.writers[0]
-        self._failpoint_hits = 0
         # One batch in flight: the connections are only ever used by the writer threads while
-        # a batch is in flight, and by the main thread otherwise. The batch's first part is
-        # written on the thread that runs `_write`, the others on the remaining threads.
-        self._pool = ThreadPoolExecutor(max_workers=settings.writers, thread_name_prefix="db-writer")
+        # a batch is in flight, and by the main thread otherwise.
+        self._pool = ThreadPoolExecutor(max_workers=len(self.writers), thread_name_prefix="db-writer")
+        self.dead_letters = DeadLetters(self._new_producer(), kafka.dlq_topic)
+        self._write = BatchWrite(self.writers, self._pool, self.dead_letters, self.hooks)
         self._inflight: InFlight | None = None
         self._failed: Batch | None = None  # a batch whose write failed, to rewind
         self.assigned: set[int] = set()
         self.knobs = Knobs(settings.slowdown_ms, settings.batch_max)
-        self._config_conn: psycopg.Connection[Any] | None = None
+        self.side = SideConnection(self.parts.connect)
         self._next_config = 0.0
         self._next_maintain = 0.0
         self._backoff = 0.5
         # The disk: the guard says when to pause; size retention keeps the store inside its
         # share (None: no share, only time retention) and moves the raw horizon.
         self.guard = guard or never_hold()
-        self.store_share = store_share
-        self.size_check_s = size_check_s
-        self._high_water = HighWater(size_check_s)
-        self._next_size = 0.0
+        self.sizes = None if store_share is None else SizeRetention(store_share, size_check_s, self.guard, metrics)
         self._paused: str | None = None
         self._horizon_us: int | None = None
         # Positions already processed (storage.positions): the topic's Kafka id, the recorded
@@ -180,43 +145,21 @@ class ConsumerService:
         self.trimmer = trimmer or Trimmer(TRIM_S, libc_trim())
         self.group_watch = GroupWatch((settings.max_poll_interval_ms + settings.session_timeout_ms) / 1000)
         self.consumer = self._new_consumer()
-        self.dlq_producer = Producer(
-            {
-                **kafka.client_config(),
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 5,
-                "error_cb": self._on_error,
-            }
+
+    def _new_producer(self) -> KafkaProducer:
+        return self.parts.producer(
+            {"enable.idempotence": True, "acks": "all", "linger.ms": 5, "error_cb": self._on_error}
         )
 
-    def _new_consumer(self) -> Consumer:
+    def _new_consumer(self) -> KafkaConsumer:
         """A group member of our own; `start()` subscribes it."""
-        return Consumer(
+        return self.parts.consumer(
             {
-                **self.kafka.client_config(),
-                "group.id": self.settings.group_id,
+                **consumer_config(self.settings),
                 "client.id": f"sensorpipe-consumer-{id(self):x}",
-                # At-least-once, librdkafka's way: we store a partition's offset only after the
-                # batch's transaction committed; auto-commit sends stored offsets every second,
-                # when partitions are revoked (not when lost) and on close.
-                "enable.auto.commit": True,
-                "auto.commit.interval.ms": AUTO_COMMIT_INTERVAL_MS,
-                "enable.auto.offset.store": False,
                 "on_commit": self._on_commit,
-                "auto.offset.reset": "earliest",
-                "partition.assignment.strategy": "cooperative-sticky",
-                "session.timeout.ms": self.settings.session_timeout_ms,
-                "heartbeat.interval.ms": max(1_000, self.settings.session_timeout_ms // 5),
-                "max.poll.interval.ms": self.settings.max_poll_interval_ms,
-                # Bounds prefetch memory. It counts fetched bytes, which for a compressed
-                # topic decompress into several times as many: see ConsumerSettings.
-                "queued.max.messages.kbytes": self.settings.prefetch_kbytes,
-                "fetch.wait.max.ms": 50,
-                "statistics.interval.ms": 5_000,
                 "stats_cb": functools.partial(self._on_stats, self._generation),
                 "error_cb": self._on_error,
-                "log_level": 3,
             }
         )
 
@@ -237,20 +180,19 @@ class ConsumerService:
 
     def close(self) -> None:
         try:
-            self._settle()  # the batch in flight is finished and committed first
+            self.settle()  # the batch in flight is finished and committed first
             # leaves the group; offsets were committed per batch
             if not close_within(self.consumer, CLOSE_TIMEOUT_S):
                 log.warning("the Kafka consumer did not close within %.0fs; exiting without it", CLOSE_TIMEOUT_S)
         finally:
             self._pool.shutdown(wait=True)
-            self.dlq_producer.flush(10)
+            self.dead_letters.close()
             for w in self.writers:
                 w.close()
-            if self._config_conn is not None:
-                self._config_conn.close()
+            self.side.close()
 
     # -- rebalance callbacks (called from inside consume(), never mid-batch) -----------------
-    def _on_assign(self, c: Consumer, parts: list[TopicPartition]) -> None:
+    def _on_assign(self, c: object, parts: list[TopicPartition]) -> None:
         if c is not self.consumer:
             return  # a consumer replaced by _rejoin, closing in the background
         self.assigned |= {p.partition for p in parts}
@@ -263,31 +205,18 @@ class ConsumerService:
         only grow, so a view that is missing or old only sends more messages down the full
         path; on any error the partitions are simply read in full."""
         if self._topic_id is None:
-            self._topic_id = self._describe_topic()
+            self._topic_id = self.parts.topic_id()
         if self._topic_id is None or not self.settings.replay_by_position or not partitions:
             return
-        try:
-            self._ranges.load(self._side_connection(), self._topic_id, partitions)
-        except psycopg.Error as e:
-            log.info("processed ranges not loaded (%s); partitions %s are read in full", e, partitions)
-            self._close_side_connection()
+        with self.side.reading(f"processed ranges not loaded; partitions {partitions} are read in full") as conn:
+            self._ranges.load(conn(), self._topic_id, partitions)
 
-    def _describe_topic(self) -> str | None:
-        """The topic's Kafka id, which tells this topic from one recreated under its name."""
-        try:
-            admin = AdminClient(self.kafka.client_config())
-            futures = admin.describe_topics(TopicCollection([self.kafka.topic]), request_timeout=10)
-            return str(futures[self.kafka.topic].result(timeout=15).topic_id)
-        except (KafkaException, TimeoutError) as e:
-            log.warning("topic id of %s unknown (%s): positions are neither recorded nor skipped", self.kafka.topic, e)
-            return None
-
-    def _on_revoke(self, c: Consumer, parts: list[TopicPartition]) -> None:
+    def _on_revoke(self, c: object, parts: list[TopicPartition]) -> None:
         if c is not self.consumer:
             return
         # Finish and commit the batch in flight while these partitions are still ours, so the
         # next owner starts after it instead of writing it again.
-        self._settle()
+        self.settle()
         self._forget(parts)
 
     def _forget(self, parts: list[TopicPartition]) -> None:
@@ -301,28 +230,22 @@ class ConsumerService:
                 self.metrics.lag.remove(str(p.partition))
         self.metrics.assigned.set(len(self.assigned))
 
-    def _on_lost(self, c: Consumer, parts: list[TopicPartition]) -> None:
+    def _on_lost(self, c: object, parts: list[TopicPartition]) -> None:
         if c is not self.consumer:
             return
         log.warning("lost %s (session expired); their offsets will not be committed", parts)
         self._forget(parts)  # first: the batch in flight must not commit them
-        self._settle()
+        self.settle()
 
     def _on_stats(self, generation: int, raw: str) -> None:
         if generation != self._generation:
             return  # a replaced consumer's
-        stats = orjson.loads(raw)
-        group = stats.get("cgrp")
-        if group and self.group_watch.observe(time.monotonic(), group.get("state", ""), group.get("join_state", "")):
-            log.info("group state %s, join state %s", self.group_watch.state, self.group_watch.join_state)
-        queued = 0
-        for p, info in stats.get("topics", {}).get(self.kafka.topic, {}).get("partitions", {}).items():
-            if p == "-1" or int(p) not in self.assigned:
-                continue
-            queued += info.get("fetchq_size", 0)
-            if info.get("consumer_lag", -1) >= 0:
-                self.metrics.lag.labels(partition=p).set(info["consumer_lag"])
-        self.metrics.fetch_queue_bytes.set(queued)
+        st = read_stats(orjson.loads(raw), self.kafka.topic, self.assigned)
+        if st.state and self.group_watch.observe(time.monotonic(), st.state, st.join_state):
+            log.info("group state %s, join state %s", st.state, st.join_state)
+        for p, lag in st.lag.items():
+            self.metrics.lag.labels(partition=str(p)).set(lag)
+        self.metrics.fetch_queue_bytes.set(st.queued_bytes)
 
     def _on_error(self, err: KafkaError) -> None:
         log.warning("kafka: %s", err)
@@ -339,15 +262,15 @@ class ConsumerService:
             self._next_probe = now + GROUP_PROBE_S
             # asked by a new client: the stuck one may get no answer from a healthy cluster; and
             # in an outage a new member could only wait too
-            if cluster_answers(self.kafka.bootstrap(), GROUP_PROBE_TIMEOUT_S, self.kafka.security_protocol):
+            if self.parts.cluster_answers():
                 self._rejoin(stuck)
         self.metrics.memory_released.inc(self.trimmer.maybe(now) or 0)
         if now >= self._next_maintain:
-            self._settle()  # maintenance uses the writer's connection
+            self.settle()  # maintenance uses the writer's connection
             self._maintain(now)
-        if self.store_share is not None and now >= self._next_size:
-            self._settle()  # a drop waits for, and then blocks, writes to metrics
-            self._size_retention(now)
+        if self.sizes is not None and self.sizes.due(now):
+            self.settle()  # a drop waits for, and then blocks, writes to metrics
+            self._size_retention(now, self.sizes)
         reason = self.guard.hold(now)
         self.metrics.free_bytes.set(self.guard.free_bytes if self.guard.free_bytes is not None else -1)
         if reason is not None:
@@ -357,9 +280,9 @@ class ConsumerService:
         msgs = self.consumer.consume(num_messages=self.knobs.batch_max, timeout=self.settings.batch_wait_ms / 1000)
         batch = None
         if msgs:
-            self._failpoint("poll")
-            batch = self._decode(msgs)
-        result = self._settle()
+            self.hooks.failpoint("poll")
+            batch = self.decode_batch(msgs)
+        result = self.settle()
         if self._failed is not None:
             failed, self._failed = self._failed, None
             self._rewind(failed, batch)  # the new batch is dropped: it is re-read after the rewind
@@ -371,7 +294,8 @@ class ConsumerService:
             return None
         if batch is not None and batch.consumed:
             batch.spans = self._spans(batch)
-            self._inflight = InFlight(batch, self._pool.submit(self._write, batch, self.knobs.slowdown_ms))
+            write = self._pool.submit(self._write, batch, self.knobs.slowdown_ms, self._topic_id)
+            self._inflight = InFlight(batch, write)
         return result
 
     def _rejoin(self, stuck_s: float) -> None:
@@ -387,7 +311,7 @@ class ConsumerService:
             self.group_watch.join_state,
         )
         self.metrics.rejoins.inc()
-        self._settle()
+        self.settle()
         lost = [TopicPartition(self.kafka.topic, p) for p in sorted(self.assigned)]
         if lost:
             self._forget(lost)
@@ -411,7 +335,7 @@ class ConsumerService:
             log.warning("pausing consumption: %s; the backlog stays in Kafka", reason)
             self._paused = reason
             self.metrics.paused.set(1)
-        result = self._settle()
+        result = self.settle()
         if self._failed is not None:
             failed, self._failed = self._failed, None
             self._rewind(failed, None)
@@ -438,42 +362,10 @@ class ConsumerService:
         if parts:
             self.consumer.resume(parts)
 
-    def _size_retention(self, now: float) -> None:
-        """Keep the store inside its share: drop the oldest raw days from the high-water mark
-        on; when only today's are left and it is over the share, hold consumption until space
-        is freed or the share grows."""
-        assert self.store_share is not None
-        self._next_size = now + self.size_check_s
-        mark = self._high_water.mark(self.store_share)
-        try:
-            r = retention.enforce(self._side_connection(), self.store_share, self._today(), mark)
-        except psycopg.Error as e:
-            log.warning("size retention failed (%s); retrying in %.0fs", e, self.size_check_s)
-            self._close_side_connection()
-            return
-        self._high_water.observe(now, r.found_bytes, r.store_bytes)
-        for d in r.drops:
-            log.warning(
-                "size retention: dropped %s day %s (about %d rows, %s): the store held %s, over its "
-                "high-water mark of %s (share %s)",
-                "raw" if d.tier == "raw" else "1-minute rollup",
-                d.day,
-                d.rows,
-                human(d.bytes),
-                human(r.found_bytes),
-                human(mark),
-                human(r.share),
-            )
-            self.metrics.retention_drops.labels(reason="size", tier=d.tier).inc()
-            self.metrics.retention_rows.labels(reason="size", tier=d.tier).inc(d.rows)
+    def _size_retention(self, now: float, sizes: SizeRetention) -> None:
+        with self.side.reading(f"size retention failed; retrying in {sizes.check_s:.0f}s", logging.WARNING) as conn:
+            sizes.run(now, conn(), self._today())
         self._load_horizon()  # every pass: other consumers' drops move it too
-        self.metrics.store_bytes.set(r.store_bytes)
-        self.guard.over_budget = (
-            f"the store holds {human(r.store_bytes)}, over its share of {human(r.share)}, with nothing before "
-            f"today left to drop but hourly rollups"
-            if r.over
-            else None
-        )
 
     def _today(self) -> date:
         """The UTC day by the pipeline's clock (contracts.clock), which names the partitions
@@ -481,13 +373,9 @@ class ConsumerService:
         return datetime.fromtimestamp(self.clock(), UTC).date()
 
     def _load_horizon(self) -> None:
-        try:
-            h = retention.horizon(self._side_connection())
-        except psycopg.Error as e:
-            log.info("raw horizon not read (%s); the time window applies", e)
-            self._close_side_connection()
-            return
-        self._horizon_us = None if h is None else int(h.timestamp() * 1_000_000)
+        with self.side.reading("raw horizon not read; the time window applies") as conn:
+            h = retention.horizon(conn())
+            self._horizon_us = None if h is None else int(h.timestamp() * 1_000_000)
 
     def _spans(self, batch: Batch) -> dict[int, tuple[int, int]]:
         """The offsets the batch covers per partition, from just after this process's last
@@ -499,51 +387,7 @@ class ConsumerService:
             out[p] = (first if before is None else min(first, before + 1), batch.last[p])
         return out
 
-    def _write(self, batch: Batch, slowdown_ms: int) -> tuple[BatchResult, float]:
-        """On a writer thread: DLQ first, then the batch's rows, one transaction per part.
-
-        Parts hold disjoint partitions, hence disjoint sensors, rollup rows and counters, so
-        their transactions do not wait on each other (only copies of one event id under two
-        keys can; PostgreSQL then settles it). The batch counts as written only when every
-        part committed: if one fails, the whole batch is rewound and re-read, and the parts
-        that did commit come back as redeliveries, which store nothing twice.
-        """
-        t0 = time.perf_counter()
-        self._dead_letter(batch)
-        # Every partition read, with its dead letters and recorded positions, goes to one
-        # part: a range never claims a dead letter or row that another transaction holds.
-        owner = batch.cols.owners(len(self.writers), also=batch.first)
-        parts = batch.cols.shards(len(self.writers), owner)
-        dead: list[list[DeadLetter]] = [[] for _ in parts]
-        for d in batch.dead:
-            dead[owner[d.kafka_partition]].append(d)
-        pos = [self._positions(batch, owner, i) for i in range(len(parts))]
-        others = [
-            self._pool.submit(self.writers[i].write, part, dead[i], slowdown_ms, None, pos[i])
-            for i, part in enumerate(parts[1:], 1)
-        ]
-        try:
-            result = self.writer.write(
-                parts[0], dead[0], slowdown_ms, lambda: self._failpoint("before_db_commit"), pos[0]
-            )
-        finally:
-            wait(others)  # every part has finished, even when this one failed
-        for f in others:
-            result = result.plus(f.result())  # raises that part's error, if it failed
-        return result, time.perf_counter() - t0
-
-    def _positions(self, batch: Batch, owner: dict[int, int], part: int) -> positions.Positions | None:
-        """What part `part` of the batch records: its partitions' spans and known positions."""
-        if self._topic_id is None:
-            return None
-        mine = [p for p in batch.spans if owner[p] == part]
-        return positions.Positions(
-            self._topic_id,
-            spans={p: batch.spans[p] for p in mine},
-            known={p: batch.known[p] for p in mine if p in batch.known},
-        )
-
-    def _settle(self) -> BatchResult | None:
+    def settle(self) -> BatchResult | None:
         """Wait for the batch in flight; commit its offsets if its transaction committed."""
         inflight, self._inflight = self._inflight, None
         if inflight is None:
@@ -560,13 +404,13 @@ class ConsumerService:
             self._failed = inflight.batch
             return None
         self._backoff = 0.5
-        self._failpoint("after_db_commit")
+        self.hooks.failpoint("after_db_commit")
         t0 = time.perf_counter()
-        self._commit(inflight.batch)
+        self.store_offsets(inflight.batch)
         for p, off in inflight.batch.last.items():
             if p in self.assigned:
                 self._read_to[p] = off
-        self._observe(inflight.batch, result, write_s, time.perf_counter() - t0)
+        self.metrics.observe_batch(inflight.batch, result, write_s, time.perf_counter() - t0)
         return result
 
     def _window(self) -> ev.Window:
@@ -577,36 +421,10 @@ class ConsumerService:
             past_s = min(past_s, max(0, (now_us - self._horizon_us) // 1_000_000))
         return ev.Window(now_us, past_s, self.settings.future_window_s)
 
-    def _decode(self, msgs: list[Message]) -> Batch:
+    def decode_batch(self, msgs: list[Message]) -> Batch:
         return decode(msgs, self.decoder, self._window(), self._ranges.through)
 
-    def _dead_letter(self, batch: Batch) -> None:
-        """Produce every poison message to the DLQ and wait for the broker's acks."""
-        if not batch.dlq:
-            return
-        failures: list[str] = []
-
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                failures.append(str(err))
-
-        for m, d in zip(batch.dlq, batch.dead, strict=True):
-            headers: list[tuple[str, str | bytes | None]] = [*header_list(m)]
-            headers += [
-                (ev.H_REASON, d.reason),
-                (ev.H_DETAIL, d.detail[:1024]),
-                (ev.H_SOURCE_TOPIC, m.topic() or ""),
-                (ev.H_SOURCE_PARTITION, str(d.kafka_partition)),
-                (ev.H_SOURCE_OFFSET, str(d.kafka_offset)),
-            ]
-            self.dlq_producer.produce(
-                self.kafka.dlq_topic, key=m.key(), value=m.value(), headers=headers, on_delivery=on_delivery
-            )
-        remaining = self.dlq_producer.flush(30)
-        if remaining or failures:
-            raise TransientError(f"DLQ produce failed ({remaining} unacked, errors: {failures[:3]})")
-
-    def _commit(self, batch: Batch) -> None:
+    def store_offsets(self, batch: Batch) -> None:
         """Store the batch's next offsets for partitions still ours (its rows are committed)."""
         offsets = [
             TopicPartition(self.kafka.topic, p, off + 1) for p, off in sorted(batch.last.items()) if p in self.assigned
@@ -642,52 +460,17 @@ class ConsumerService:
             except KafkaException as e:
                 log.info("rewind of partition %d skipped (%s); it was revoked", p, e)
 
-    def _observe(self, batch: Batch, r: BatchResult, write_s: float, commit_s: float) -> None:
-        m = self.metrics
-        m.consumed.inc(batch.consumed)
-        m.stored.inc(r.stored)
-        m.duplicates.inc(r.duplicates)
-        m.redeliveries.inc(r.redeliveries)
-        m.known_positions.inc(sum(batch.known.values()))
-        m.conflicts.inc(r.conflicts)
-        for d in batch.dead:
-            m.dlq.labels(reason=d.reason).inc()
-        m.batch_size.observe(batch.consumed)
-        m.batch_seconds.observe(write_s)
-        m.commit_seconds.observe(commit_s)
-
     # -- housekeeping ------------------------------------------------------------------------
     def _refresh_knobs(self, now: float) -> None:
         if now < self._next_config:
             return
         self._next_config = now + self.settings.config_poll_s
-        stored: PipelineConfig | None = None
-        try:
-            row = config_store.latest_or_none(self._side_connection())
-            stored = row.config if row else None
-            version = row.version if row else None
-        except psycopg.Error as e:
-            log.debug("config store unreachable (%s); keeping the current knobs", e)
-            self._close_side_connection()
-            return
-        new = Knobs.effective(self.settings.slowdown_ms, self.settings.batch_max, stored, version)
-        slowdown, batch_max = new.slowdown_ms, new.batch_max
-        if (slowdown, batch_max) != (self.knobs.slowdown_ms, self.knobs.batch_max):
-            log.info("slowdown knob: %d ms per batch, batch max %d (config v%s)", slowdown, batch_max, version)
-        self.knobs = new
-        self.metrics.slowdown_ms.set(slowdown)
-
-    def _side_connection(self) -> psycopg.Connection[Any]:
-        """The main thread's own autocommit connection (knobs, ranges); the writers' are busy
-        while a batch is in flight."""
-        if self._config_conn is None or self._config_conn.closed:
-            self._config_conn = psycopg.connect(self.db.dsn(), autocommit=True, connect_timeout=3)
-        return self._config_conn
-
-    def _close_side_connection(self) -> None:
-        if self._config_conn is not None:
-            self._config_conn.close()
-        self._config_conn = None
+        with self.side.reading("config store unreachable; keeping the current knobs", logging.DEBUG) as conn:
+            new = Knobs.stored(conn(), self.settings.slowdown_ms, self.settings.batch_max)
+            if (new.slowdown_ms, new.batch_max) != (self.knobs.slowdown_ms, self.knobs.batch_max):
+                log.info("slowdown knob: %d ms per batch, batch max %d (config v%s)", *astuple(new))
+            self.knobs = new
+            self.metrics.slowdown_ms.set(new.slowdown_ms)
 
     def _maintain(self, now: float) -> None:
         """Create the coming days' partitions and apply retention, at start and every 10 minutes."""
@@ -705,19 +488,6 @@ class ConsumerService:
         self.metrics.retention_drops.labels(reason="time", tier="raw").inc(dropped)
         self._load_horizon()
         self._next_maintain = now + 600
-
-    def _failpoint(self, point: str) -> None:
-        """The chaos suite's crash points: SIGKILL ourselves here, in the Nth batch to reach it.
-
-        `poll`: a batch was fetched, nothing of it written. `before_db_commit`: the batch's
-        statements ran, its transaction is open. `after_db_commit`: the transaction committed,
-        the offsets are not. Recovery must lose and duplicate nothing at each of them."""
-        if self.settings.failpoint != point:
-            return
-        self._failpoint_hits += 1
-        if self._failpoint_hits >= self.settings.failpoint_after_batches:
-            log.warning("failpoint %s reached in batch %d: SIGKILL", point, self._failpoint_hits)
-            os.kill(os.getpid(), signal.SIGKILL)
 
     @staticmethod
     def _sleep(seconds: float, stop: threading.Event | None) -> None:

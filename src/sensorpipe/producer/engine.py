@@ -309,9 +309,8 @@ class ProducerEngine:
                 tokens = min(tokens + (now - last) * rate, max(rate * 0.05, 1.0))
                 last = now
                 # Emit in chunks of 20 ms of events: the loop wakes about 50 times a second
-                # instead of once per event (at 20,000/s that spinning alone cost 80% of a core).
-                # Measured at 5,000 events/s (CPU per 10 s): 5 ms chunks cost the main thread
-                # 1.99 s and librdkafka's broker thread 0.54 s; 20 ms chunks 0.76 s and 0.35 s.
+                # instead of once per event, and fewer, larger produce calls cost the main
+                # thread and librdkafka's broker thread less (docs/decisions/008-producer-chunks.md).
                 # Each event is stamped when its chunk is emitted, so its latency is unchanged.
                 chunk = max(1.0, rate * 0.02)
                 n = int(tokens) if tokens >= chunk else 0

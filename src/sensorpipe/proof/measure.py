@@ -212,11 +212,11 @@ def profile_consumer(k: KafkaSettings, dsn: str, seconds: float) -> dict[str, An
         "events_per_s": round(stored / total),
         "share": {
             # The write runs on the writer thread, overlapped with the next batch's decode; the
-            # main thread's profile shows what of it was not hidden: the wait in _settle.
-            "waiting for the database write (_settle)": round(share("_settle") - share("_commit"), 3),
-            "decode and validate (_decode)": share("_decode"),
-            "Kafka consume": round(share("step") - share("_settle") - share("_decode"), 3),
-            "offset commit": share("_commit"),
+            # main thread's profile shows what of it was not hidden: the wait in settle.
+            "waiting for the database write (settle)": round(share("settle") - share("store_offsets"), 3),
+            "decode and validate (decode_batch)": share("decode_batch"),
+            "Kafka consume": round(share("step") - share("settle") - share("decode_batch"), 3),
+            "offset commit": share("store_offsets"),
         },
         "text": _portable(profiler.output_text(unicode=False, color=False, show_all=False))[:6000],
     }

@@ -101,10 +101,10 @@ class PipelineMonitor:
         self._offsets = Consumer({**conf, "group.id": group, "enable.auto.commit": False})
         # Peeks at the oldest unconsumed message, in a group of its own that never commits.
         # It needs one message per lagging partition, so it asks for 4 KB per partition:
-        # with librdkafka's default of 1 MB, each sample of a lagging topic read and parsed
-        # megabytes (measured: 0.17-0.35 s of CPU per sample, about 20% of a core for an
-        # idle API, against 6-9 ms). The broker still returns a whole first record batch
-        # when it is larger than the limit (KIP-74), so a big batch never blocks the peek.
+        # with librdkafka's default of 1 MB, each sample of a lagging topic reads and parses
+        # megabytes (docs/decisions/007-read-paths.md). The broker still returns a whole
+        # first record batch when it is larger than the limit (KIP-74), so a big batch never
+        # blocks the peek.
         self._peek = Consumer(
             {
                 **conf,

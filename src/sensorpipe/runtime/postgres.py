@@ -4,6 +4,12 @@ PostgreSQL refuses to run as root. When we are root, the cluster runs as the `po
 system user, and its data folder must be reachable by that user through every parent
 folder; when the state folder is not (a clone under a mode-700 home), the data lives under
 /var/lib/sensorpipe/<hash of the state folder> and the state folder records where.
+
+The cluster listens on loopback only and asks every client for a password (scram-sha-256):
+another local user of the machine cannot write the store. The password is generated on
+first start into <state dir>/postgres/pgpass (mode 0600, libpq's password-file format),
+which the connection strings name (`passfile=`), so no command prints it. A cluster made
+with `trust` by an earlier version gets its password at its next start.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import glob
 import hashlib
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import stat
@@ -24,10 +31,16 @@ import psycopg
 from psycopg import sql
 
 from sensorpipe.runtime.procs import PlatformError, log_tail, require_free_port, spawn
-from sensorpipe.settings import DatabaseSettings
+from sensorpipe.settings import PASSFILE, DatabaseSettings
 
 INSTALL_HINT = "install the PostgreSQL server binaries: apt-get install postgresql (Debian/Ubuntu)"
 EXTERNAL_ROOT = Path("/var/lib/sensorpipe")
+# Client authentication once the password is set: loopback TCP only (the server listens on
+# 127.0.0.1 and has no unix socket), and always with the password.
+HBA = """# Written by sensorpipe (runtime/postgres.py): every connection needs the password.
+host all all 127.0.0.1/32 scram-sha-256
+host all all ::1/128 scram-sha-256
+"""
 
 
 def find_bindir() -> Path:
@@ -97,6 +110,7 @@ class LocalPostgres:
         self.state_dir = state_dir
         self.home = state_dir / "postgres"
         self.log_path = state_dir / "logs" / "postgres.log"
+        self.passfile = self.home / PASSFILE
         self.run_as = RunAs.for_server()
         # The WAL is on the same disk as the data: the disk budget sizes it (None: 4 GB).
         self.max_wal_bytes: int | None = None
@@ -164,7 +178,7 @@ class LocalPostgres:
                 str(data),
                 "-U",
                 self.settings.user,
-                "--auth=trust",  # loopback only: listen_addresses=127.0.0.1 and no unix socket
+                "--auth=trust",  # only until the first start sets the password (require_password)
                 "-E",
                 "UTF8",
                 "--locale=C",
@@ -218,6 +232,7 @@ class LocalPostgres:
         )
         try:
             self.wait_ready(proc)
+            self.require_password(data)
             self.ensure_database()
         except BaseException:
             proc.send_signal(signal.SIGINT)
@@ -227,7 +242,7 @@ class LocalPostgres:
 
     def wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + self.settings.start_timeout_s
-        admin = f"postgresql://{self.settings.user}@127.0.0.1:{self.settings.port}/postgres"
+        admin = self.dsn_for("postgres")
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise PlatformError(
@@ -247,22 +262,62 @@ class LocalPostgres:
         )
 
     def ensure_database(self) -> None:
-        admin = f"postgresql://{self.settings.user}@127.0.0.1:{self.settings.port}/postgres"
+        admin = self.dsn_for("postgres")
         with psycopg.connect(admin, autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.settings.name,)).fetchone()
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.settings.name)))
 
     def dsn_for(self, name: str) -> str:
-        return f"postgresql://{self.settings.user}@127.0.0.1:{self.settings.port}/{name}"
+        """A connection string for database `name` of this cluster; the password stays in the
+        password file it names."""
+        tail = f"?passfile={self.passfile}" if self.passfile.is_file() else ""
+        return f"postgresql://{self.settings.user}@127.0.0.1:{self.settings.port}/{name}{tail}"
+
+    def require_password(self, data: Path) -> None:
+        """Make every connection authenticate with the password in the password file: create
+        the file if need be (mode 0600), set the role's password from it (sent as a SCRAM
+        verifier, never in clear), then replace pg_hba.conf's rules and reload. Each step is
+        idempotent, so an interrupted run is finished by the next start."""
+        hba = data / "pg_hba.conf"
+        if hba.read_text() == HBA and self.passfile.is_file():
+            return
+        password = self._password()
+        try:
+            conn = psycopg.connect(self.dsn_for("postgres"), autocommit=True)
+        except psycopg.OperationalError as e:
+            raise PlatformError(
+                f"PostgreSQL refused the password in {self.passfile} ({e}). Restore the file that was there, "
+                f"or start afresh with `sensorpipe down --purge` (this deletes the stored data)."
+            ) from e
+        with conn:
+            verifier = conn.pgconn.encrypt_password(password.encode(), self.settings.user.encode(), b"scram-sha-256")
+            conn.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(self.settings.user), sql.Literal(verifier.decode())
+                )
+            )
+            hba.write_text(HBA)  # keeps the file's owner: the server user
+            conn.execute("SELECT pg_reload_conf()")
+
+    def _password(self) -> str:
+        """The password from the password file, written first if there is none."""
+        if self.passfile.is_file():
+            return self.passfile.read_text().strip().rsplit(":", 1)[1]
+        password = secrets.token_urlsafe(32)  # no ':' or '\\', which the file format escapes
+        self.home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"127.0.0.1:*:*:{self.settings.user}:{password}\n")
+        return password
 
     def create_database(self, name: str) -> str:
         """A fresh database on the local cluster (used for per-test isolation); returns its DSN."""
-        admin = f"postgresql://{self.settings.user}@127.0.0.1:{self.settings.port}/postgres"
+        admin = self.dsn_for("postgres")
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        return f"postgresql://{self.settings.user}@127.0.0.1:{self.settings.port}/{name}"
+        return self.dsn_for(name)
 
     def pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run pg_ctl against this cluster as the server user (e.g. `stop -m immediate`)."""

@@ -86,6 +86,9 @@ class Platform:
         self.log = log
         self.kafka = LocalKafka(kafka, state_dir, kafka.libs_dir)
         self.pg = LocalPostgres(db, state_dir) if db.local else None
+        if self.pg is not None and db.password is None and db.passfile is None:
+            # the local cluster's password file is this state folder's, whatever the environment says
+            self.db_settings = db.model_copy(update={"passfile": self.pg.passfile})
         self.kafka_procs: list[subprocess.Popen[bytes]] = []
         self.pg_proc: subprocess.Popen[bytes] | None = None
 
@@ -122,7 +125,7 @@ class Platform:
             if self.pg is not None:
                 self.log(f"starting PostgreSQL on 127.0.0.1:{self.db_settings.port} (data: {self.pg.data_dir()})")
                 self.pg_proc = self.pg.start()
-                self._record("postgres", self.pg_proc, self.db_settings.dsn(), self.pg.log_path)
+                self._record("postgres", self.pg_proc, self.db_settings.shown(), self.pg.log_path)
             else:
                 self.log("using the external PostgreSQL from SENSORPIPE_DATABASE_URL")
             if self.kafka_settings.local:
@@ -176,7 +179,7 @@ class Platform:
         if self.pg_proc is not None:
             self.pg_proc.wait(timeout=60)
         self.pg_proc = self.pg.start()
-        self._record("postgres", self.pg_proc, self.db_settings.dsn(), self.pg.log_path)
+        self._record("postgres", self.pg_proc, self.db_settings.shown(), self.pg.log_path)
 
     def restart_kafka_node(self, node: int) -> subprocess.Popen[bytes]:
         """Start one local Kafka node again after it died (e.g. SIGKILL in the chaos suite)."""

@@ -223,9 +223,8 @@ _SENSOR_HOURS = """
 # The given whole hours, each rendered as its buckets' JSON objects in order (a bucket divides
 # an hour, so no bucket spans two), with each bucket's start (epoch seconds) and the
 # fingerprint of the rows they were computed from, in the same snapshot. Each hour is its own
-# index range scan (LATERAL). Minutes are the rollup's own rows: one scan, no regrouping (25
-# hours of one sensor: 4.1 ms median against 5.6 ms for the general statement, 15 interleaved
-# runs).
+# index range scan (LATERAL). Minutes are the rollup's own rows: one scan, no regrouping,
+# which is cheaper than the general statement (docs/decisions/007-read-paths.md).
 _HOURS_MINUTES = """
             SELECT sensor_id, minute AS bucket, count, min, max, sum / count AS avg
             FROM metrics_1m

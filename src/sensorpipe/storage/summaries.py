@@ -32,9 +32,12 @@ _SUMMARY_ROLLUP = {
                CASE WHEN %(end)s >= (SELECT max(last_ts) FROM sensor_stats)
                     -- the range reaches the newest reading: a sensor is in it iff its last one is
                     THEN (SELECT count(*) FROM sensor_stats WHERE last_ts >= %(start)s)
-                    ELSE (SELECT count(*) FROM sensor_stats s WHERE EXISTS (
+                    -- else one index probe per sensor (LIMIT 1 keeps it a probe: an EXISTS
+                    -- becomes a semi-join that hashes every minute row in the range)
+                    ELSE (SELECT count(*) FROM sensor_stats s CROSS JOIN LATERAL (
                         SELECT 1 FROM metrics_1m m
-                        WHERE m.sensor_id = s.sensor_id AND m.minute >= %(start)s AND m.minute < %(end)s))
+                        WHERE m.sensor_id = s.sensor_id AND m.minute >= %(start)s AND m.minute < %(end)s
+                        LIMIT 1) m)
                END AS sensors
         FROM (SELECT count, sum, min, max FROM metrics_1h_partition WHERE hour >= %(h0)s AND hour < %(h1)s
               UNION ALL
@@ -53,9 +56,10 @@ _SUMMARY_HOURS = {
         FROM metrics_1h WHERE sensor_id = ANY(%(sensors)s) AND hour >= %(start)s AND hour < %(end)s""",  # noqa: S608
     False: f"""
         SELECT {_TOTALS},
-               (SELECT count(*) FROM sensor_stats s WHERE EXISTS (
+               (SELECT count(*) FROM sensor_stats s CROSS JOIN LATERAL (
                    SELECT 1 FROM metrics_1h m
-                   WHERE m.sensor_id = s.sensor_id AND m.hour >= %(start)s AND m.hour < %(end)s)) AS sensors
+                   WHERE m.sensor_id = s.sensor_id AND m.hour >= %(start)s AND m.hour < %(end)s
+                   LIMIT 1) m) AS sensors
         FROM metrics_1h_partition WHERE hour >= %(start)s AND hour < %(end)s""",  # noqa: S608
 }
 

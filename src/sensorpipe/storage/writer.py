@@ -33,12 +33,10 @@ APPLICATION_NAME = "sensorpipe-consumer"
 # Columns travel as one array parameter each and are unnested server-side: a batch costs two
 # statements, never one per row.
 #
-# No array is sent as a Python list: psycopg adapts a list element by element in Python
-# (about 2 us per element, 100 ms for a batch of 5,000).
+# No array is sent as a Python list: psycopg adapts a list element by element in Python.
+# (docs/decisions/006-write-statements.md has the measurements behind each choice here.)
 # - Numbers and times go in PostgreSQL's binary array format, built by numpy in one pass
-#   (`BinaryArray`): about 0.03 us per element, against 0.15-0.29 us for a text literal built with
-#   str.join, and the server copies them instead of parsing text (array_in was about 6% of its
-#   CPU on the consumer drain).
+#   (`BinaryArray`), which the server copies instead of parsing text.
 # - Ids go as a text literal built with str.join (`_texts`). This is safe because the contract
 #   forbids an id to contain `"` or `\` (see contracts.events), and every element is quoted,
 #   so none reads as NULL.
@@ -51,8 +49,7 @@ APPLICATION_NAME = "sensorpipe-consumer"
 # How the claim is made follows the writer's last batch (`_Mode`):
 # - after a batch of only new ids (the normal case), a plain INSERT inside a savepoint. ON
 #   CONFLICT makes the server probe the index once more per row before inserting it (a
-#   speculative insertion): 9.4-11.4 against 6.0-6.9 us per event for the claim alone
-#   (batches of 20,000, interleaved). If an id is stored already the insert fails whole
+#   speculative insertion). If an id is stored already the insert fails whole
 #   (unique_violation), the savepoint undoes it and the batch is claimed as below;
 # - after a batch with some known ids, INSERT ... ON CONFLICT DO NOTHING;
 # - while a writer's batches are mostly known (a replay), `_KNOWN` first, then the claim of
@@ -63,10 +60,8 @@ APPLICATION_NAME = "sensorpipe-consumer"
 # Statement 3 runs only when something was not new: it classifies those rows as duplicates,
 # redeliveries or conflicts.
 #
-# One INSERT with RETURNING and a join of its result against the batch used to say all of
-# this in one round trip; materialising the batch and the returned ids for that join cost
-# the server 1.5-3 us per event (11.4-13.0 against 9.7-10.0 us for the claim alone, writer
-# only, batches of 20,000).
+# The claim is not one INSERT ... RETURNING joined against the batch: materialising the batch
+# and the returned ids for that join costs the server more than the second statement saves.
 # The claim, the metrics insert and the per-minute rollup unnest their arrays in the select
 # list, not in FROM: a set-returning
 # function in FROM is a Function Scan, which first copies its whole result into a tuplestore,
@@ -75,8 +70,7 @@ APPLICATION_NAME = "sensorpipe-consumer"
 # documentation gives for several set-returning functions in a select list: a row from each
 # function's first result, then from each one's second, and so on; unnest reads an array out
 # in storage order. So metrics.ingest_id still follows the batch's order (the writer test of
-# ingest order holds it). Metrics insert alone, batches of 20,000, interleaved: 12.5-13.1
-# against 14.6-15.7 us per row.
+# ingest order holds it).
 _INSERT_IDS = """
 INSERT INTO processed_events (event_id, kafka_partition, kafka_offset, content_hash, event_ts)
 SELECT unnest(%(event_id)s::text[]), unnest(%(kpart)s::int4[]), unnest(%(koff)s::int8[]), unnest(%(chash)s::int8[]),

@@ -1,0 +1,55 @@
+"""Publishing a batch's poison messages to the dead-letter topic.
+
+Each dead letter is the original message (key, value and headers) plus headers that say why
+and where it came from. `publish()` returns only once the broker acknowledged every one of
+them: a poison message's offset is never committed before its dead letter is safe.
+"""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaError, Message
+
+from sensorpipe.consumer.decode import Batch, header_list
+from sensorpipe.consumer.parts import KafkaProducer
+from sensorpipe.contracts import events as ev
+
+DETAIL_MAX = 1024  # characters of a reason's detail kept in its header
+FLUSH_S = 30.0
+
+
+class TransientError(RuntimeError):
+    """A broker or database problem: retry the batch, never dead-letter it."""
+
+
+class DeadLetters:
+    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+        self.producer = producer
+        self.topic = topic
+
+    def publish(self, batch: Batch) -> None:
+        """Produce every poison message of the batch and wait for the broker's acks; raises
+        TransientError if any is not acknowledged."""
+        if not batch.dlq:
+            return
+        failures: list[str] = []
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        for m, d in zip(batch.dlq, batch.dead, strict=True):
+            headers: list[tuple[str, str | bytes | None]] = [*header_list(m)]
+            headers += [
+                (ev.H_REASON, d.reason),
+                (ev.H_DETAIL, d.detail[:DETAIL_MAX]),
+                (ev.H_SOURCE_TOPIC, m.topic() or ""),
+                (ev.H_SOURCE_PARTITION, str(d.kafka_partition)),
+                (ev.H_SOURCE_OFFSET, str(d.kafka_offset)),
+            ]
+            self.producer.produce(self.topic, key=m.key(), value=m.value(), headers=headers, on_delivery=on_delivery)
+        remaining = self.producer.flush(FLUSH_S)
+        if remaining or failures:
+            raise TransientError(f"DLQ produce failed ({remaining} unacked, errors: {failures[:3]})")
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        self.producer.flush(timeout_s)
