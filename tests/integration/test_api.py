@@ -173,6 +173,7 @@ def test_readings_filter_by_sensor_and_range(api: Api) -> None:
         ("15m", "15 minutes", ["sensor-00001", "sensor-00004"]),
         ("1m", "1 minute", ["sensor-00001", "sensor-00004"]),
         ("1m", "1 minute", ["sensor-00003"]),
+        ("15m", "15 minutes", ["sensor-00005"]),
     ],
 )
 def test_aggregates_from_rollups_equal_raw(api: Api, bucket: str, interval: str, sensors: list[str]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from sensorpipe.storage.batch import Columns
-from sensorpipe.storage.rollups import aggregate
+from sensorpipe.storage.rollups import Rollups, aggregate
 
 
 def reference(c: Columns) -> dict[str, list[Any]]:
@@ -47,6 +47,17 @@ def reference(c: Columns) -> dict[str, list[Any]]:
     return out
 
 
+def named(r: Rollups) -> dict[str, list[Any]]:
+    """The typed result under the reference's names (the write statement's parameters)."""
+    m, p, s = r.by_sensor, r.by_partition, r.sensors
+    out: dict[str, Any] = {"r_sensor": m.sensor, "r_minute": m.minute, "p_part": p.part, "p_minute": p.minute}
+    for col in ("count", "sum", "min", "max"):
+        out[f"r_{col}"], out[f"p_{col}"] = getattr(m.stats, col), getattr(p.stats, col)
+    out |= {"s_sensor": s.sensor, "s_n": s.n, "s_first": s.first, "s_last": s.last, "s_value": s.value}
+    out |= {"s_ts": s.ts, "s_gaps": s.gaps, "s_viol": s.violations, "c_part": r.stored_parts, "c_stored": r.stored}
+    return {k: v if isinstance(v, list) else v.tolist() for k, v in out.items()}
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_vectorised_aggregates_equal_the_row_by_row_reference(seed: int) -> None:
     rng = random.Random(seed)
@@ -61,12 +72,11 @@ def test_vectorised_aggregates_equal_the_row_by_row_reference(seed: int) -> None
         value = rng.choice([rng.uniform(-1e6, 1e6), -0.0, 0.0, 1e15, -1e15, 0.1, rng.gauss(20, 5)])
         ts = base + rng.randrange(-30, 300) * 1_000_000  # straddles several minutes, not sorted
         c.append(f"e{i}", sid, ts, value, seq, rng.randrange(12), i, i)
-    got = aggregate(c)
+    got = named(aggregate(c))
     want = reference(c)
-    assert set(got) == set(want)
+    assert set(got) == set(want) == set(aggregate(c).params())  # every statement parameter is checked
     for name, values in want.items():
-        have = got[name] if isinstance(got[name], list) else got[name].tolist()
-        assert have == values, name  # sums included: the same additions in the same order
+        assert got[name] == values, name  # sums included: the same additions in the same order
 
 
 def test_one_sensor_counts_gaps_and_order_violations_in_batch_order() -> None:
@@ -74,8 +84,9 @@ def test_one_sensor_counts_gaps_and_order_violations_in_batch_order() -> None:
     for i, seq in enumerate([3, 4, 7, 6, 6, 8]):  # 4->7 a gap, 7->6 and 6->6 back, 6->8 a gap
         c.append(f"e{i}", "s", 60_000_000 * i, float(i), seq, 0, i, i)
     got = aggregate(c)
-    assert got["s_sensor"] == ["s"]
-    assert (got["s_n"].tolist(), got["s_first"].tolist(), got["s_last"].tolist()) == ([6], [3], [8])
-    assert (got["s_gaps"].tolist(), got["s_viol"].tolist()) == ([2], [2])
-    assert (got["s_value"].tolist(), got["s_ts"].tolist()) == ([5.0], [300_000_000])
-    assert got["r_minute"].tolist() == [0, 1, 2, 3, 4, 5]
+    st = got.sensors
+    assert st.sensor == ["s"]
+    assert (st.n.tolist(), st.first.tolist(), st.last.tolist()) == ([6], [3], [8])
+    assert (st.gaps.tolist(), st.violations.tolist()) == ([2], [2])
+    assert (st.value.tolist(), st.ts.tolist()) == ([5.0], [300_000_000])
+    assert got.by_sensor.minute.tolist() == [0, 1, 2, 3, 4, 5]
