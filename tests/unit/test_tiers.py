@@ -28,7 +28,7 @@ def test_each_tier_starts_at_a_utc_midnight() -> None:
         (7, 30, RAW),  # the raw tier's first day still counts
         (1, 60, MINUTE),
         (89, 900, MINUTE),
-        (1, 3600, MINUTE),  # one hour: the minute rows
+        (1, 3600, MINUTE),  # one hour: the minute rows (the API's hour cache serves these)
         (1, 86_400, HOUR),  # whole hours beyond one: hours hold the same sums in fewer rows
         (100, 3600, HOUR),  # past the minutes' retention
         (100, 7200, HOUR),

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sensorpipe.api import hours
 from sensorpipe.api.config import ApiConfig
 from sensorpipe.api.deps import Services, WriteLimiter
 from sensorpipe.api.disk import DiskWatch
@@ -153,6 +154,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         cfg=cfg,
         monitor=_monitor(cfg, sync_pool),
         disk_watch=DiskWatch(cfg.state_dir, lambda: sync_pool.connection(timeout=2), registry, cfg.disk_floor),
+        hour_cache=hours.HourCache(cfg.hour_cache_bytes),
         limiter=WriteLimiter(cfg.write_limit, cfg.write_window_s),
         registry=registry,
     )

@@ -17,6 +17,7 @@ from fastapi import Depends, Header, HTTPException, Request
 from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from sensorpipe.api import hours
 from sensorpipe.api.config import ApiConfig
 from sensorpipe.api.disk import DiskWatch
 from sensorpipe.runtime.pipeline import PipelineMonitor
@@ -113,11 +114,12 @@ Admin = Annotated[str, Depends(require_admin)]
 @dataclass(frozen=True)
 class Services:
     """What the routes share, built once by `create_app`: the configuration, the samplers of
-    the pipeline and the disk, the write limiter and the metrics registry."""
+    the pipeline and the disk, the hour cache, the write limiter and the metrics registry."""
 
     cfg: ApiConfig
     monitor: PipelineMonitor
     disk_watch: DiskWatch
+    hour_cache: hours.HourCache
     limiter: WriteLimiter
     registry: CollectorRegistry
 

@@ -39,9 +39,9 @@ def api_stage(b: Bench) -> dict[str, Any]:
     wait_http(f"{url}/api/pipeline", 60)
     stats = ProcStats(api.pid).start()
     q = _day_ending(datetime.now(UTC))
-    # The first aggregate repeats one sensor, as a dashboard refreshing a chart does (its
-    # pages stay in PostgreSQL's buffers); the second asks for a different sensor each time,
-    # round the 2,000.
+    # The first aggregate repeats one sensor, as a dashboard refreshing a chart does: its
+    # hours come from the API's cache (api.hours). The second asks for a different
+    # sensor each time, round the 2,000, so nearly every hour is rendered afresh.
     rotate = _ROTATE_SENSORS.replace("QUERY", f"/api/readings/aggregate?sensor_id=sensor-%05d&bucket=1m&{q}")
     targets: dict[str, tuple[str, str | None]] = {
         "aggregate (1 sensor, 24 h, 1 m)": (

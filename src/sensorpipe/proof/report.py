@@ -254,10 +254,14 @@ def _api(r: dict[str, Any]) -> list[str]:
         f"{a['rows']:,} readings of 2,000 sensors over 24 h (loaded with SQL in {a['load_seconds']} s); "
         f"`wrk -c10 -t2 --latency` per endpoint.",
         "",
-        "Every aggregate is one statement over the rollup, whose JSON PostgreSQL builds and the API sends "
-        "on without parsing it. The first aggregate row repeats one sensor, as a refreshing chart does; the "
-        "second asks for a different sensor each time, round the 2,000. The last row repeats the first "
-        "while a producer and a consumer write into the same database, sharing the two cores with the API.",
+        "The API keeps the rendered hours of one sensor's aggregate (buckets that divide an hour) and "
+        "checks each against the hour's (rows, events) fingerprint on every request "
+        "(`src/sensorpipe/api/hours.py`); a range's partial end hours are cut from the cached whole hours. "
+        "The first aggregate row repeats one sensor, as a refreshing chart does. The readings are loaded "
+        "once and nothing writes during the run, so every hour comes from that cache; while a consumer "
+        "writes, the current hour changes and is rendered again on each request. The second row asks for a "
+        "different sensor each time, so its hours are rendered afresh. The last row repeats the first while "
+        "a producer and a consumer write into the same database, sharing the two cores with the API.",
         "",
         "| endpoint | p50 ms | p90 ms | p99 ms | req/s | non-2xx |",
         "|---|---:|---:|---:|---:|---:|",

@@ -210,6 +210,74 @@ async def aggregate_json(
     return (row[0] if row else "[]").encode(), _SOURCE[resolution]
 
 
+# -- one sensor's minutes, by the hour --------------------------------------------------------
+# For the API's cache of whole hours (api.hours). A rollup row only changes by gaining events
+# (its count goes up) or by retention deleting whole days, so an hour of one sensor whose
+# (rows, events) are unchanged holds exactly the same rows and values: that pair is the
+# hour's fingerprint. Reading the fingerprints is an index-only scan of the covering key.
+_SENSOR_HOURS = """
+        SELECT date_bin('1 hour', minute, timestamptz 'epoch') AS hour, count(*) AS n, sum(count)::bigint AS events
+        FROM metrics_1m
+        WHERE sensor_id = %(sensor)s AND minute >= %(start)s AND minute < %(end)s
+        GROUP BY 1 ORDER BY 1"""
+# The given whole hours, each rendered as its buckets' JSON objects in order (a bucket divides
+# an hour, so no bucket spans two), with each bucket's start (epoch seconds) and the
+# fingerprint of the rows they were computed from, in the same snapshot. Each hour is its own
+# index range scan (LATERAL). Minutes are the rollup's own rows: one scan, no regrouping,
+# which is cheaper than the general statement (docs/decisions/007-read-paths.md).
+_HOURS_MINUTES = """
+            SELECT sensor_id, minute AS bucket, count, min, max, sum / count AS avg
+            FROM metrics_1m
+            WHERE sensor_id = %(sensor)s AND minute >= h.hour AND minute < h.hour + interval '1 hour'"""
+_HOURS_BUCKETS = """
+            SELECT sensor_id, date_bin(%(bucket)s, minute, timestamptz 'epoch') AS bucket,
+                   sum(count)::bigint AS count, min(min) AS min, max(max) AS max, sum(sum) / sum(count) AS avg
+            FROM metrics_1m
+            WHERE sensor_id = %(sensor)s AND minute >= h.hour AND minute < h.hour + interval '1 hour'
+            GROUP BY 1, 2"""
+
+
+def _hours_json_sql(buckets: str) -> str:
+    # composed once from the static statements above; no runtime input reaches this text
+    return f"""
+        SELECT h.hour, f.n, f.events, x.rows, x.starts
+        FROM unnest(%(hours)s::timestamptz[]) AS h(hour)
+        CROSS JOIN LATERAL (
+            SELECT count(*) AS n, sum(count)::bigint AS events
+            FROM metrics_1m
+            WHERE sensor_id = %(sensor)s AND minute >= h.hour AND minute < h.hour + interval '1 hour'
+        ) f
+        CROSS JOIN LATERAL (
+            SELECT array_agg(row_to_json(b)::text ORDER BY b.bucket) AS rows,
+                   array_agg(extract(epoch FROM b.bucket)::bigint ORDER BY b.bucket) AS starts
+            FROM ({buckets}) b
+        ) x
+        WHERE f.n > 0
+        ORDER BY h.hour"""  # noqa: S608
+
+
+_HOURS_JSON = {True: _hours_json_sql(_HOURS_MINUTES), False: _hours_json_sql(_HOURS_BUCKETS)}
+
+
+async def sensor_hours(
+    conn: psycopg.AsyncConnection[Any], sensor: str, start: datetime, end: datetime
+) -> list[tuple[datetime, int, int]]:
+    """(hour, rows, events) of each hour of `sensor` with rollup rows in [start, end)."""
+    rows = await (await conn.execute(_SENSOR_HOURS, {"sensor": sensor, "start": start, "end": end})).fetchall()
+    return [(r[0], int(r[1]), int(r[2])) for r in rows]
+
+
+async def sensor_hours_json(
+    conn: psycopg.AsyncConnection[Any], sensor: str, hours: list[datetime], bucket_s: int = 60
+) -> list[tuple[datetime, int, int, list[str], list[int]]]:
+    """(hour, rows, events, the JSON object of each bucket, each bucket's start in epoch
+    seconds) for each of the whole `hours` with rows; `bucket_s` must divide an hour into
+    whole minutes."""
+    params = {"sensor": sensor, "hours": hours, "bucket": timedelta(seconds=bucket_s)}
+    rows = await (await conn.execute(_HOURS_JSON[bucket_s == 60], params)).fetchall()
+    return [(r[0], int(r[1]), int(r[2]), r[3], r[4]) for r in rows]
+
+
 # -- sensors ----------------------------------------------------------------------------------
 SENSOR_SORTS = {
     "sensor_id": "sensor_id",
