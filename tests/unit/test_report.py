@@ -195,3 +195,9 @@ def test_soak_shows_the_consumers_heap_profile_when_sampled() -> None:
     assert "| anonymous and heap mappings, resident (MB) | 50.0 | 80.0 | +30.0 | 80.0 |" in out
     assert "| malloc: held free in its arenas (MB) | 12.0 | 40.0 | +28.0 | 40.0 |" in out
     assert "| malloc: in use (MB) | 30.0 | 30.0 | +0.0 | 30.0 |" in out
+
+
+def test_a_missed_memory_target_points_at_its_decision_record() -> None:
+    flat = render(_soak(late_rss=210.0, end_p99=1.0, lost=0), "x")
+    assert "009-consumer-memory.md" not in flat
+    assert "`docs/decisions/009-consumer-memory.md`" in render(_soak(late_rss=230.0, end_p99=1.0, lost=0), "x")

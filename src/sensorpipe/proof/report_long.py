@@ -44,6 +44,8 @@ def soak(sk: dict[str, Any]) -> list[str]:
             out.append(f"| {n} | {early:.1f} | {late:.1f} | {late / early:.2f} |")
             marks.append(late <= 1.1 * early)
     out += ["", f"- RSS flat: {mark(bool(marks) and all(marks))}", ""]
+    if marks and not all(marks):
+        out += ["What the consumer's memory is and what bounds it: `docs/decisions/009-consumer-memory.md`.", ""]
     out += _soak_pss(samples, names, secs) + _soak_heap(samples, secs)
     out += _soak_api(sk) + _soak_disk(sk) + _soak_audit(sk)
     return out
@@ -258,7 +260,8 @@ def storage(st: dict[str, Any]) -> list[str]:
     out += [
         f"| **all** | **{total}** | |",
         "",
-        f"- hot rows ≤ {STORAGE_TARGET} bytes per event: {mark(total <= STORAGE_TARGET)} ({total})",
+        f"- hot rows ≤ {STORAGE_TARGET} bytes per event: {mark(total <= STORAGE_TARGET)} ({total})"
+        + ("" if total <= STORAGE_TARGET else "; why, and the path below it: `docs/decisions/003-hot-row-bytes.md`"),
         "",
         *_anatomy(st.get("anatomy") or {}),
         "Published figures for other stores, for scale (quoted, not measured here):",
