@@ -28,23 +28,22 @@ def _cols(rows: list[tuple[str, int, float, int, int]], now_us: int) -> Columns:
     return c
 
 
-# How a writer claims a batch follows its last batch (storage.writer._Mode): a plain insert
-# after a batch of new ids, ON CONFLICT after one with a few known ids, a lookup first after a
-# replay. The tests that classify rows run in each.
-MODES = ["insert-first", "claim-first", "lookup-first"]
+# A writer claims every batch the same way, whatever its last batch held (a plain insert,
+# then on a known id a lookup and ON CONFLICT). The tests that classify rows run after each
+# kind of batch, so a claim that came to depend on history would fail one of them.
+BEFORE = ["after-new", "after-some-known", "after-replay"]
 
 
-def _enter_mode(w: BatchWriter, mode: str, now_us: int) -> int:
-    """Writes warm-up batches (sensor `warm`, partition 11) that leave `w` in `mode`; returns
+def _write_before(w: BatchWriter, before: str, now_us: int) -> int:
+    """Writes warm-up batches (sensor `warm`, partition 11) of the kind `before` names; returns
     how many rows they stored."""
     warm = _cols([("warm", i, 1.0, 11, 900 + i) for i in range(3)], now_us)
     assert w.write(warm.take([0]), []).stored == 1
-    if mode == "claim-first":  # one id of three known
+    if before == "after-some-known":  # one id of three known
         assert w.write(warm, []).stored == 2
-    elif mode == "lookup-first":  # all known: a replay
+    elif before == "after-replay":  # all known
         assert w.write(warm.take([0]), []).redeliveries == 1
-    assert w._mode.value == mode.removesuffix("-first")  # the setup reached the mode under test
-    return 3 if mode == "claim-first" else 1
+    return 3 if before == "after-some-known" else 1
 
 
 def test_seq_gaps_and_order_violations_are_counted_across_batches(db_dsn: str) -> None:
@@ -109,17 +108,17 @@ def test_replay_duplicates_and_conflicts_are_told_apart(db_dsn: str) -> None:
     w.close()
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_a_batch_mixing_new_rows_redeliveries_a_duplicate_and_a_conflict(db_dsn: str, mode: str) -> None:
+@pytest.mark.parametrize("before", BEFORE)
+def test_a_batch_mixing_new_rows_redeliveries_a_duplicate_and_a_conflict(db_dsn: str, before: str) -> None:
     """The new rows among them are exactly the ones stored, wherever they sit in the batch
-    (the lookup returns redeliveries as positions per partition, the others one by one),
-    however the writer claims them: a plain insert that fails and is undone, ON CONFLICT, or
-    a lookup first."""
+    (the lookup returns redeliveries as positions per partition, the others one by one), and
+    whatever the writer's last batch was: the plain insert fails, is undone, and the ids are
+    looked up and the rest claimed."""
     w = BatchWriter(db_dsn, retention_days=7)
     now = int(time.time() * 1e6)
     stored = _cols([(f"s{i % 3}", i, float(i), i % 2, 100 + i) for i in range(10)], now)
     assert w.write(stored, []).stored == 10
-    warm = _enter_mode(w, mode, now)
+    warm = _write_before(w, before, now)
     fresh = _cols([(f"s{i % 3}", 50 + i, float(i), i % 2, 200 + i) for i in range(6)], now)
     mixed = Columns()
     picks: list[tuple[Columns, int, int, int]] = [  # (source, row, offset, hash); -1 keeps the source's
@@ -271,17 +270,20 @@ def test_binary_arrays_reach_the_server_exactly(db_dsn: str) -> None:
         Int4Array([2**31])
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_an_id_claimed_by_a_concurrent_writer_is_a_duplicate_not_a_second_row(db_dsn: str, mode: str) -> None:
+@pytest.mark.parametrize("lead", ["new", "stored"])
+def test_an_id_claimed_by_a_concurrent_writer_is_a_duplicate_not_a_second_row(db_dsn: str, lead: str) -> None:
     """Writer A claims an id and holds its transaction open; writer B, given the same event
     from another offset, waits on A's claim and, once A commits, counts a duplicate and
-    stores nothing, however B claims (a plain insert, ON CONFLICT, or a lookup first)."""
+    stores nothing. B waits in its plain insert when its batch leads with a new id, and in
+    its ON CONFLICT claim when it leads with a stored one (the insert fails at once, and the
+    lookup cannot see A's uncommitted row)."""
     a, b = BatchWriter(db_dsn, retention_days=7), BatchWriter(db_dsn, retention_days=7)
     now = int(time.time() * 1e6)
-    _enter_mode(b, mode, now)
+    old = _cols([("w", 0, 1.0, 2, 5)], now)
+    assert b.write(old, []).stored == 1
     mine = _cols([("x", 0, 1.0, 0, 10), ("x", 1, 2.0, 0, 11)], now)
-    theirs = mine.take([1])
-    theirs.kpart[0], theirs.koff[0] = 1, 20  # the producer's re-send, on another partition
+    theirs = old if lead == "stored" else Columns()  # a redelivery of `old`, first in the batch
+    theirs.append(mine.event_id[1], "x", mine.ts_us[1], 2.0, 1, 1, 20, mine.chash[1])  # the producer's re-send
     extra = _cols([("y", 0, 3.0, 1, 21)], now)
     theirs.append(extra.event_id[0], "y", extra.ts_us[0], 3.0, 0, 1, 21, extra.chash[0])
     holding, release = threading.Event(), threading.Event()
@@ -310,7 +312,7 @@ def test_an_id_claimed_by_a_concurrent_writer_is_a_duplicate_not_a_second_row(db
     tb.join(30)
     assert results["a"].stored == 2
     rb = results["b"]
-    assert (rb.stored, rb.duplicates, rb.conflicts, rb.redeliveries) == (1, 1, 0, 0)
+    assert (rb.stored, rb.duplicates, rb.conflicts, rb.redeliveries) == (1, 1, 0, int(lead == "stored"))
     with psycopg.connect(db_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM metrics WHERE event_id = %s", (mine.event_id[1],)).fetchone() == (1,)
         assert conn.execute("SELECT count(*) FROM metrics WHERE sensor_id IN ('x', 'y')").fetchone() == (3,)

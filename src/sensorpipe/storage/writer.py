@@ -13,7 +13,6 @@ content), and the per-partition counters are bumped accordingly.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -46,15 +45,15 @@ APPLICATION_NAME = "sensorpipe-consumer"
 # already there: a copy read again from the position it was stored from (a redelivery, and
 # every row of a replay) comes back only as a count and a list of positions per partition; any
 # other (a duplicate or conflict candidate) as a row with what was stored for it.
-# How the claim is made follows the writer's last batch (`_Mode`):
-# - after a batch of only new ids (the normal case), a plain INSERT inside a savepoint. ON
-#   CONFLICT makes the server probe the index once more per row before inserting it (a
-#   speculative insertion). If an id is stored already the insert fails whole
-#   (unique_violation), the savepoint undoes it and the batch is claimed as below;
-# - after a batch with some known ids, INSERT ... ON CONFLICT DO NOTHING;
-# - while a writer's batches are mostly known (a replay), `_KNOWN` first, then the claim of
-#   only the rest: one index probe per known id instead of two (the insert's conflict check,
-#   then the lookup).
+# The claim is the same for every batch, whatever came before it:
+# - first a plain INSERT inside a savepoint. ON CONFLICT would make the server probe the index
+#   once more per row before inserting it (a speculative insertion); a batch of only new ids,
+#   the normal case, is claimed by this one statement;
+# - if an id is stored already the insert fails whole (unique_violation) at that row, and the
+#   savepoint undoes it. Then `_KNOWN` looks the batch's ids up (one index probe per id: a
+#   replay, whose ids are all known, costs no more), and INSERT ... ON CONFLICT DO NOTHING
+#   claims only the rest. If that claims fewer than it was given, a concurrent writer
+#   committed one of them after the lookup, and `_KNOWN` is asked once more for those.
 # Statement 2 writes only the rows that were new: metrics, plus rollups, sensor statistics
 # and counters pre-aggregated here (`aggregate`), so the server does no sorting or grouping.
 # Statement 3 runs only when something was not new: it classifies those rows as duplicates,
@@ -231,8 +230,6 @@ class BatchWriter:
         self.idle_tx_timeout_ms = idle_tx_timeout_ms
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._known_days: set[date] = set()
-        # How the next batch's ids are claimed, from what the last batch's were (see _CLAIM).
-        self._mode = _Mode.INSERT
 
     def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -333,29 +330,25 @@ class BatchWriter:
     ) -> tuple[Columns, Literals]:
         """Claim `cand`'s ids in processed_events; the rows that were new, with their literals.
         The rest are classified into `others`."""
-        total = len(cand)
         lit = Literals(cand)
-        if self._mode is _Mode.INSERT:
-            try:
-                with conn.transaction():  # a savepoint: a failed insert leaves nothing behind
-                    conn.execute(_INSERT_IDS, {**lit.claim(), "ts": lit.ts})
-                return cand, lit  # every id was new, and the mode stays
-            except psycopg.errors.UniqueViolation:
-                pass  # an id is stored already (or was claimed by a writer that has committed)
-        if self._mode is _Mode.LOOKUP:  # most ids are known: look them up first, claim only the rest
-            known = conn.execute(_KNOWN, {**lit.claim(), "missing": False}).fetchall()
-            if known:
-                cand = self._not_claimed(cand, known, others)
-                lit = Literals(cand)
+        try:
+            with conn.transaction():  # a savepoint: a failed insert leaves nothing behind
+                conn.execute(_INSERT_IDS, {**lit.claim(), "ts": lit.ts})
+            return cand, lit  # every id was new
+        except psycopg.errors.UniqueViolation:
+            pass  # an id is stored already (or was claimed by a writer that has committed)
+        known = conn.execute(_KNOWN, {**lit.claim(), "missing": False}).fetchall()
+        if known:
+            cand = self._not_claimed(cand, known, others)
+            lit = Literals(cand)
         if cand.event_id:
             claimed = conn.execute(_CLAIM, {**lit.claim(), "ts": lit.ts}).rowcount
-            if claimed < len(cand):  # some were stored already: a replay, a re-send or a conflict
+            if claimed < len(cand):  # a concurrent writer committed some of them after the lookup
                 # Rows this statement inserted carry the transaction's own xid (the savepoint
                 # above is gone), which is what _KNOWN excludes.
                 known = conn.execute(_KNOWN, {**lit.claim(), "missing": True}).fetchall()
                 cand = self._not_claimed(cand, known, others)
                 lit = Literals(cand)
-        self._mode = _Mode.after(len(cand), total)
         return cand, lit
 
     @staticmethod
@@ -381,21 +374,6 @@ class BatchWriter:
         taken = {int(i) for i in ",".join(again).split(",")} if again else set()
         taken.update(o[0] for o in other)
         return cand.take([i for i in range(len(cand)) if i not in taken])
-
-
-class _Mode(enum.Enum):
-    """How a writer claims a batch's ids, chosen from its last batch (see _CLAIM)."""
-
-    INSERT = "insert"  # the last batch's ids were all new: a plain INSERT in a savepoint
-    CLAIM = "claim"  # some were known: INSERT ... ON CONFLICT DO NOTHING
-    LOOKUP = "lookup"  # most were known (a replay): look them up, then claim the rest
-
-    @staticmethod
-    def after(new: int, total: int) -> _Mode:
-        """The mode for the next batch, given how many of this one's `total` ids were new."""
-        if new == total:
-            return _Mode.INSERT
-        return _Mode.LOOKUP if 2 * new < total else _Mode.CLAIM
 
 
 def _first_copies(event_ids: list[str]) -> tuple[dict[str, int], list[int]]:
