@@ -15,6 +15,7 @@ import pytest
 import schemathesis
 from confluent_kafka import Consumer, Producer, TopicPartition
 from hypothesis import HealthCheck, given, settings
+from prometheus_client.parser import text_string_to_metric_families
 from schemathesis.checks import positive_data_acceptance
 
 from sensorpipe.api.app import ApiConfig
@@ -165,8 +166,23 @@ def test_readings_filter_by_sensor_and_range(api: Api) -> None:
     assert [d["seq"] for d in data] == list(range(10, 20))
 
 
+def _cache_counts(api: Api) -> dict[str, float]:
+    """The API's hour-cache counters: hours hit and missed, and requests not admitted."""
+    text = httpx.get(f"{api.url}/metrics", timeout=10).text
+    out = {"hit": 0.0, "miss": 0.0, "plain": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "sensorpipe_api_hour_cache_hours_total":
+                out[sample.labels["result"]] = sample.value
+            elif sample.name == "sensorpipe_api_hour_cache_plain_requests_total":
+                out["plain"] = sample.value
+    return out
+
+
 # 1m is the rollup's own grain, read without regrouping (one sensor: without sorting);
-# 15m regroups it.
+# 15m regroups it. One sensor's chart is asked for twice: the first request is served by the
+# plain statement, the second through the API's cache of hours (api.hours), and both must
+# equal the raw rows.
 @pytest.mark.parametrize(
     ("bucket", "interval", "sensors"),
     [
@@ -178,8 +194,16 @@ def test_readings_filter_by_sensor_and_range(api: Api) -> None:
 )
 def test_aggregates_from_rollups_equal_raw(api: Api, bucket: str, interval: str, sensors: list[str]) -> None:
     start, end = api.t0.isoformat(), (api.t0 + timedelta(hours=2)).isoformat()
-    rolled = get(api, "/api/readings/aggregate", sensor_id=sensors, start=start, end=end, bucket=bucket).json()
-    assert (rolled["source"], rolled["resolution"]) == ("metrics_1m", "1m")
+    counts = [_cache_counts(api)]
+    asks = [get(api, "/api/readings/aggregate", sensor_id=sensors, start=start, end=end, bucket=bucket).json()]
+    if len(sensors) == 1:
+        counts.append(_cache_counts(api))
+        asks.append(get(api, "/api/readings/aggregate", sensor_id=sensors, start=start, end=end, bucket=bucket).json())
+        after = _cache_counts(api)
+        assert counts[1]["plain"] - counts[0]["plain"] == 1  # the first request: the plain statement
+        assert (after["plain"], after["miss"] - counts[1]["miss"]) == (counts[1]["plain"], 2)  # two hours rendered
+    for rolled in asks:
+        assert (rolled["source"], rolled["resolution"]) == ("metrics_1m", "1m")
     with psycopg.connect(api.dsn) as conn:
         raw = conn.execute(
             "SELECT sensor_id, date_bin(%s::interval, ts, timestamptz 'epoch'), count(*), min(value), max(value),"
@@ -187,11 +211,13 @@ def test_aggregates_from_rollups_equal_raw(api: Api, bucket: str, interval: str,
             (interval, sensors),
         ).fetchall()
     assert len(raw) > 2
-    got = [
-        (d["sensor_id"], datetime.fromisoformat(d["bucket"]), d["count"], d["min"], d["max"], pytest.approx(d["avg"]))
-        for d in rolled["data"]
-    ]
-    assert got == [tuple(r) for r in raw]
+    approx = pytest.approx
+    for rolled in asks:
+        got = [
+            (d["sensor_id"], datetime.fromisoformat(d["bucket"]), d["count"], d["min"], d["max"], approx(d["avg"]))
+            for d in rolled["data"]
+        ]
+        assert got == [tuple(r) for r in raw]
     fine = get(api, "/api/readings/aggregate", sensor_id="sensor-00002", start=start, end=end, bucket="30s").json()
     assert fine["source"] == "metrics" and sum(d["count"] for d in fine["data"]) == PER_SENSOR
 

@@ -40,3 +40,25 @@ def test_the_cache_keeps_to_its_size() -> None:
     assert cache.get(("a", 60, t + timedelta(hours=4)), 1, 1) == _hour([0, 1])
     assert cache.get(("a", 60, t + timedelta(hours=4)), 1, 2) is None  # another fingerprint: a miss
     assert (cache.hits, cache.misses) == (1, 2)
+
+
+def test_a_chart_is_admitted_on_its_second_request_within_the_notes() -> None:
+    cache = HourCache(max_bytes=2 * _hour([0, 1]).size(), notes=3)
+    t = datetime.fromtimestamp(T0, UTC)
+    assert not cache.admit("a", 60)  # first request: noted, served without the cache
+    assert cache.admit("a", 60)  # asked again: rendered into the cache
+    assert not cache.admit("a", 900)  # another bucket is another chart
+    for sensor in "bcd":  # three other charts push a's 900 s note out
+        assert not cache.admit(sensor, 60)
+    assert not cache.admit("a", 900)
+    cache.put(("a", 60, t), 1, 1, _hour([0, 1]))
+    assert cache.admit("a", 60) and cache.admit("a", 60)  # while it holds an hour of a chart
+    cache.put(("b", 60, t), 1, 1, _hour([0, 1]))
+    cache.put(("b", 60, t + timedelta(hours=1)), 1, 1, _hour([0, 1]))  # evicts a's only hour
+    assert cache.get(("a", 60, t), 1, 1) is None
+    assert not cache.admit("a", 60)  # a chart with no hour left is noted again
+    cache.put(("b", 60, t + timedelta(hours=1)), 1, 2, _hour([0, 1]))  # replaced in place
+    cache.put(("c", 60, t), 1, 1, _hour([0, 1]))  # evicts b's first hour; b still holds one
+    assert cache.admit("b", 60)
+    cache.put(("d", 60, t), 1, 1, _hour([0, 1]))  # evicts b's last hour
+    assert not cache.admit("b", 60)

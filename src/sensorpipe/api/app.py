@@ -150,11 +150,13 @@ def _no_dashboard() -> JSONResponse:
 def create_app(cfg: ApiConfig) -> FastAPI:
     registry = CollectorRegistry()
     pool, sync_pool = _pools(cfg)
+    hour_cache = hours.HourCache(cfg.hour_cache_bytes)
+    registry.register(hours.CacheCollector(hour_cache))
     svc = Services(
         cfg=cfg,
         monitor=_monitor(cfg, sync_pool),
         disk_watch=DiskWatch(cfg.state_dir, lambda: sync_pool.connection(timeout=2), registry, cfg.disk_floor),
-        hour_cache=hours.HourCache(cfg.hour_cache_bytes),
+        hour_cache=hour_cache,
         limiter=WriteLimiter(cfg.write_limit, cfg.write_window_s),
         registry=registry,
     )

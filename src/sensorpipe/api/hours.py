@@ -16,6 +16,14 @@ response is therefore never staler than the fingerprints it read.
 
 While rows are being written, the current hour changes between requests and is rendered
 again each time (60 rows for minutes); the hours before it come from the cache.
+
+A chart is admitted on its second request (`HourCache.admit`): the first request for a
+(sensor, bucket) the cache holds nothing of is served by the plain statement, which costs less
+than reading fingerprints and rendering every hour (decision 007), and only leaves a note of
+the pair. A pair asked for again while its note is among the last `notes` kept is then
+rendered into the cache. So a stream of requests that never repeats a sensor (a scan of the
+fleet) never pays for rendering hours nobody asks for again, and it cannot evict the charts
+that are being refreshed.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from sensorpipe.storage import queries
 
@@ -72,12 +82,35 @@ class HourCache:
 
     Not locked: the API uses it from its event loop only, and neither method awaits."""
 
-    def __init__(self, max_bytes: int = 32 << 20) -> None:
+    def __init__(self, max_bytes: int = 32 << 20, notes: int = 512) -> None:
         self.max_bytes = max_bytes
+        self.notes = notes
         self._items: OrderedDict[Key, tuple[int, int, Hour]] = OrderedDict()
+        self._charts: dict[tuple[str, int], int] = {}  # (sensor, bucket) -> hours held
+        self._noted: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._bytes = 0
         self.hits = 0
         self.misses = 0
+        self.plain = 0  # requests not admitted
+
+    def admit(self, sensor: str, bucket_s: int) -> bool:
+        """Whether a request for this chart goes through the cache: it holds some of its hours,
+        or it was asked for within the last `notes` charts not admitted. Otherwise the chart
+        is noted, and the caller serves the request without the cache."""
+        chart = (sensor, bucket_s)
+        if chart in self._charts:
+            return True
+        if chart in self._noted:
+            del self._noted[chart]
+            return True
+        self._noted[chart] = None
+        if len(self._noted) > self.notes:
+            self._noted.popitem(last=False)
+        self.plain += 1
+        return False
+
+    def size(self) -> int:
+        return self._bytes
 
     def get(self, key: Key, rows: int, events: int) -> Hour | None:
         got = self._items.get(key)
@@ -92,11 +125,37 @@ class HourCache:
         old = self._items.pop(key, None)
         if old is not None:
             self._bytes -= old[2].size()
+        else:
+            self._charts[key[:2]] = self._charts.get(key[:2], 0) + 1
         self._items[key] = (rows, events, hour)
         self._bytes += hour.size()
         while self._bytes > self.max_bytes and self._items:
-            _k, (_r, _e, dropped) = self._items.popitem(last=False)
+            k, (_r, _e, dropped) = self._items.popitem(last=False)
             self._bytes -= dropped.size()
+            held = self._charts.pop(k[:2]) - 1
+            if held:
+                self._charts[k[:2]] = held
+
+
+class CacheCollector(Collector):
+    """The cache's counters as Prometheus metrics, read at each scrape."""
+
+    def __init__(self, cache: HourCache) -> None:
+        self.cache = cache
+
+    def collect(self) -> list[Metric]:
+        c = self.cache
+        hours = CounterMetricFamily(
+            "sensorpipe_api_hour_cache_hours", "Hours a cached chart found (hit) or rendered (miss)", labels=["result"]
+        )
+        hours.add_metric(["hit"], c.hits)
+        hours.add_metric(["miss"], c.misses)
+        plain = CounterMetricFamily(
+            "sensorpipe_api_hour_cache_plain_requests", "Chart requests served without the cache (not admitted)"
+        )
+        plain.add_metric([], c.plain)
+        size = GaugeMetricFamily("sensorpipe_api_hour_cache_bytes", "Bytes the cached hours take", value=c.size())
+        return [hours, plain, size]
 
 
 def _floor_hour(t: datetime) -> datetime:

@@ -76,9 +76,10 @@ async def get_aggregate(
     except queries.TierError as e:
         raise HTTPException(400, str(e)) from e
     async with db.connection() as c:
-        if tier == queries.MINUTE and ids is not None and len(ids) == 1 and hours.cacheable(secs):
-            # a sensor's chart: whole hours cached
-            data, source = await hours.sensor_buckets(c, svc.hour_cache, ids[0], lo, hi, secs), "metrics_1m"
+        one = ids[0] if ids is not None and len(ids) == 1 else None
+        if one is not None and tier == queries.MINUTE and hours.cacheable(secs) and svc.hour_cache.admit(one, secs):
+            # a sensor's chart, asked for again: whole hours cached
+            data, source = await hours.sensor_buckets(c, svc.hour_cache, one, lo, hi, secs), "metrics_1m"
         else:
             data, source = await queries.aggregate_json(c, ids, lo, hi, secs, tier)
     # PostgreSQL built the array; the envelope is written around it without parsing it.
