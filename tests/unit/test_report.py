@@ -1,10 +1,21 @@
-"""The benchmark report's end-to-end CPU budget, computed from the measured resources."""
+"""The benchmark report, rendered from results as `bench.json` holds them: each test builds
+that JSON's shape, which must load into the typed results (`proof.results`) before it renders."""
 
 from __future__ import annotations
 
+from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
-from sensorpipe.proof.report import render
+import msgspec
+import pytest
+
+from sensorpipe.proof import report, results
+from sensorpipe.proof.audit import AuditReport
+
+
+def render(r: dict[str, Any], command: str) -> str:
+    return report.render(msgspec.convert(r, results.BenchResults), command)
 
 
 def _run(cpu_s: dict[str, float], produced: int) -> dict[str, Any]:
@@ -20,6 +31,7 @@ def _run(cpu_s: dict[str, float], produced: int) -> dict[str, Any]:
     }
     rate = {
         "rate": 20_000,
+        "seconds": 60.0,
         "produced": produced,
         "drained": True,
         "lag_steady": True,
@@ -102,15 +114,8 @@ def _soak(late_rss: float, end_p99: float, lost: int) -> dict[str, Any]:
         }
         for t in range(0, 1800, 10)
     ]
-    audit = {
-        "acked": 100,
-        "stored": 100,
-        "dropped_by_retention": 7,
-        "lost": lost,
-        "duplicate_rows_metrics": 0,
-        "duplicate_rows_processed": 0,
-        "order_violations": 0,
-    }
+    audit: dict[str, Any] = {f.name: 0 for f in fields(AuditReport)}
+    audit.update(acked=100, stored=100, dropped_by_retention=7, lost=lost, counters={}, lost_sample=[])
     wrk = {"aggregate": {"p99_ms": 10.0}, "summary": {"p99_ms": 20.0}}
     return {
         "machine": _run({"producer": 1.0}, 1000)["machine"],
@@ -201,3 +206,21 @@ def test_a_missed_memory_target_points_at_its_decision_record() -> None:
     flat = render(_soak(late_rss=210.0, end_p99=1.0, lost=0), "x")
     assert "009-consumer-memory.md" not in flat
     assert "`docs/decisions/009-consumer-memory.md`" in render(_soak(late_rss=230.0, end_p99=1.0, lost=0), "x")
+
+
+def test_results_survive_a_round_trip_through_bench_json(tmp_path: Path) -> None:
+    r = msgspec.convert(_soak(late_rss=210.0, end_p99=1.0, lost=3), results.BenchResults)
+    r.storage = msgspec.convert(_storage(total_heap=70.0)["storage"], results.StorageResult)
+    results.save(r, tmp_path / "bench.json")
+    back = results.load(tmp_path / "bench.json")
+    assert back == r
+    assert back.soak is not None and back.soak.audit.lost == 3 and back.soak.tiers_at_end is not None
+    assert back.soak.tiers_at_end.minute == 2.4  # the JSON's "1m"
+    assert results.load(tmp_path / "none.json") == results.BenchResults()
+
+
+def test_a_result_missing_a_measured_field_does_not_load() -> None:
+    r = _storage(total_heap=70.0)
+    del r["storage"]["codecs"][0]["wal_bytes_per_event"]
+    with pytest.raises(msgspec.ValidationError, match="wal_bytes_per_event"):
+        render(r, "x")

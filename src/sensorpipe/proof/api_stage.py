@@ -7,8 +7,9 @@ import signal
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from sensorpipe.proof import results as res
 from sensorpipe.proof.measure import ProcStats, free_port, wait_http, wrk
 from sensorpipe.storage import bench as bq
 from sensorpipe.storage.migrate import migrate
@@ -17,14 +18,14 @@ if TYPE_CHECKING:
     from sensorpipe.proof.bench import Bench
 
 
-def api_stage(b: Bench) -> dict[str, Any]:
+def api_stage(b: Bench) -> res.ApiResult:
     rows = 1_000_000 if b.quick else 10_000_000
     dsn = b.pg.dsn_for("bench_api")
     if bq.loaded_rows(dsn) == rows and bq.newest_age_s(dsn) < 3600:
         # the readings of the last run are still fresh enough for a 24 h window: reuse them
         migrate(dsn)
         b.log(f"api: reusing the {rows:,} readings loaded by the last run")
-        load_s = float(b.results.get("api", {}).get("load_seconds", 0.0))
+        load_s = b.results.api.load_seconds if b.results.api else 0.0
     else:
         dsn = b.database("api")
         b.log(f"api: loading {rows:,} readings (2,000 sensors over the last 24 h) with SQL")
@@ -52,20 +53,20 @@ def api_stage(b: Bench) -> dict[str, Any]:
         "summary (24 h)": (f"{url}/api/summary?{q}", None),
         "pipeline": (f"{url}/api/pipeline", None),
     }
-    out: dict[str, Any] = {"rows": rows, "load_seconds": round(load_s, 1), "endpoints": {}}
+    endpoints: dict[str, res.Wrk] = {}
     secs = 10 if b.quick else 20
     for name, (target, script) in targets.items():
         b.log(f"api: wrk -c10 -t2 -d{secs}s --latency {name}")
-        out["endpoints"][name] = wrk(target, secs, script)
+        endpoints[name] = wrk(target, secs, script)
     name, result = api_live(b, dsn, url, secs)
-    out["endpoints"][name] = result
-    out["api_process"] = stats.stop()
+    endpoints[name] = result
+    cost = stats.stop()
     api.send_signal(signal.SIGTERM)
     api.wait(30)
-    return out
+    return res.ApiResult(rows=rows, load_seconds=round(load_s, 1), endpoints=endpoints, api_process=cost)
 
 
-def api_live(b: Bench, dsn: str, url: str, seconds: int, rate: int = 5000) -> tuple[str, dict[str, Any]]:
+def api_live(b: Bench, dsn: str, url: str, seconds: int, rate: int = 5000) -> tuple[str, res.Wrk]:
     """The first aggregate again, while a producer and a consumer write `rate` events/s
     into the same database, as on a running pipeline: the current hour changes between
     requests and is rendered each time, and the pipeline's processes share the two cores

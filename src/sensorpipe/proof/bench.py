@@ -20,12 +20,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
+import msgspec
 import psycopg
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from sensorpipe.contracts.disk import du
 from sensorpipe.contracts.events import encode_event
+from sensorpipe.proof import results as res
 from sensorpipe.proof.measure import (
     ProcStats,
     consumer_lag,
@@ -61,7 +62,7 @@ class Bench:
         self.out = out_dir
         self.log = log
         self.quick = quick
-        self.results: dict[str, Any] = {}
+        self.results = res.BenchResults()
         self.topics: list[str] = []  # created by this run, deleted after each stage
         self.soak_plan = soak  # minutes, events/s (`sensorpipe bench soak`)
 
@@ -136,8 +137,8 @@ class Bench:
             c.close()
 
     # -- 1. producer ---------------------------------------------------------------------------
-    def producer(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"runs": []}
+    def producer(self) -> res.ProducerResult:
+        runs: list[res.ProducerRun] = []
         window = 8.0 if self.quick else 15.0
         # An unmeasured run first, on a topic of its own, so that no measured run pays for the
         # broker's warm-up. Producer and broker share two cores, and one run differs from the
@@ -158,9 +159,15 @@ class Bench:
             time.sleep(window)
             hw1, t1 = self.high_watermark(k), time.monotonic()
             p.wait(120)
-            res = stats.stop()
-            out["runs"].append(
-                {"sensors": sensors, "events_per_s": round((hw1 - hw0) / (t1 - t0)), "exit": p.returncode, **res}
+            cost = stats.stop()
+            runs.append(
+                res.ProducerRun(
+                    sensors=sensors,
+                    events_per_s=round((hw1 - hw0) / (t1 - t0)),
+                    exit=p.returncode,
+                    peak_rss_mb=cost.peak_rss_mb,
+                    cpu_s=cost.cpu_s,
+                )
             )
         size = len(encode_event("sensor-00042", str(uuid.uuid4()), int(time.time() * 1000), 21.53, 123456))
         k = self.topic("perf")
@@ -195,20 +202,19 @@ class Bench:
             if not m:
                 raise PlatformError(f"ProducerPerformance failed: {perf.stderr[-500:]}")
             rates.append(round(float(m.group(2))))
-        out["reference"] = {
-            "tool": "org.apache.kafka.tools.ProducerPerformance",
-            "record_bytes": size,
-            "events_per_s": round(sum(rates) / len(rates)),
-            "runs": rates,
-        }
-        for r in out["runs"]:
-            r["ratio_to_reference"] = round(r["events_per_s"] / out["reference"]["events_per_s"], 2)
-        mean = sum(r["events_per_s"] for r in out["runs"]) / len(out["runs"])
-        out["mean_ratio_to_reference"] = round(mean / out["reference"]["events_per_s"], 2)
-        return out
+        ref = res.ProducerReference(
+            tool="org.apache.kafka.tools.ProducerPerformance",
+            record_bytes=size,
+            events_per_s=round(sum(rates) / len(rates)),
+            runs=rates,
+        )
+        for r in runs:
+            r.ratio_to_reference = round(r.events_per_s / ref.events_per_s, 2)
+        mean = sum(r.events_per_s for r in runs) / len(runs)
+        return res.ProducerResult(runs=runs, reference=ref, mean_ratio_to_reference=round(mean / ref.events_per_s, 2))
 
     # -- 2. consumer ---------------------------------------------------------------------------
-    def preload(self, n: int, name: str = "cons", **env: str) -> tuple[KafkaSettings, dict[str, float]]:
+    def preload(self, n: int, name: str = "cons", **env: str) -> tuple[KafkaSettings, res.Proc]:
         """A new topic with `n` events of 2,000 sensors, the producer unthrottled; returns it
         with the producer's CPU and peak RSS."""
         k = self.topic(name)
@@ -235,7 +241,7 @@ class Bench:
         count: Callable[[psycopg.Connection[tuple[Any, ...]]], int],
         group: str | None = None,
         **env: str,
-    ) -> dict[str, Any]:
+    ) -> res.Drain:
         group = group or f"bench-{uuid.uuid4().hex[:8]}"
         procs = [
             self.spawn(["consumer"], self.env(k, dsn, SENSORPIPE_CONSUMER_GROUP_ID=group, **env))
@@ -260,52 +266,60 @@ class Bench:
             p.send_signal(signal.SIGTERM)
         for p in procs:
             p.wait(60)
-        res = [s.stop() for s in stats]
+        costs = [s.stop() for s in stats]
         done = n - start_n
         elapsed = t_end - (first_t or t_start)
-        return {
-            "consumers": consumers,
-            "events": done,
-            "seconds": round(elapsed, 2),
-            "events_per_s": round(done / elapsed) if elapsed > 0 else None,
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in res),
-            "cpu_s": round(sum(r["cpu_s"] for r in res), 1),
-        }
+        return res.Drain(
+            consumers=consumers,
+            events=done,
+            seconds=round(elapsed, 2),
+            events_per_s=round(done / elapsed) if elapsed > 0 else None,
+            peak_rss_mb=max(c.peak_rss_mb for c in costs),
+            cpu_s=round(sum(c.cpu_s for c in costs), 1),
+        )
 
-    def consumer(self) -> dict[str, Any]:
+    def consumer(self) -> res.ConsumerResult:
         n = 200_000 if self.quick else 1_000_000
         k, _producer = self.preload(n)
-        out: dict[str, Any] = {"events": n}
         dsn = self.database("cons1")
         self.log("consumer: 1 process, dedupe and rollups on")
-        out["one"] = self.drain(k, dsn, 1, n, bq.stored)
+        one = self.drain(k, dsn, 1, n, bq.stored)
         self.log("consumer: pure-duplicate replay (a new group re-reads everything)")
-        out["replay"] = self.drain(k, dsn, 1, n, bq.replayed)
+        replay = self.drain(k, dsn, 1, n, bq.replayed)
         self.log("consumer: the same replay with the position path off (every copy decoded, found by event id)")
-        out["replay_by_id"] = self.drain(k, dsn, 1, n, bq.replayed, SENSORPIPE_CONSUMER_REPLAY_BY_POSITION="false")
+        by_id = self.drain(k, dsn, 1, n, bq.replayed, SENSORPIPE_CONSUMER_REPLAY_BY_POSITION="false")
+        more = []
         for c in (2, 3):
-            dsn_c = self.database(f"cons{c}")
             self.log(f"consumer: {c} processes")
-            out[f"x{c}"] = self.drain(k, dsn_c, c, n, bq.stored)
+            more.append(self.drain(k, self.database(f"cons{c}"), c, n, bq.stored))
         self.log("consumer: reference ceiling, a plain binary COPY of the same rows")
         rows = bq.rows_of(dsn)
         dsn_copy = self.database("copy")
         t0 = time.perf_counter()
         bq.copy_rows(dsn_copy, rows)
         copy_s = time.perf_counter() - t0
-        out["copy"] = {"events": len(rows), "seconds": round(copy_s, 2), "events_per_s": round(len(rows) / copy_s)}
+        copy = res.Rate(events=len(rows), seconds=round(copy_s, 2), events_per_s=round(len(rows) / copy_s))
         self.log("consumer: reference floor, a naive consumer with one transaction per event (20 s)")
-        dsn_naive = self.database("naive")
-        out["naive"] = naive_consume(k, dsn_naive, seconds=10 if self.quick else 20)
+        naive = naive_consume(k, self.database("naive"), seconds=10 if self.quick else 20)
         self.log("consumer: profiling one consumer in-process (pyinstrument, 15 s)")
-        out["profile"] = profile_consumer(k, self.database("prof"), seconds=8 if self.quick else 15)
-        one = out["one"]["events_per_s"]
-        out["ratio_to_copy"] = round(one / out["copy"]["events_per_s"], 2)
-        out["ratio_to_naive"] = round(one / out["naive"]["events_per_s"], 1)
-        return out
+        profile = profile_consumer(k, self.database("prof"), seconds=8 if self.quick else 15)
+        rate = one.events_per_s or 0
+        return res.ConsumerResult(
+            events=n,
+            one=one,
+            replay=replay,
+            replay_by_id=by_id,
+            x2=more[0],
+            x3=more[1],
+            copy=copy,
+            naive=naive,
+            profile=profile,
+            ratio_to_copy=round(rate / copy.events_per_s, 2),
+            ratio_to_naive=round(rate / naive.events_per_s, 1),
+        )
 
     # -- 3. end to end -------------------------------------------------------------------------
-    def run_rate(self, rate: int, seconds: float) -> dict[str, Any]:
+    def run_rate(self, rate: int, seconds: float) -> res.RateRun:
         k = self.topic(f"e2e{rate}")
         dsn = self.database(f"e2e{rate}")
         group = f"bench-e2e-{uuid.uuid4().hex[:6]}"
@@ -320,10 +334,8 @@ class Bench:
         # Two series, sampled once a second. Committed lag: the high watermark minus the
         # group's committed offsets. Backlog: produced minus stored (queryable) events. The
         # consumer's offsets reach the broker by auto-commit once a second, so committed lag
-        # is a 1-second sawtooth, and sampling it once a second aliases into a slow one: at
-        # 10,000/s it ramped from 3,000 to 14,000 over about 25 s and dropped back, again and
-        # again, while the backlog stayed between 1,000 and 4,000. Steadiness is judged on
-        # the backlog.
+        # is a 1-second sawtooth, and sampling it once a second aliases into a slow ramp that
+        # says nothing of the consumer keeping up. Steadiness is judged on the backlog.
         lags: list[tuple[float, int]] = []
         backlog: list[tuple[float, int]] = []
         t0 = time.monotonic()
@@ -347,87 +359,89 @@ class Bench:
             drained = bq.stored(conn) >= hw
         cons.send_signal(signal.SIGTERM)
         cons.wait(60)
-        res = {name: s.stop() for name, s in stats.items()}
-        lat = bq.latency(dsn)
-        return {
-            "rate": rate,
-            "seconds": seconds,
-            "produced": hw,
-            "drained": drained,
-            "max_lag": max((lag for _, lag in lags), default=0),
-            "max_backlog": max((n for _, n in backlog), default=0),
-            "lag_end_of_load": lags[[t for t, _ in lags].index(max(t for t, _ in lags if t <= seconds))][1]
-            if any(t <= seconds for t, _ in lags)
-            else None,
-            "lag_steady": lag_steady(backlog, rate, seconds),
-            "latency_ms": lat,
-            "resources": res,
-            "lag_series": lags,
-            "backlog_series": backlog,
-        }
+        during = [lag for t, lag in lags if t <= seconds]
+        return res.RateRun(
+            rate=rate,
+            seconds=seconds,
+            produced=hw,
+            drained=drained,
+            max_lag=max((lag for _, lag in lags), default=0),
+            max_backlog=max((n for _, n in backlog), default=0),
+            lag_end_of_load=during[-1] if during else None,
+            lag_steady=lag_steady(backlog, rate, seconds),
+            latency_ms=msgspec.convert(bq.latency(dsn), res.Latency),
+            resources={name: s.stop() for name, s in stats.items()},
+            lag_series=lags,
+            backlog_series=backlog,
+        )
 
-    def e2e(self) -> dict[str, Any]:
+    def e2e(self) -> res.E2EResult:
         seconds = 20.0 if self.quick else 60.0
-        out: dict[str, Any] = {"rates": []}
-        # An unmeasured run first: a broker that has just started compiles its hot paths for a
-        # minute or so, and the first measured rate paid for it (Kafka CPU 57.8 s in a cold
-        # 5,000/s run against 13-23 s warm, p99 latency three times as high).
+        out = res.E2EResult(rates=[], max_sustainable=0)
+        # An unmeasured run first: a broker that has just started compiles its hot paths, and
+        # the first measured rate would pay for it in CPU and latency.
         self.log("e2e: warm-up at 5,000 events/s for 15 s, not measured")
         self.run_rate(5000, 15.0)
         for rate in (5000, 10000, 20000):
             self.log(f"e2e: {rate:,} events/s for {seconds:.0f}s")
-            out["rates"].append(self.run_rate(rate, seconds))
+            out.rates.append(self.run_rate(rate, seconds))
         probe_s = 15.0 if self.quick else 30.0
         lo, hi = 20000, 60000
-        steady = [x["rate"] for x in out["rates"] if x["lag_steady"]]
+        steady = [x.rate for x in out.rates if x.lag_steady]
         best = max(steady, default=0)
         if best == 20000:
             for _ in range(3):
                 mid = (lo + hi) // 2 // 1000 * 1000
                 self.log(f"e2e: probing {mid:,} events/s for {probe_s:.0f}s")
                 r = self.run_rate(mid, probe_s)
-                out.setdefault("probes", []).append(
-                    {k: r[k] for k in ("rate", "max_lag", "max_backlog", "lag_steady", "drained")}
+                out.probes.append(
+                    res.Probe(
+                        rate=r.rate,
+                        max_lag=r.max_lag,
+                        max_backlog=r.max_backlog,
+                        lag_steady=r.lag_steady,
+                        drained=r.drained,
+                    )
                 )
-                if r["lag_steady"]:
+                if r.lag_steady:
                     best, lo = mid, mid
                 else:
                     hi = mid
-        out["max_sustainable"] = best
+        out.max_sustainable = best
         return out
 
     # -- 6. soak (not part of `all`) ----------------------------------------------------------
-    def soak(self) -> dict[str, Any]:
+    def soak(self) -> res.SoakResult:
         from sensorpipe.proof.soak import Soak, SoakPlan
 
         minutes, rate = self.soak_plan
         return Soak(self, SoakPlan(minutes=minutes, rate=rate)).run()
 
     # -- 4. api --------------------------------------------------------------------------------
-    def api(self) -> dict[str, Any]:
+    def api(self) -> res.ApiResult:
         from sensorpipe.proof.api_stage import api_stage
 
         return api_stage(self)
 
     # -- 5. storage ----------------------------------------------------------------------------
-    def storage(self) -> dict[str, Any]:
+    def storage(self) -> res.StorageResult:
         from sensorpipe.proof.storage_stage import storage_stage
 
         return storage_stage(self)
 
-    def run(self, stages: list[str]) -> dict[str, Any]:
+    def run(self, stages: list[str]) -> res.BenchResults:
         self.out.mkdir(parents=True, exist_ok=True)
-        previous = self.out / "bench.json"
         # Stages not run now keep their figures from the last run, each with its own time.
-        self.results = orjson.loads(previous.read_bytes()) if previous.is_file() else {}
-        self.results.update({"machine": machine(), "quick": self.quick})
+        self.results = res.load(self.out / "bench.json")
+        self.results.machine, self.results.quick = machine(), self.quick
         for stage in stages:
             t0 = time.monotonic()
             try:
-                self.results[stage] = getattr(self, stage)()
+                result: res.Stage = getattr(self, stage)()
             finally:
                 self.drop_topics()
-            self.results[stage]["stage_seconds"] = round(time.monotonic() - t0, 1)
-            self.results[stage]["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-            (self.out / "bench.json").write_bytes(orjson.dumps(self.results, option=orjson.OPT_INDENT_2))
+            result.stage_seconds = round(time.monotonic() - t0, 1)
+            result.measured_at = datetime.now(UTC).isoformat(timespec="seconds")
+            setattr(self.results, stage, result)
+            res.save(self.results, self.out / "bench.json")
         return self.results

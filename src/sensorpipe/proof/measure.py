@@ -18,11 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
+from sensorpipe.proof import results as res
 from sensorpipe.runtime.procs import PlatformError
 from sensorpipe.settings import DatabaseSettings, KafkaSettings
 from sensorpipe.storage import bench as bq
@@ -124,12 +124,12 @@ class ProcStats:
         """The process's PSS now (with `children`, summed over them too)."""
         return sum(_pss_kb(pid) for pid in self._pids()) / 1024
 
-    def stop(self) -> dict[str, float]:
+    def stop(self) -> res.Proc:
         self._stop.set()
-        return {"peak_rss_mb": round(self.peak_rss_mb, 1), "cpu_s": round(self.cpu_s, 2)}
+        return res.Proc(peak_rss_mb=round(self.peak_rss_mb, 1), cpu_s=round(self.cpu_s, 2))
 
 
-def naive_consume(k: KafkaSettings, dsn: str, seconds: float) -> dict[str, Any]:
+def naive_consume(k: KafkaSettings, dsn: str, seconds: float) -> res.Rate:
     """The floor: decode each message and write it in a transaction of its own, then commit
     its offset. Runs for `seconds` and reports the rate it reached."""
     from sensorpipe.contracts.events import EventDecoder, SensorEvent, Window
@@ -163,10 +163,10 @@ def naive_consume(k: KafkaSettings, dsn: str, seconds: float) -> dict[str, Any]:
             n += 1
         elapsed = time.monotonic() - t0
     c.close()
-    return {"events": n, "seconds": round(elapsed, 1), "events_per_s": round(n / elapsed, 1)}
+    return res.Rate(events=n, seconds=round(elapsed, 1), events_per_s=round(n / elapsed, 1))
 
 
-def profile_consumer(k: KafkaSettings, dsn: str, seconds: float) -> dict[str, Any]:
+def profile_consumer(k: KafkaSettings, dsn: str, seconds: float) -> res.Profile:
     """Where one consumer's time goes: pyinstrument over its batch loop, on the preloaded topic.
     Reported: the share of wall time in the database round trips, in decoding, and in Kafka."""
     from pyinstrument import Profiler
@@ -206,11 +206,11 @@ def profile_consumer(k: KafkaSettings, dsn: str, seconds: float) -> dict[str, An
             stack.extend(f.children)
         return round(found / total, 3)
 
-    return {
-        "seconds": round(total, 1),
-        "events": stored,
-        "events_per_s": round(stored / total),
-        "share": {
+    return res.Profile(
+        seconds=round(total, 1),
+        events=stored,
+        events_per_s=round(stored / total),
+        share={
             # The write runs on the writer thread, overlapped with the next batch's decode; the
             # main thread's profile shows what of it was not hidden: the wait in settle.
             "waiting for the database write (settle)": round(share("settle") - share("store_offsets"), 3),
@@ -218,8 +218,8 @@ def profile_consumer(k: KafkaSettings, dsn: str, seconds: float) -> dict[str, An
             "Kafka consume": round(share("step") - share("settle") - share("decode_batch"), 3),
             "offset commit": share("store_offsets"),
         },
-        "text": _portable(profiler.output_text(unicode=False, color=False, show_all=False))[:6000],
-    }
+        text=_portable(profiler.output_text(unicode=False, color=False, show_all=False))[:6000],
+    )
 
 
 def _portable(text: str) -> str:
@@ -287,7 +287,7 @@ def scrape(url: str) -> dict[tuple[str, str], float] | None:
 _WRK_LINE = re.compile(r"^\s+(50|75|90|99)(?:\.\d+)?%\s+([\d.]+)(us|ms|s)\s*$")
 
 
-def wrk(url: str, seconds: int, script: str | None = None) -> dict[str, Any]:
+def wrk(url: str, seconds: int, script: str | None = None) -> res.Wrk:
     if shutil.which("wrk") is None:
         raise PlatformError("the API benchmark needs wrk: apt-get install wrk (`make bench` installs it)")
     cmd = ["wrk", "-c10", "-t2", f"-d{seconds}s", "--latency", "--timeout", "10s", url]
@@ -305,14 +305,14 @@ def wrk(url: str, seconds: int, script: str | None = None) -> dict[str, Any]:
             pct[f"p{m.group(1)}_ms"] = round(value, 2)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out.stdout)
-    return {
+    return res.Wrk(
         **pct,
-        "requests_per_s": float(rps.group(1)) if rps else None,
-        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-    }
+        requests_per_s=float(rps.group(1)) if rps else None,
+        non_2xx=int(non2xx.group(1)) if non2xx else 0,
+    )
 
 
-def machine() -> dict[str, Any]:
+def machine() -> res.Machine:
     cpu = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -322,15 +322,15 @@ def machine() -> dict[str, Any]:
     import confluent_kafka
 
     pg = subprocess.run(["psql", "--version"], capture_output=True, text=True, check=False).stdout.strip()
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gib": round(mem_kb / 1024 / 1024, 1),
-        "python": pyplatform.python_version(),
-        "librdkafka": confluent_kafka.libversion()[0],
-        "confluent_kafka": importlib.metadata.version("confluent-kafka"),
-        "postgresql": pg,
-        "kafka": next(
+    return res.Machine(
+        cpu=cpu,
+        cores=os.cpu_count() or 1,
+        memory_gib=round(mem_kb / 1024 / 1024, 1),
+        python=pyplatform.python_version(),
+        librdkafka=confluent_kafka.libversion()[0],
+        confluent_kafka=importlib.metadata.version("confluent-kafka"),
+        postgresql=pg,
+        kafka=next(
             (p.name[len("kafka_2.13-") : -4] for p in Path(".cache/kafka/libs").glob("kafka_2.13-*.jar")), "KAFKA_HOME"
         ),
-    }
+    )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+
+from sensorpipe.proof import results as res
 
 
 def mark(ok: bool) -> str:
@@ -10,25 +12,41 @@ def mark(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
-def _window_mean(samples: list[dict[str, Any]], name: str, lo: float, hi: float, key: str = "rss_mb") -> float | None:
-    vals = [s[key][name] for s in samples if lo <= s["t"] < hi and name in (s.get(key) or {})]
+Series = Callable[[res.SoakSample], dict[str, float] | None]
+
+
+def _rss(s: res.SoakSample) -> dict[str, float]:
+    return s.rss_mb
+
+
+def _pss(s: res.SoakSample) -> dict[str, float]:
+    return s.pss_mb
+
+
+def _heap(s: res.SoakSample) -> dict[str, float] | None:
+    return s.consumer_heap
+
+
+def _window_mean(samples: list[res.SoakSample], name: str, lo: float, hi: float, of: Series = _rss) -> float | None:
+    """The mean of one series of `of` (a process's RSS by default) over samples in [lo, hi) s."""
+    vals = [v[name] for s in samples if lo <= s.t < hi and name in (v := of(s) or {})]
     return sum(vals) / len(vals) if vals else None
 
 
-def soak(sk: dict[str, Any]) -> list[str]:
-    samples, secs = sk["samples"], sk["minutes"] * 60
+def soak(sk: res.SoakResult) -> list[str]:
+    samples, secs = sk.samples, sk.minutes * 60
     out = [
         "## Soak",
         "",
-        f"Measured {sk.get('measured_at', 'in an earlier run')}; `make soak` (`sensorpipe bench soak`).",
+        f"Measured {sk.measured_at or 'in an earlier run'}; `make soak` (`sensorpipe bench soak`).",
         "",
-        f"The local stack (producer with a ledger, consumer, API) at {sk['rate']:,} events/s for "
-        f"{sk['minutes']:g} minutes, on a clock {sk['speed']:g} times faster than the wall, so a simulated "
-        f"day ({sk['events_per_simulated_day']:,} events) passes every {86_400 / sk['speed'] / 60:.0f} minutes. "
-        f"{sk.get('sensors', 2000):,} sensors. Retention: raw 1 day, 1-minute rollups 2, 1-hour rollups 3; "
-        f"PostgreSQL's share {sk['shares']['postgres'] / 2**30:.1f} GiB (about 1.6 simulated days of raw rows "
+        f"The local stack (producer with a ledger, consumer, API) at {sk.rate:,} events/s for "
+        f"{sk.minutes:g} minutes, on a clock {sk.speed:g} times faster than the wall, so a simulated "
+        f"day ({sk.events_per_simulated_day:,} events) passes every {86_400 / sk.speed / 60:.0f} minutes. "
+        f"{sk.sensors:,} sensors. Retention: raw 1 day, 1-minute rollups 2, 1-hour rollups 3; "
+        f"PostgreSQL's share {sk.shares.postgres / 2**30:.1f} GiB (about 1.6 simulated days of raw rows "
         "and two of 1-minute rollups), Kafka's "
-        f"{sk['shares']['kafka'] / 2**30:.1f} GiB; the free-space floor is hit once, for a minute.",
+        f"{sk.shares.kafka / 2**30:.1f} GiB; the free-space floor is hit once, for a minute.",
         "",
         "Targets: RSS of every process flat (last 5 minutes within 10% of minutes 5 to 10); API p99 at the "
         "end within 1.5x of the start; disk never over the shares; the audit shows 0 lost and 0 duplicate rows.",
@@ -36,7 +54,7 @@ def soak(sk: dict[str, Any]) -> list[str]:
         "| process | RSS minutes 5-10 (MB) | RSS last 5 minutes (MB) | ratio |",
         "|---|---:|---:|---:|",
     ]
-    names = sorted({n for s in samples for n in s["rss_mb"]})
+    names = sorted({n for s in samples for n in s.rss_mb})
     marks = []
     for n in names:
         early, late = _window_mean(samples, n, 300, 600), _window_mean(samples, n, secs - 300, secs + 1)
@@ -51,13 +69,13 @@ def soak(sk: dict[str, Any]) -> list[str]:
     return out
 
 
-def _soak_pss(samples: list[dict[str, Any]], names: list[str], secs: float) -> list[str]:
+def _soak_pss(samples: list[res.SoakSample], names: list[str], secs: float) -> list[str]:
     """The same windows in PSS, where memory shared between processes (PostgreSQL's shared
     buffers across its backends) counts once."""
     rows = []
     for n in names:
-        early = _window_mean(samples, n, 300, 600, "pss_mb")
-        late = _window_mean(samples, n, secs - 300, secs + 1, "pss_mb")
+        early = _window_mean(samples, n, 300, 600, _pss)
+        late = _window_mean(samples, n, secs - 300, secs + 1, _pss)
         if early and late:
             rows.append(f"| {n} | {early:.1f} | {late:.1f} | {late / early:.2f} |")
     if not rows:
@@ -81,15 +99,15 @@ _HEAP = (
 )
 
 
-def _soak_heap(samples: list[dict[str, Any]], secs: float) -> list[str]:
+def _soak_heap(samples: list[res.SoakSample], secs: float) -> list[str]:
     """The consumer's memory profile in the same windows: its private resident memory beside
     what its allocators say they hold, so a step shows whether live data or held-free memory
     grew."""
     rows = []
     for key, label in _HEAP:
-        early = _window_mean(samples, key, 300, 600, "consumer_heap")
-        late = _window_mean(samples, key, secs - 300, secs + 1, "consumer_heap")
-        peak = max(((s.get("consumer_heap") or {}).get(key, 0) for s in samples), default=0)
+        early = _window_mean(samples, key, 300, 600, _heap)
+        late = _window_mean(samples, key, secs - 300, secs + 1, _heap)
+        peak = max(((s.consumer_heap or {}).get(key, 0) for s in samples), default=0)
         if early is not None and late is not None:
             rows.append(f"| {label} | {early:.1f} | {late:.1f} | {late - early:+.1f} | {peak:.1f} |")
     if not rows:
@@ -104,9 +122,9 @@ def _soak_heap(samples: list[dict[str, Any]], secs: float) -> list[str]:
     ]
 
 
-def _soak_api(sk: dict[str, Any]) -> list[str]:
-    p = sk["api_p99"]
-    if "start" not in p or "end" not in p:
+def _soak_api(sk: res.SoakResult) -> list[str]:
+    start, end = sk.api_p99.start, sk.api_p99.end
+    if start is None or end is None:
         return ["API p99: not measured at both ends of this run.", ""]
     out = [
         "| endpoint | p99 at the start (ms) | p99 at the end (ms) | ratio | errors start / end |",
@@ -114,8 +132,9 @@ def _soak_api(sk: dict[str, Any]) -> list[str]:
     ]
     ok, errors = True, 0
     for name in ("aggregate", "summary"):
-        a, b = p["start"][name].get("p99_ms"), p["end"][name].get("p99_ms")
-        bad = (p["start"][name].get("non_2xx", 0), p["end"][name].get("non_2xx", 0))
+        first, last = getattr(start, name), getattr(end, name)
+        a, b = first.p99_ms, last.p99_ms
+        bad = (first.non_2xx, last.non_2xx)
         errors += sum(bad)
         if a and b:
             out.append(f"| {name} | {a} | {b} | {b / a:.2f} | {bad[0]:,} / {bad[1]:,} |")
@@ -126,25 +145,26 @@ def _soak_api(sk: dict[str, Any]) -> list[str]:
         "",
         f"- API p99 at the end within 1.5x of the start: {verdict}",
         "",
-        *_soak_activity(p),
-        *_soak_memory(sk),
+        *_soak_activity(sk.api_p99),
+        *_soak_memory(sk.memory),
     ]
 
 
-def _soak_activity(p: dict[str, Any]) -> list[str]:
+def _soak_activity(p: res.Ends) -> list[str]:
     """Where the API's statements spent the p99 windows (proof.soak.ActivitySampler)."""
     rows = []
     for when in ("start", "end"):
+        window = getattr(p, when)
         for name in ("aggregate", "summary"):
-            got = p[when][name]
-            act = got.get("activity")
+            got = getattr(window, name)
+            act = got.activity
             if not act:
                 continue
-            drops = ", ".join(f"{d} {r}" for r, d in sorted(got.get("drops_during", {}).items()) if d) or "none"
-            for t in act["top"][:4]:
-                secs = t["seen"] * act["interval_s"]
-                stmt = t["statement"].replace("|", "\\|")
-                rows.append(f"| {when} | {name} | {drops} | {t['wait']} | `{stmt}` | {secs:.1f} |")
+            drops = ", ".join(f"{d} {r}" for r, d in sorted(got.drops_during.items()) if d) or "none"
+            for t in act.top[:4]:
+                secs = t.seen * act.interval_s
+                stmt = t.statement.replace("|", "\\|")
+                rows.append(f"| {when} | {name} | {drops} | {t.wait} | `{stmt}` | {secs:.1f} |")
     if not rows:
         return []
     return [
@@ -158,10 +178,9 @@ def _soak_activity(p: dict[str, Any]) -> list[str]:
     ]
 
 
-def _soak_memory(sk: dict[str, Any]) -> list[str]:
+def _soak_memory(mem: res.MemoryEnds) -> list[str]:
     """Resident memory by kind of mapping (proof.memmap) where the API p99 was measured."""
-    mem = sk.get("memory") or {}
-    if "start" not in mem or "end" not in mem:
+    if mem.start is None or mem.end is None:
         return []
     out = [
         "Resident memory by kind of mapping (MB, start -> end; `heap` is the main malloc arena, `anonymous` "
@@ -170,56 +189,61 @@ def _soak_memory(sk: dict[str, Any]) -> list[str]:
         "| process | heap | anonymous | files |",
         "|---|---:|---:|---:|",
     ]
-    for name in sorted(mem["end"]):
-        a, b = mem["start"].get(name), mem["end"].get(name)
+    for name in sorted(mem.end):
+        a, b = mem.start.get(name), mem.end.get(name)
         if a and b:
             cells = " | ".join(f"{a[k]} -> {b[k]}" for k in ("heap", "anonymous", "files"))
             out.append(f"| {name} | {cells} |")
     return [*out, ""]
 
 
-def _soak_disk(sk: dict[str, Any]) -> list[str]:
-    samples, shares = sk["samples"], sk["shares"]
-    kmax = max((s["kafka_bytes"] for s in samples), default=0)
-    pmax = max((s["postgres_bytes"] for s in samples), default=0)
-    lag = max((s["lag"] for s in samples), default=0)
-    drops = samples[-1]["drops"] if samples else {}
-    hold = sk.get("floor_hold") or {}
-    over = any(s["over_share"] for s in samples)
+def _soak_disk(sk: res.SoakResult) -> list[str]:
+    samples, shares = sk.samples, sk.shares
+    kmax = max((s.kafka_bytes for s in samples), default=0)
+    pmax = max((s.postgres_bytes for s in samples), default=0)
+    lag = max((s.lag for s in samples), default=0)
+    drops = samples[-1].drops if samples else {}
+    over = any(s.over_share for s in samples)
     return [
-        f"- Kafka log at most {kmax / 2**20:,.0f} MiB of its {shares['kafka'] / 2**20:,.0f} MiB share; PostgreSQL's "
-        f"database at most {pmax / 2**20:,.0f} MiB of its {shares['postgres'] / 2**20:,.0f} MiB share; never over: "
+        f"- Kafka log at most {kmax / 2**20:,.0f} MiB of its {shares.kafka / 2**20:,.0f} MiB share; PostgreSQL's "
+        f"database at most {pmax / 2**20:,.0f} MiB of its {shares.postgres / 2**20:,.0f} MiB share; never over: "
         f"{mark(not over)}",
         f"- Raw days dropped: {drops.get('time', 0)} by time, {drops.get('size', 0)} by size",
-        *_tier_line(sk),
-        f"- Free-space floor: {hold.get('stored_while_held', '–')} events written while held for "
-        f"{hold.get('held_s', '–')} s (lag then {hold.get('lag_at_end_of_hold', '–'):,}); resumed "
-        f"{hold.get('resumed_after_s', '–')} s after space returned",
-        f"- Lag: at most {lag:,} messages; backlog drained after the load: {sk['drained']}",
+        *_tier_line(sk.tiers_at_end),
+        *_hold_line(sk.floor_hold),
+        f"- Lag: at most {lag:,} messages; backlog drained after the load: {sk.drained}",
         "",
     ]
 
 
-def _tier_line(sk: dict[str, Any]) -> list[str]:
-    t = sk.get("tiers_at_end")
-    if not t:
+def _hold_line(hold: res.FloorHold | None) -> list[str]:
+    if hold is None:
+        return ["- Free-space floor: not held in this run"]
+    return [
+        f"- Free-space floor: {hold.stored_while_held} events written while held for {hold.held_s} s "
+        f"(lag then {hold.lag_at_end_of_hold:,}); resumed {hold.resumed_after_s} s after space returned"
+    ]
+
+
+def _tier_line(t: res.Tiers | None) -> list[str]:
+    if t is None:
         return []
     return [
-        f"- Oldest row of each tier at the end, in simulated days: raw {t['raw']}, 1-minute {t['1m']}, "
-        f"1-hour {t['1h']} (kept: 1, 2 and 3 days, counted from UTC midnights)"
+        f"- Oldest row of each tier at the end, in simulated days: raw {t.raw}, 1-minute {t.minute}, "
+        f"1-hour {t.hour} (kept: 1, 2 and 3 days, counted from UTC midnights)"
     ]
 
 
-def _soak_audit(sk: dict[str, Any]) -> list[str]:
-    a = sk["audit"]
-    dup = a["duplicate_rows_metrics"] + a["duplicate_rows_processed"]
+def _soak_audit(sk: res.SoakResult) -> list[str]:
+    a = sk.audit
+    dup = a.duplicate_rows_metrics + a.duplicate_rows_processed
     return [
-        f"Audit: {a['acked']:,} acknowledged events expected in the store, {a['stored']:,} stored, "
-        f"{a['dropped_by_retention']:,} stamped before the raw horizon (dropped with their day, or dead-lettered "
+        f"Audit: {a.acked:,} acknowledged events expected in the store, {a.stored:,} stored, "
+        f"{a.dropped_by_retention:,} stamped before the raw horizon (dropped with their day, or dead-lettered "
         "as out of window when their day went while they waited in Kafka), "
-        f"{a['lost']:,} lost, {dup:,} duplicate rows, {a['order_violations']:,} order violations.",
+        f"{a.lost:,} lost, {dup:,} duplicate rows, {a.order_violations:,} order violations.",
         "",
-        f"- 0 lost and 0 duplicate rows: {mark(a['lost'] == 0 and dup == 0)}",
+        f"- 0 lost and 0 duplicate rows: {mark(a.lost == 0 and dup == 0)}",
         "",
     ]
 
@@ -227,51 +251,51 @@ def _soak_audit(sk: dict[str, Any]) -> list[str]:
 STORAGE_TARGET = 200  # bytes per event in PostgreSQL's hot rows, all in
 
 
-def storage(st: dict[str, Any]) -> list[str]:
+def storage(st: res.StorageResult) -> list[str]:
     out = [
         "## Storage",
         "",
-        f"Measured {st.get('measured_at', 'in an earlier run')}.",
+        f"Measured {st.measured_at or 'in an earlier run'}.",
         "",
         f"Target: PostgreSQL's hot rows ≤ {STORAGE_TARGET} bytes per event, all in (rows, dedupe, rollups, "
         "indexes); producer compression chosen by bytes and CPU per event measured here.",
         "",
-        f"The same load ({st['events']:,} events of 2,000 sensors, the producer unthrottled) written once per "
+        f"The same load ({st.events:,} events of 2,000 sensors, the producer unthrottled) written once per "
         "codec, then drained by one consumer into a fresh database. CPU is per event, in microseconds.",
         "",
         "| codec | Kafka log B/event | producer us | broker us | consumer us | consumer events/s "
         "| WAL written B/event |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for c in st["codecs"]:
+    for c in st.codecs:
         out.append(
-            f"| {c['codec']} | {c['kafka_bytes_per_event']} | {c['producer_us_per_event']} "
-            f"| {c['broker_us_per_event']} | {c['consumer_us_per_event']} | {c['consumer_events_per_s']:,} "
-            f"| {c['wal_bytes_per_event']} |"
+            f"| {c.codec} | {c.kafka_bytes_per_event} | {c.producer_us_per_event} "
+            f"| {c.broker_us_per_event} | {c.consumer_us_per_event} | {c.consumer_events_per_s or 0:,} "
+            f"| {c.wal_bytes_per_event} |"
         )
-    rss = [f"{c['codec']} {c['consumer_peak_rss_mb']} MB" for c in st["codecs"] if "consumer_peak_rss_mb" in c]
+    rss = [f"{c.codec} {c.consumer_peak_rss_mb} MB" for c in st.codecs if c.consumer_peak_rss_mb is not None]
     if rss:
         out += ["", f"Consumer peak RSS: {', '.join(rss)}."]
     out += ["", "PostgreSQL at rest, bytes per event (after `VACUUM ANALYZE`):", ""]
     out += ["| part | heap | indexes |", "|---|---:|---:|"]
-    for name, v in st["postgres"].items():
-        out.append(f"| {name} | {v['heap']} | {v['indexes']} |")
-    total = st["postgres_bytes_per_event"]
+    for name, v in st.postgres.items():
+        out.append(f"| {name} | {v.heap} | {v.indexes} |")
+    total = st.postgres_bytes_per_event
     out += [
         f"| **all** | **{total}** | |",
         "",
         f"- hot rows ≤ {STORAGE_TARGET} bytes per event: {mark(total <= STORAGE_TARGET)} ({total})"
         + ("" if total <= STORAGE_TARGET else "; why, and the path below it: `docs/decisions/003-hot-row-bytes.md`"),
         "",
-        *_anatomy(st.get("anatomy") or {}),
+        *_anatomy(st.anatomy),
         "Published figures for other stores, for scale (quoted, not measured here):",
         "",
     ]
-    out += [f"- {text} ({source})" for text, source in st["references"]]
+    out += [f"- {text} ({source})" for text, source in st.references]
     return [*out, ""]
 
 
-def _anatomy(an: dict[str, Any]) -> list[str]:
+def _anatomy(an: dict[str, res.Anatomy]) -> list[str]:
     """Where the bytes of one row of each table written per event go (storage.bench.row_anatomy)."""
     if not an:
         return []
@@ -284,7 +308,7 @@ def _anatomy(an: dict[str, Any]) -> list[str]:
         "|---|---:|---:|---:|---|---|",
     ]
     for name, a in an.items():
-        idx = ", ".join(f"{k} {v}" for k, v in a["indexes"].items())
-        cols = ", ".join(f"{k} {v}" for k, v in sorted(a["columns"].items(), key=lambda kv: -kv[1]))
-        out.append(f"| {name} | {a['tuple']} | {a['line_pointer']} | {a['page_slack']} | {idx} | {cols} |")
+        idx = ", ".join(f"{k} {v}" for k, v in a.indexes.items())
+        cols = ", ".join(f"{k} {v}" for k, v in sorted(a.columns.items(), key=lambda kv: -kv[1]))
+        out.append(f"| {name} | {a.tuple} | {a.line_pointer} | {a.page_slack} | {idx} | {cols} |")
     return [*out, ""]

@@ -29,12 +29,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import orjson
 import psycopg
 
 from sensorpipe.contracts.clock import SimClock
 from sensorpipe.contracts.disk import GiB, MiB, du, topic_limits
-from sensorpipe.proof.audit import audit
+from sensorpipe.proof import results as res
+from sensorpipe.proof.audit import AuditReport, audit
 from sensorpipe.proof.measure import ProcStats, consumer_lag, free_port, platform_pids, scrape, wait_http, wrk
 from sensorpipe.proof.memmap import resident_by_kind
 from sensorpipe.proof.tmpfs import fill, small_tmpfs
@@ -125,12 +127,12 @@ class ActivitySampler(threading.Thread):
                 self.samples += 1
                 self.counts.update(bq.activity(conn, queries.APPLICATION_NAME))
 
-    def top(self, n: int = 6) -> dict[str, Any]:
-        return {
-            "samples": self.samples,
-            "interval_s": SAMPLE_ACTIVITY_S,
-            "top": [{"wait": w, "statement": q, "seen": c} for (w, q), c in self.counts.most_common(n)],
-        }
+    def top(self, n: int = 6) -> res.Activity:
+        return res.Activity(
+            samples=self.samples,
+            interval_s=SAMPLE_ACTIVITY_S,
+            top=[res.Statement(wait=w, statement=q, seen=c) for (w, q), c in self.counts.most_common(n)],
+        )
 
 
 def z(t: datetime) -> str:
@@ -140,12 +142,12 @@ def z(t: datetime) -> str:
 class Soak:
     def __init__(self, b: Bench, plan: SoakPlan) -> None:
         self.b, self.plan = b, plan
-        self.samples: list[dict[str, Any]] = []
-        self.api_p99: dict[str, dict[str, Any]] = {}
-        self.memory: dict[str, dict[str, Any]] = {}  # when -> process -> resident MB by kind (proof.memmap)
-        self.floor_hold: dict[str, Any] = {}
+        self.samples: list[res.SoakSample] = []
+        self.api_p99 = res.Ends()
+        self.memory = res.MemoryEnds()  # process -> resident MB by kind (proof.memmap), at each end
+        self.floor_hold: res.FloorHold | None = None
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> res.SoakResult:
         b = self.b
         k = b.topic("soak")
         ensure_topics(
@@ -173,8 +175,7 @@ class Soak:
             **plan.clock_env(),
         )
 
-    def _load(self, k: Any, env: dict[str, str], watched: Path) -> dict[str, Any]:
-
+    def _load(self, k: Any, env: dict[str, str], watched: Path) -> res.SoakResult:
         b, plan = self.b, self.plan
         port = free_port()
         api = b.spawn(["api"], {**env, "SENSORPIPE_API_PORT": str(port), "SENSORPIPE_API_DASHBOARD_DIR": "/none"})
@@ -203,52 +204,54 @@ class Soak:
         b.log("soak: auditing the ledger against the store")
         report = audit(self.dsn, k.bootstrap(), k.topic, [ledger])
         ledger.unlink(missing_ok=True)  # gigabytes; the audit's figures are kept
-        return {**self._result(resources, drained, report.as_dict()), "tiers_at_end": tiers}
+        return self._result(resources, drained, report, tiers)
 
-    def _tiers(self) -> dict[str, Any]:
+    def _tiers(self) -> res.Tiers:
         """How far back each tier reaches at the end, in simulated days before the clock's
         now: time retention trimmed each to its days (raw 1, 1-minute 2, 1-hour 3)."""
         now = self.plan.simulated_now()
         with psycopg.connect(self.dsn) as conn:
             edges = bq.tier_edges(conn)
-        return {name: None if t is None else round((now - t).total_seconds() / DAY, 2) for name, t in edges.items()}
+        back = {name: None if t is None else round((now - t).total_seconds() / DAY, 2) for name, t in edges.items()}
+        return res.Tiers(raw=back["raw"], minute=back["1m"], hour=back["1h"])
 
     def _watch(self, k: Any, url: str, watched: Path, stats: dict[str, ProcStats], t0: float) -> None:
         plan, end = self.plan, t0 + self.plan.seconds
-        p99_at = {"start": t0 + min(5 * 60, plan.seconds / 10), "end": end - 60}
+        p99_at = {"start": t0 + min(5 * 60, plan.seconds / 10), "end": end - 60}  # a field of Ends each
         hold_at = t0 + plan.seconds * 0.6
         while time.monotonic() < end:
             now = time.monotonic()
             self.samples.append(self._sample(k, stats, now - t0))
             for when, at in list(p99_at.items()):
                 if now >= at:
-                    self.memory[when] = {n: resident_by_kind(st.pid) for n, st in stats.items() if n in OUR_PROCESSES}
-                    self.api_p99[when] = self._api_p99(url)
+                    memory = {n: resident_by_kind(st.pid) for n, st in stats.items() if n in OUR_PROCESSES}
+                    setattr(self.memory, when, memory)
+                    setattr(self.api_p99, when, self._api_p99(url))
                     del p99_at[when]
-            if not self.floor_hold and now >= hold_at:
+            if self.floor_hold is None and now >= hold_at:
                 self.floor_hold = self._hold_at_floor(k, watched, stats, t0)
             time.sleep(SAMPLE_S)
 
-    def _sample(self, k: Any, stats: dict[str, ProcStats], t: float) -> dict[str, Any]:
+    def _sample(self, k: Any, stats: dict[str, ProcStats], t: float) -> res.SoakSample:
         b = self.b
         hw = b.high_watermark(k)
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             db = retention.store_bytes(conn)
             drops = retention.drop_totals(conn)
         kafka = b.topic_bytes(k)
-        return {
-            "t": round(t),
-            "rss_mb": {n: round(s.rss_mb, 1) for n, s in stats.items()},
-            "consumer_heap": self._consumer_heap(stats["consumer"].pid),
-            "pss_mb": {n: round(s.pss_mb(), 1) for n, s in stats.items()},
-            "lag": consumer_lag(k, self.group, hw),
-            "produced": hw,
-            "kafka_bytes": kafka,
-            "postgres_bytes": db,
-            "wal_bytes": du(b.pg.data_dir() / "pg_wal"),
-            "drops": {reason: days for reason, (days, _rows) in drops.items()},
-            "over_share": kafka > self.plan.kafka_share or db > self.plan.postgres_share,
-        }
+        return res.SoakSample(
+            t=round(t),
+            rss_mb={n: round(s.rss_mb, 1) for n, s in stats.items()},
+            consumer_heap=self._consumer_heap(stats["consumer"].pid),
+            pss_mb={n: round(s.pss_mb(), 1) for n, s in stats.items()},
+            lag=consumer_lag(k, self.group, hw),
+            produced=hw,
+            kafka_bytes=kafka,
+            postgres_bytes=db,
+            wal_bytes=du(b.pg.data_dir() / "pg_wal"),
+            drops={reason: days for reason, (days, _rows) in drops.items()},
+            over_share=kafka > self.plan.kafka_share or db > self.plan.postgres_share,
+        )
 
     def _consumer_heap(self, pid: int) -> dict[str, float] | None:
         """The consumer's memory profile (MB; Python's blocks in thousands): its anonymous
@@ -266,26 +269,29 @@ class Soak:
             "python_kblocks": round(scraped.get(("sensorpipe_consumer_python_blocks", ""), 0) / 1000, 1),
         }
 
-    def _api_p99(self, url: str) -> dict[str, Any]:
+    def _api_p99(self, url: str) -> res.ApiWindow:
         now = self.plan.simulated_now()
         hour = now - timedelta(hours=1)
         day = now - timedelta(hours=24)
         agg = f"{url}/api/readings/aggregate?sensor_id=sensor-00042&bucket=1m&start={z(hour)}&end={z(now)}"
         summ = f"{url}/api/summary?start={z(day)}&end={z(now)}"
         self.b.log("soak: API p99 (aggregate, summary), 10 s each, with the API's statements sampled")
-        out: dict[str, Any] = {"simulated_at": z(now)}
+        got: dict[str, res.WindowedWrk] = {}
         for name, target in (("aggregate", agg), ("summary", summ)):
             with psycopg.connect(self.dsn, autocommit=True) as conn:
                 drops = retention.drop_totals(conn)
             with ActivitySampler(self.dsn) as sampler:
-                out[name] = wrk(target, 10)
+                run = wrk(target, 10)
             with psycopg.connect(self.dsn, autocommit=True) as conn:
                 dropped = {r: d for r, (d, _rows) in retention.drop_totals(conn).items()}
-            out[name]["activity"] = sampler.top()
-            out[name]["drops_during"] = {r: d - drops.get(r, (0, 0))[0] for r, d in dropped.items()}
-        return out
+            got[name] = res.WindowedWrk(
+                **msgspec.structs.asdict(run),
+                activity=sampler.top(),
+                drops_during={r: d - drops.get(r, (0, 0))[0] for r, d in dropped.items()},
+            )
+        return res.ApiWindow(simulated_at=z(now), aggregate=got["aggregate"], summary=got["summary"])
 
-    def _hold_at_floor(self, k: Any, watched: Path, stats: dict[str, ProcStats], t0: float) -> dict[str, Any]:
+    def _hold_at_floor(self, k: Any, watched: Path, stats: dict[str, ProcStats], t0: float) -> res.FloorHold:
         """Fill the watched tmpfs under the floor for 60 s: consumption must pause and resume."""
         self.b.log("soak: filling the watched filesystem under the free-space floor for 60 s")
         fill(watched, leave=FLOOR // 2)
@@ -299,12 +305,12 @@ class Soak:
         t1 = time.monotonic()
         while self._stored() == during and time.monotonic() - t1 < 60:
             time.sleep(0.5)
-        return {
-            "held_s": 55,
-            "stored_while_held": during - before,
-            "lag_at_end_of_hold": held["lag"],
-            "resumed_after_s": round(time.monotonic() - t1, 1),
-        }
+        return res.FloorHold(
+            held_s=55,
+            stored_while_held=during - before,
+            lag_at_end_of_hold=held.lag,
+            resumed_after_s=round(time.monotonic() - t1, 1),
+        )
 
     def _stored(self) -> int:
         with psycopg.connect(self.dsn) as conn:
@@ -320,19 +326,22 @@ class Soak:
             time.sleep(2)
         return False
 
-    def _result(self, resources: dict[str, Any], drained: bool, report: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "minutes": self.plan.minutes,
-            "rate": self.plan.rate,
-            "sensors": self.plan.sensors,
-            "speed": self.plan.speed,
-            "events_per_simulated_day": self.plan.events_per_day,
-            "shares": {"kafka": self.plan.kafka_share, "postgres": self.plan.postgres_share},
-            "samples": self.samples,
-            "api_p99": self.api_p99,
-            "memory": self.memory,
-            "floor_hold": self.floor_hold,
-            "drained": drained,
-            "resources": resources,
-            "audit": report,
-        }
+    def _result(
+        self, resources: dict[str, res.Proc], drained: bool, report: AuditReport, tiers: res.Tiers
+    ) -> res.SoakResult:
+        return res.SoakResult(
+            minutes=self.plan.minutes,
+            rate=self.plan.rate,
+            sensors=self.plan.sensors,
+            speed=self.plan.speed,
+            events_per_simulated_day=self.plan.events_per_day,
+            shares=res.Shares(kafka=self.plan.kafka_share, postgres=self.plan.postgres_share),
+            samples=self.samples,
+            api_p99=self.api_p99,
+            memory=self.memory,
+            floor_hold=self.floor_hold,
+            drained=drained,
+            resources=resources,
+            audit=report,
+            tiers_at_end=tiers,
+        )

@@ -9,8 +9,9 @@ part (raw rows, dedupe, rollups, indexes) and the WAL written per event.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from sensorpipe.proof import results as res
 from sensorpipe.proof.measure import ProcStats, platform_pids
 from sensorpipe.storage import bench as bq
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 CODECS = ("none", "lz4", "zstd")
 
 # Published figures for comparison, quoted as their sources give them (not measured here).
-REFERENCES = [
+REFERENCES: list[tuple[str, str]] = [
     (
         "Facebook Gorilla: 1.37 bytes per (timestamp, value) point",
         "Pelkonen et al., Gorilla: A Fast, Scalable, In-Memory Time Series Database, VLDB 2015",
@@ -36,10 +37,10 @@ REFERENCES = [
 ]
 
 
-def storage_stage(b: Bench) -> dict[str, Any]:
+def storage_stage(b: Bench) -> res.StorageResult:
     n = 200_000 if b.quick else 1_000_000
     pids = platform_pids(b.state_dir)
-    out: dict[str, Any] = {"events": n, "codecs": [], "references": [list(r) for r in REFERENCES]}
+    codecs: list[res.Codec] = []
     dsn = ""
     for codec in CODECS:
         broker = ProcStats(pids["kafka"]).start()
@@ -54,22 +55,29 @@ def storage_stage(b: Bench) -> dict[str, Any]:
         broker_out = broker.stop()
         wal = bq.wal_since(dsn, lsn)
         per = 1e6 / events
-        out["codecs"].append(
-            {
-                "codec": codec,
-                "events": events,
-                "kafka_bytes_per_event": round(log_bytes / events, 1),
-                "producer_us_per_event": round(produced["cpu_s"] * per, 2),
-                "broker_us_per_event": round((broker_in["cpu_s"] + broker_out["cpu_s"]) * per, 2),
-                "consumer_us_per_event": round(drained["cpu_s"] * per, 2),
-                "consumer_events_per_s": drained["events_per_s"],
-                "consumer_peak_rss_mb": drained["peak_rss_mb"],
-                "wal_bytes_per_event": round(wal / events, 1),
-            }
+        codecs.append(
+            res.Codec(
+                codec=codec,
+                events=events,
+                kafka_bytes_per_event=round(log_bytes / events, 1),
+                producer_us_per_event=round(produced.cpu_s * per, 2),
+                broker_us_per_event=round((broker_in.cpu_s + broker_out.cpu_s) * per, 2),
+                consumer_us_per_event=round(drained.cpu_s * per, 2),
+                consumer_events_per_s=drained.events_per_s,
+                consumer_peak_rss_mb=drained.peak_rss_mb,
+                wal_bytes_per_event=round(wal / events, 1),
+            )
         )
     parts = bq.bytes_at_rest(dsn)
-    out["anatomy"] = bq.row_anatomy(dsn)
-    stored = out["codecs"][-1]["events"]
-    out["postgres"] = {name: {kind: round(v / stored, 1) for kind, v in sizes.items()} for name, sizes in parts.items()}
-    out["postgres_bytes_per_event"] = round(sum(v["heap"] + v["indexes"] for v in parts.values()) / stored, 1)
-    return out
+    stored = codecs[-1].events
+    return res.StorageResult(
+        events=n,
+        codecs=codecs,
+        references=REFERENCES,
+        anatomy={name: res.Anatomy(**a) for name, a in bq.row_anatomy(dsn).items()},
+        postgres={
+            name: res.Bytes(heap=round(v["heap"] / stored, 1), indexes=round(v["indexes"] / stored, 1))
+            for name, v in parts.items()
+        },
+        postgres_bytes_per_event=round(sum(v["heap"] + v["indexes"] for v in parts.values()) / stored, 1),
+    )

@@ -1,0 +1,303 @@
+"""The benchmark's results, typed: what each stage measures, what `bench.json` holds, and what
+the report reads.
+
+Every stage returns one of the `*Result` structs; `BenchResults` gathers them with the machine
+they ran on. `bench.json` is these structs encoded, and `load` reads it back (stages not run
+now keep their figures from the last run). Fields added after a run was published default,
+so an older `bench.json` still loads. Mappings keyed by data (a process's name, an endpoint,
+a codec's table part) stay dicts; everything else is a field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+
+from sensorpipe.proof.audit import AuditReport
+
+
+class _Struct(msgspec.Struct, kw_only=True):
+    pass
+
+
+class Machine(_Struct, kw_only=True):
+    cpu: str
+    cores: int
+    memory_gib: float
+    python: str
+    librdkafka: str
+    confluent_kafka: str
+    postgresql: str
+    kafka: str
+
+
+class Proc(_Struct, kw_only=True):
+    """One process's (or process tree's) cost over a measured window, read from /proc."""
+
+    peak_rss_mb: float
+    cpu_s: float
+
+
+class Stage(_Struct, kw_only=True):
+    """What every stage's result carries besides its figures."""
+
+    stage_seconds: float = 0.0
+    measured_at: str | None = None
+
+
+# -- producer ------------------------------------------------------------------------------
+class ProducerRun(Proc, kw_only=True):
+    sensors: int
+    events_per_s: int
+    exit: int | None = None
+    ratio_to_reference: float = 0.0
+
+
+class ProducerReference(_Struct, kw_only=True):
+    tool: str
+    record_bytes: int
+    events_per_s: int
+    runs: list[int] = []
+
+
+class ProducerResult(Stage, kw_only=True):
+    runs: list[ProducerRun]
+    reference: ProducerReference
+    mean_ratio_to_reference: float
+
+
+# -- consumer ------------------------------------------------------------------------------
+class Rate(_Struct, kw_only=True):
+    """Events done in a window, and the rate that makes."""
+
+    events: int
+    seconds: float
+    events_per_s: int | float
+
+
+class Drain(Proc, kw_only=True):
+    consumers: int
+    events: int
+    seconds: float
+    events_per_s: int | None
+
+
+class Profile(_Struct, kw_only=True):
+    seconds: float
+    events: int
+    events_per_s: int
+    share: dict[str, float]  # part of the consumer -> share of its wall time
+    text: str
+
+
+class ConsumerResult(Stage, kw_only=True):
+    events: int
+    one: Drain
+    replay: Drain
+    replay_by_id: Drain | None = None
+    x2: Drain
+    x3: Drain
+    copy: Rate
+    naive: Rate
+    profile: Profile | None = None
+    ratio_to_copy: float
+    ratio_to_naive: float
+
+
+# -- end to end ----------------------------------------------------------------------------
+class Latency(_Struct, kw_only=True):
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    rows: int = 0
+
+
+class Probe(_Struct, kw_only=True):
+    rate: int
+    max_lag: int
+    max_backlog: int
+    lag_steady: bool
+    drained: bool
+
+
+class RateRun(Probe, kw_only=True):
+    seconds: float
+    produced: int
+    lag_end_of_load: int | None = None
+    latency_ms: Latency
+    resources: dict[str, Proc]  # process name -> its cost
+    lag_series: list[tuple[float, int]] = []
+    backlog_series: list[tuple[float, int]] = []
+
+
+class E2EResult(Stage, kw_only=True):
+    rates: list[RateRun]
+    probes: list[Probe] = []
+    max_sustainable: int
+
+
+# -- api -----------------------------------------------------------------------------------
+class Wrk(_Struct, kw_only=True):
+    """One `wrk` run: latency percentiles, throughput and failed answers."""
+
+    p50_ms: float | None = None
+    p75_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    requests_per_s: float | None = None
+    non_2xx: int = 0
+
+
+class ApiResult(Stage, kw_only=True):
+    rows: int
+    load_seconds: float
+    endpoints: dict[str, Wrk]  # endpoint as the report names it -> its run
+    api_process: Proc
+
+
+# -- storage -------------------------------------------------------------------------------
+class Codec(_Struct, kw_only=True):
+    codec: str
+    events: int
+    kafka_bytes_per_event: float
+    producer_us_per_event: float
+    broker_us_per_event: float
+    consumer_us_per_event: float
+    consumer_events_per_s: int | None
+    consumer_peak_rss_mb: float | None = None
+    wal_bytes_per_event: float
+
+
+class Bytes(_Struct, kw_only=True):
+    heap: float
+    indexes: float
+
+
+class Anatomy(_Struct, kw_only=True):
+    """Where one row's bytes go (storage.bench.row_anatomy)."""
+
+    rows: int
+    tuple: float
+    line_pointer: int
+    page_slack: float
+    indexes: dict[str, float]  # index -> bytes per row
+    columns: dict[str, int]  # column -> average width
+
+
+class StorageResult(Stage, kw_only=True):
+    events: int
+    codecs: list[Codec]
+    references: list[tuple[str, str]]  # (published figure, its source)
+    anatomy: dict[str, Anatomy] = {}  # table part -> anatomy
+    postgres: dict[str, Bytes]  # table part -> bytes per event
+    postgres_bytes_per_event: float
+
+
+# -- soak ----------------------------------------------------------------------------------
+class SoakSample(_Struct, kw_only=True):
+    t: int
+    rss_mb: dict[str, float]  # process -> MB
+    pss_mb: dict[str, float] = {}
+    consumer_heap: dict[str, float] | None = None  # measure (see report_long._HEAP) -> MB or thousands
+    lag: int
+    produced: int = 0
+    kafka_bytes: int
+    postgres_bytes: int
+    wal_bytes: int = 0
+    drops: dict[str, int]  # retention's reason -> days dropped
+    over_share: bool
+
+
+class Statement(_Struct, kw_only=True):
+    wait: str
+    statement: str
+    seen: int
+
+
+class Activity(_Struct, kw_only=True):
+    samples: int
+    interval_s: float
+    top: list[Statement]
+
+
+class WindowedWrk(Wrk, kw_only=True):
+    """A `wrk` run in the soak, with what the database did meanwhile."""
+
+    activity: Activity | None = None
+    drops_during: dict[str, int] = {}
+
+
+class ApiWindow(_Struct, kw_only=True):
+    simulated_at: str = ""
+    aggregate: WindowedWrk
+    summary: WindowedWrk
+
+
+class Ends(_Struct, kw_only=True):
+    start: ApiWindow | None = None
+    end: ApiWindow | None = None
+
+
+class MemoryEnds(_Struct, kw_only=True):
+    start: dict[str, dict[str, float] | None] | None = None  # process -> kind of mapping -> MB
+    end: dict[str, dict[str, float] | None] | None = None
+
+
+class FloorHold(_Struct, kw_only=True):
+    held_s: int
+    stored_while_held: int
+    lag_at_end_of_hold: int
+    resumed_after_s: float
+
+
+class Shares(_Struct, kw_only=True):
+    kafka: int
+    postgres: int
+
+
+class Tiers(_Struct, kw_only=True):
+    """How far back each tier reaches at the end, in simulated days."""
+
+    raw: float | None
+    minute: float | None = msgspec.field(name="1m")
+    hour: float | None = msgspec.field(name="1h")
+
+
+class SoakResult(Stage, kw_only=True):
+    minutes: float
+    rate: int
+    sensors: int = 2000
+    speed: float
+    events_per_simulated_day: int
+    shares: Shares
+    samples: list[SoakSample]
+    api_p99: Ends = msgspec.field(default_factory=Ends)
+    memory: MemoryEnds = msgspec.field(default_factory=MemoryEnds)
+    floor_hold: FloorHold | None = None
+    drained: bool
+    resources: dict[str, Proc] = {}
+    audit: AuditReport
+    tiers_at_end: Tiers | None = None
+
+
+class BenchResults(_Struct, kw_only=True):
+    machine: Machine | None = None
+    quick: bool = False
+    producer: ProducerResult | None = None
+    consumer: ConsumerResult | None = None
+    e2e: E2EResult | None = None
+    api: ApiResult | None = None
+    storage: StorageResult | None = None
+    soak: SoakResult | None = None
+
+
+def load(path: Path) -> BenchResults:
+    """The results in `path`, or none if it does not exist."""
+    if not path.is_file():
+        return BenchResults()
+    return msgspec.json.decode(path.read_bytes(), type=BenchResults)
+
+
+def save(results: BenchResults, path: Path) -> None:
+    path.write_bytes(msgspec.json.format(msgspec.json.encode(results), indent=2))
