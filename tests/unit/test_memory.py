@@ -3,6 +3,8 @@ statistics, read from glibc and through the consumer's gauges."""
 
 from __future__ import annotations
 
+from prometheus_client import generate_latest
+
 from sensorpipe.consumer.metrics import ConsumerMetrics
 from sensorpipe.runtime.memory import HeapStats, Trimmer, libc_mallinfo, libc_trim, resident_bytes
 
@@ -76,3 +78,16 @@ def test_the_consumer_gauges_read_the_injected_heap_at_scrape() -> None:
     assert m.registry.get_sample_value("sensorpipe_consumer_heap_bytes", {"state": "in_use"}) == 11
     assert m.registry.get_sample_value("sensorpipe_consumer_heap_bytes", {"state": "free"}) == 5
     assert m.registry.get_sample_value("sensorpipe_consumer_python_blocks") == 9
+
+
+def test_one_scrape_reads_the_heap_once() -> None:
+    reads = []
+
+    def read() -> HeapStats:
+        reads.append(1)
+        return HeapStats(malloc_in_use=1, malloc_free=2, malloc_mapped=0, python_blocks=3)
+
+    m = ConsumerMetrics()
+    m.watch_heap(read)
+    text = generate_latest(m.registry).decode()
+    assert 'sensorpipe_consumer_heap_bytes{state="free"} 2.0' in text and len(reads) == 1

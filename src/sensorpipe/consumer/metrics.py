@@ -6,6 +6,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from sensorpipe.runtime.memory import HeapStats
 
@@ -43,16 +45,6 @@ class ConsumerMetrics:
             "sensorpipe_consumer_memory_released_bytes",
             "Resident memory the C allocator held free and gave back to the system (runtime.memory)",
             registry=r,
-        )
-        self.heap_bytes = Gauge(
-            "sensorpipe_consumer_heap_bytes",
-            "malloc's bytes by state: in_use, free (held inside its arenas) and mapped (large chunks, "
-            "also counted in in_use); read when scraped",
-            ["state"],
-            registry=r,
-        )
-        self.python_blocks = Gauge(
-            "sensorpipe_consumer_python_blocks", "Python object blocks allocated; read when scraped", registry=r
         )
         self.fetch_queue_bytes = Gauge(
             "sensorpipe_consumer_fetch_queue_bytes",
@@ -95,14 +87,11 @@ class ConsumerMetrics:
         )
 
     def watch_heap(self, read: Callable[[], HeapStats] | None) -> None:
-        """Have the heap gauges read `read()` at each scrape (runtime.memory.libc_mallinfo);
-        None leaves them at 0."""
-        if read is None:
-            return
-        self.heap_bytes.labels(state="in_use").set_function(lambda: read().malloc_in_use)
-        self.heap_bytes.labels(state="free").set_function(lambda: read().malloc_free)
-        self.heap_bytes.labels(state="mapped").set_function(lambda: read().malloc_mapped)
-        self.python_blocks.set_function(lambda: read().python_blocks)
+        """Publish `read()` (runtime.memory.libc_mallinfo), read once per scrape, as
+        sensorpipe_consumer_heap_bytes{state} and sensorpipe_consumer_python_blocks; None
+        publishes nothing."""
+        if read is not None:
+            self.registry.register(_HeapCollector(read))
 
     def observe_batch(self, batch: Batch, r: BatchResult, write_s: float, commit_s: float) -> None:
         """A batch written and its offsets stored."""
@@ -117,3 +106,28 @@ class ConsumerMetrics:
         self.batch_size.observe(batch.consumed)
         self.batch_seconds.observe(write_s)
         self.commit_seconds.observe(commit_s)
+
+
+class _HeapCollector(Collector):
+    """The heap gauges, from one read of the allocators per scrape."""
+
+    def __init__(self, read: Callable[[], HeapStats]) -> None:
+        self.read = read
+
+    def collect(self) -> list[Metric]:
+        h = self.read()
+        heap = GaugeMetricFamily(
+            "sensorpipe_consumer_heap_bytes",
+            "malloc's bytes by state: in_use, free (held inside its arenas) and mapped (large chunks, "
+            "also counted in in_use); read when scraped",
+            labels=["state"],
+        )
+        heap.add_metric(["in_use"], h.malloc_in_use)
+        heap.add_metric(["free"], h.malloc_free)
+        heap.add_metric(["mapped"], h.malloc_mapped)
+        blocks = GaugeMetricFamily(
+            "sensorpipe_consumer_python_blocks",
+            "Python object blocks allocated; read when scraped",
+            value=h.python_blocks,
+        )
+        return [heap, blocks]

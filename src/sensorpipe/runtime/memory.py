@@ -23,18 +23,26 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def libc_trim() -> Callable[[], object] | None:
-    """glibc's `malloc_trim(0)` as a callable, or None where the C library has none."""
+def _libc_function(symbol: str) -> Any | None:
+    """The C library's function `symbol`, or None where there is no such library or function."""
     name = ctypes.util.find_library("c")
     if name is None:
         return None
     try:
-        fn = ctypes.CDLL(name).malloc_trim
+        return getattr(ctypes.CDLL(name), symbol)
     except (OSError, AttributeError):
+        return None
+
+
+def libc_trim() -> Callable[[], object] | None:
+    """glibc's `malloc_trim(0)` as a callable, or None where the C library has none."""
+    fn = _libc_function("malloc_trim")
+    if fn is None:
         return None
     fn.argtypes = [ctypes.c_size_t]
     fn.restype = ctypes.c_int
@@ -76,12 +84,8 @@ class HeapStats:
 def libc_mallinfo() -> Callable[[], HeapStats] | None:
     """A reader of this process's heap statistics, or None where the C library has no
     `mallinfo2` (glibc before 2.33, musl, macOS)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        fn = ctypes.CDLL(name).mallinfo2
-    except (OSError, AttributeError):
+    fn = _libc_function("mallinfo2")
+    if fn is None:
         return None
     fn.argtypes = []
     fn.restype = _MallInfo2
