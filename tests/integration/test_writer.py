@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from sensorpipe.storage import summaries
+from sensorpipe.storage import summaries, writer
 from sensorpipe.storage.arrays import BinaryArray, Float8Array, Int4Array, Int8Array, TimestamptzArray
 from sensorpipe.storage.batch import BatchResult, Columns
 from sensorpipe.storage.positions import Positions, Ranges
@@ -373,3 +373,23 @@ def test_rows_are_stored_in_batch_order(db_dsn: str) -> None:
         got = [r[0] for r in conn.execute("SELECT event_id FROM metrics ORDER BY ingest_id")]
     assert got == [e for c in batches for e in c.event_id]
     w.close()
+
+
+def test_the_lookup_of_known_ids_probes_the_index_whatever_the_batch_size(db_dsn: str) -> None:
+    """A batch's ids are looked up one index probe each, never by hashing processed_events
+    whole, even as a custom plan that sees a full batch (what follows a failed claim, after
+    which psycopg has forgotten its prepared statements)."""
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO processed_events (event_id, kafka_partition, kafka_offset, content_hash, event_ts)"
+            " SELECT 'bulk-' || i, 0, i, i, now() FROM generate_series(1, 100000) i"
+        )
+        conn.execute("ANALYZE processed_events")
+        ids = _cols([("s", i, 1.0, 0, i) for i in range(20_000)], int(time.time() * 1e6))
+        BinaryArray.adapt(conn)
+        lit = writer.Literals(ids)
+        plan = "\n".join(
+            r[0] for r in conn.execute("EXPLAIN " + writer._KNOWN, {**lit.claim(), "missing": False}, prepare=False)
+        )
+    assert "Index Scan using processed_events_pkey" in plan or "Index Only Scan" in plan, plan
+    assert "Seq Scan on processed_events" not in plan, plan

@@ -85,13 +85,22 @@ _CLAIM = _INSERT_IDS + "ON CONFLICT (event_id) DO NOTHING\n"
 # Before a claim (a replay), `missing` is false and the ids not found are claimed next. An id
 # that a concurrent writer claimed is seen once that writer has committed: the claim's
 # conflict check waited for it, and each statement takes a new snapshot.
+# Each id is looked up through the primary key (the LATERAL subquery with LIMIT is not pulled
+# up, so the plan is a nested loop of index probes whatever the planner estimates). A plain
+# join lets a custom plan, which sees the batch's 20,000 ids, hash the whole of
+# processed_events instead: a sequential scan that grows with the dedupe window. psycopg
+# forgets its prepared statements at every ROLLBACK, a failed claim's included, so custom
+# plans are what a batch after a duplicate gets.
 _KNOWN = """
 WITH x AS (
     SELECT u.ord - 1 AS pos, u.kpart, p.kafka_partition AS spart, p.kafka_offset AS soff, p.content_hash AS shash,
            p.kafka_partition = u.kpart AND p.kafka_offset = u.koff AND p.content_hash = u.chash AS again
     FROM unnest(%(event_id)s::text[], %(kpart)s::int4[], %(koff)s::int8[], %(chash)s::int8[])
          WITH ORDINALITY AS u(event_id, kpart, koff, chash, ord)
-    LEFT JOIN processed_events p USING (event_id)
+    LEFT JOIN LATERAL (
+        SELECT p.event_id, p.kafka_partition, p.kafka_offset, p.content_hash, p.xmin
+        FROM processed_events p WHERE p.event_id = u.event_id LIMIT 1
+    ) p ON true
     WHERE CASE WHEN p.event_id IS NULL THEN %(missing)s ELSE p.xmin <> pg_current_xact_id()::xid END
 )
 SELECT true AS again, kpart, count(*)::int8 AS n, string_agg(pos::text, ',') AS positions,
