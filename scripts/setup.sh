@@ -4,6 +4,7 @@
 #     installed with apt-get when running as root and missing;
 #   - the Python virtualenv (.venv) with the package and its dev tools;
 #   - the Apache Kafka jars, fetched by Maven into .cache/kafka/libs;
+#   - the benchmark's peer (Kafka Connect and the Debezium JDBC sink) into .cache/connect;
 #   - the dashboard's npm packages and static export, when dashboard/ exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,6 +72,19 @@ if changed kafka runtime-deps/kafka/pom.xml || ! ls "$KAFKA_LIBS"/kafka_2.13-*.j
   mvn -q -B -f runtime-deps/kafka/pom.xml dependency:copy-dependencies \
     -DoutputDirectory="$PWD/$KAFKA_LIBS" -DincludeScope=runtime >/dev/null
   stamp kafka runtime-deps/kafka/pom.xml
+fi
+
+# --- the benchmark's peer: Kafka Connect (worker) and the Debezium JDBC sink (a plugin) ------
+CONNECT=.cache/connect
+if changed connect runtime-deps/connect/pom.xml runtime-deps/connect-jdbc/pom.xml \
+    || ! ls "$CONNECT"/libs/connect-runtime-*.jar "$CONNECT"/plugins/debezium-jdbc/debezium-connector-jdbc-*.jar >/dev/null 2>&1; then
+  say "fetching Kafka Connect and the Debezium JDBC sink with Maven (the benchmark's peer)"
+  rm -rf "$CONNECT"
+  mvn -q -B -f runtime-deps/connect/pom.xml dependency:copy-dependencies \
+    -DoutputDirectory="$PWD/$CONNECT/libs" -DincludeScope=runtime >/dev/null
+  mvn -q -B -f runtime-deps/connect-jdbc/pom.xml dependency:copy-dependencies \
+    -DoutputDirectory="$PWD/$CONNECT/plugins/debezium-jdbc" -DincludeScope=runtime >/dev/null
+  stamp connect runtime-deps/connect/pom.xml runtime-deps/connect-jdbc/pom.xml
 fi
 
 # --- static-check tools: the compose-spec schema (npm) and checkov (own venv: its pins clash) --

@@ -224,3 +224,14 @@ def test_a_result_missing_a_measured_field_does_not_load() -> None:
     del r["storage"]["codecs"][0]["wal_bytes_per_event"]
     with pytest.raises(msgspec.ValidationError, match="wal_bytes_per_event"):
         render(r, "x")
+
+
+def test_a_stage_recorded_in_an_older_shape_is_left_out_not_fatal(tmp_path: Path) -> None:
+    r = _storage(total_heap=70.0)
+    r["e2e"] = _run({"producer": 1.0}, 1000)["e2e"]
+    del r["storage"]["codecs"][0]["wal_bytes_per_event"]  # a field this version requires
+    (tmp_path / "bench.json").write_bytes(msgspec.json.encode(r))
+    said: list[str] = []
+    back = results.load(tmp_path / "bench.json", said.append)
+    assert back.storage is None and back.e2e is not None and back.machine is not None
+    assert len(said) == 1 and "storage" in said[0]

@@ -46,7 +46,7 @@ from sensorpipe.storage.migrate import migrate
 from sensorpipe.storage.writer import BatchWriter
 
 Log = Callable[[str], None]
-STAGES = ("producer", "consumer", "e2e", "api", "storage")
+STAGES = ("producer", "consumer", "e2e", "api", "storage", "peer")
 
 
 class Bench:
@@ -429,10 +429,16 @@ class Bench:
 
         return storage_stage(self)
 
+    # -- 6. the peer: Kafka Connect with the Debezium JDBC sink -------------------------------
+    def peer(self) -> res.PeerResult:
+        from sensorpipe.proof.peer_stage import peer_stage
+
+        return peer_stage(self)
+
     def run(self, stages: list[str]) -> res.BenchResults:
         self.out.mkdir(parents=True, exist_ok=True)
         # Stages not run now keep their figures from the last run, each with its own time.
-        self.results = res.load(self.out / "bench.json")
+        self.results = res.load(self.out / "bench.json", self.log)
         self.results.machine, self.results.quick = machine(), self.quick
         for stage in stages:
             t0 = time.monotonic()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sensorpipe.proof import report_long
+from sensorpipe.proof import report_long, report_peer
 from sensorpipe.proof import results as res
 from sensorpipe.proof.report_long import mark
 
@@ -32,6 +32,8 @@ def render(r: res.BenchResults, command: str) -> str:
         out += _api(r.api)
     if r.storage:
         out += report_long.storage(r.storage)
+    if r.peer:
+        out += report_peer.peer(r.peer)
     if r.soak:
         out += report_long.soak(r.soak)
     return "\n".join(out) + "\n"

@@ -10,6 +10,7 @@ a codec's table part) stay dicts; everything else is a field.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -194,6 +195,40 @@ class StorageResult(Stage, kw_only=True):
     postgres_bytes_per_event: float
 
 
+# -- peer ----------------------------------------------------------------------------------
+class SinkRun(_Struct, kw_only=True):
+    """One sink's drain of the preloaded events (proof.peer_stage)."""
+
+    sink: str
+    events: int
+    seconds: float
+    events_per_s: int
+    cpu_us_per_event: dict[str, float]  # process (the sink, postgres, kafka) -> CPU us per event
+    events_per_cpu_s: int  # events over the CPU of all three
+    peak_rss_mb: float  # the sink process
+    failed: list[str] = []  # the first line of each failed task's error
+
+
+class Outcome(_Struct, kw_only=True):
+    case: str
+    fed: int  # messages
+    ours: str
+    peers: list[str]  # one per configuration of Correctness.peer_configs
+
+
+class Correctness(_Struct, kw_only=True):
+    peer_configs: list[str]
+    outcomes: list[Outcome]
+    peer_failed: list[list[str]]  # per configuration: the first line of each failed task's error
+
+
+class PeerResult(Stage, kw_only=True):
+    peer: str  # the peer's versions
+    events: int
+    runs: list[SinkRun]
+    correctness: Correctness
+
+
 # -- soak ----------------------------------------------------------------------------------
 class SoakSample(_Struct, kw_only=True):
     t: int
@@ -281,7 +316,7 @@ class SoakResult(Stage, kw_only=True):
     tiers_at_end: Tiers | None = None
 
 
-class BenchResults(_Struct, kw_only=True):
+class BenchResults(_Struct, kw_only=True, omit_defaults=True):
     machine: Machine | None = None
     quick: bool = False
     producer: ProducerResult | None = None
@@ -289,14 +324,28 @@ class BenchResults(_Struct, kw_only=True):
     e2e: E2EResult | None = None
     api: ApiResult | None = None
     storage: StorageResult | None = None
+    peer: PeerResult | None = None
     soak: SoakResult | None = None
 
 
-def load(path: Path) -> BenchResults:
-    """The results in `path`, or none if it does not exist."""
+def load(path: Path, log: Callable[[str], None] = lambda _m: None) -> BenchResults:
+    """The results in `path`, or none if it does not exist. A stage recorded in a shape these
+    structs no longer read (a field since made required) is left out, and said so: the next
+    run of that stage records it again."""
     if not path.is_file():
         return BenchResults()
-    return msgspec.json.decode(path.read_bytes(), type=BenchResults)
+    raw = msgspec.json.decode(path.read_bytes())
+    if not isinstance(raw, dict):
+        raise msgspec.ValidationError(f"{path} does not hold benchmark results")
+    kept = {}
+    for name, value in raw.items():
+        try:
+            msgspec.convert({name: value}, BenchResults)
+        except msgspec.ValidationError as e:
+            log(f"{path}: the recorded {name} results are in an older shape and are left out ({e})")
+            continue
+        kept[name] = value
+    return msgspec.convert(kept, BenchResults)
 
 
 def save(results: BenchResults, path: Path) -> None:

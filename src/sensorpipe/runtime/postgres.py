@@ -300,6 +300,11 @@ class LocalPostgres:
             hba.write_text(HBA)  # keeps the file's owner: the server user
             conn.execute("SELECT pg_reload_conf()")
 
+    def password(self) -> str:
+        """The cluster's password, for a client that cannot read the password file (a JDBC
+        driver); never to be printed."""
+        return self._password()
+
     def _password(self) -> str:
         """The password from the password file, written first if there is none."""
         if self.passfile.is_file():

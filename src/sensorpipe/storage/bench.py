@@ -91,6 +91,31 @@ def replayed(conn: psycopg.Connection[tuple[Any, ...]]) -> int:
     return _one(conn, _REPLAYED)
 
 
+_DRAIN_SPAN = "SELECT count(*), extract(epoch FROM max(ingested_at) - min(ingested_at)) FROM metrics"
+_VALUES_OF = "SELECT event_id, value FROM metrics WHERE event_id = ANY(%s) ORDER BY event_id, ts"
+_DEAD_AT = "SELECT kafka_partition, kafka_offset, reason FROM dead_letters"
+
+
+def drain_span(dsn: str) -> tuple[int, float]:
+    """(rows in metrics, seconds from the first inserted to the last)."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(_DRAIN_SPAN).fetchone()
+    assert row is not None
+    return int(row[0]), float(row[1] or 0.0)
+
+
+def values_of(dsn: str, event_ids: list[str]) -> list[tuple[str, float]]:
+    """(event_id, value) of every stored row of `event_ids`."""
+    with psycopg.connect(dsn) as conn:
+        return [(r[0], float(r[1])) for r in conn.execute(_VALUES_OF, (event_ids,))]
+
+
+def dead_letters(dsn: str) -> dict[tuple[int, int], str]:
+    """(partition, offset) -> reason of every dead letter."""
+    with psycopg.connect(dsn) as conn:
+        return {(int(p), int(o)): str(r) for p, o, r in conn.execute(_DEAD_AT)}
+
+
 def rows_of(dsn: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn) as conn:
         return conn.execute(_ROWS).fetchall()
