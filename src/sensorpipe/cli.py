@@ -394,7 +394,10 @@ def audit(
 
 @app.command()
 def bench(
-    stage: Annotated[str, typer.Argument(help="producer, consumer, e2e, api, storage, all; or soak")] = "all",
+    stage: Annotated[
+        str,
+        typer.Argument(help="producer, consumer, e2e, api, storage, peer, all; soak; or report (render only)"),
+    ] = "all",
     quick: Annotated[bool, typer.Option("--quick", help="Smaller sizes, for a smoke run.")] = False,
     minutes: Annotated[float, typer.Option(min=1, max=1440, help="soak: how long the load runs.")] = 30,
     rate: Annotated[int, typer.Option(min=100, max=200_000, help="soak: events/s offered.")] = 20_000,
@@ -405,21 +408,25 @@ def bench(
     from sensorpipe.proof.bench import STAGES, Bench
     from sensorpipe.proof.demo import Stack
     from sensorpipe.proof.report import charts, render
+    from sensorpipe.proof.results import load
 
-    stages = list(STAGES) if stage == "all" else [stage]
+    stages = list(STAGES) if stage == "all" else [] if stage == "report" else [stage]
     if any(s not in (*STAGES, "soak") for s in stages):
-        raise typer.BadParameter(f"unknown stage {stage!r}: choose {', '.join(STAGES)}, all or soak")
+        raise typer.BadParameter(f"unknown stage {stage!r}: choose {', '.join(STAGES)}, all, soak or report")
     published = report.parent / "docs" / "bench"
     if not (out / "bench.json").is_file() and (published / "bench.json").is_file():
         # stages not run now keep their published figures (a fresh clone has no `out` yet)
         out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(published / "bench.json", out / "bench.json")
-    stack = Stack(_state_dir(), _say)
-    stack.ensure(("--no-producer", "--no-api", "--consumers", "0"))
-    try:
-        results = Bench(_state_dir(), out, _say, quick=quick, soak=(minutes, rate)).run(stages)
-    finally:
-        stack.stop()
+    if stages:
+        stack = Stack(_state_dir(), _say)
+        stack.ensure(("--no-producer", "--no-api", "--consumers", "0"))
+        try:
+            results = Bench(_state_dir(), out, _say, quick=quick, soak=(minutes, rate)).run(stages)
+        finally:
+            stack.stop()
+    else:  # report: render the recorded figures again
+        results = load(out / "bench.json", _say)
     charts(results, out)
     # The raw figures and the chart are published beside the report (the logs stay in `out`).
     published.mkdir(parents=True, exist_ok=True)

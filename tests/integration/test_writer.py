@@ -393,3 +393,37 @@ def test_the_lookup_of_known_ids_probes_the_index_whatever_the_batch_size(db_dsn
         )
     assert "Index Scan using processed_events_pkey" in plan or "Index Only Scan" in plan, plan
     assert "Seq Scan on processed_events" not in plan, plan
+
+
+def test_a_rollup_row_changes_only_by_gaining_events(db_dsn: str) -> None:
+    """The rule the API's hour cache relies on: a minute's rollup row changes only when new
+    events are stored in it, and then its count goes up by exactly those; a redelivered
+    batch, a duplicate at another offset and a conflicting copy leave it as it was."""
+    w = BatchWriter(db_dsn, retention_days=7)
+    minute = int(time.time() // 60 * 60 * 1e6)
+    first = _cols([("r", i, float(i), 0, i) for i in range(5)], minute)
+
+    def row() -> tuple[int, float, float, float]:
+        with psycopg.connect(db_dsn) as conn:
+            got = conn.execute(
+                "SELECT count, sum, min, max FROM metrics_1m WHERE sensor_id = 'r' AND minute = to_timestamp(%s)",
+                (minute / 1e6,),
+            ).fetchone()
+        assert got is not None
+        return got
+
+    assert w.write(first, []).stored == 5
+    before = row()
+    assert before == (5, 10.0, 0.0, 4.0)
+    w.write(first, [])  # redelivered whole
+    again = first.take([1])
+    again.koff[0] = 50  # the same event at another offset: a duplicate
+    conflict = first.take([2])
+    conflict.koff[0], conflict.chash[0], conflict.value[0] = 51, 999, 1e6  # the same id, other content
+    for extra in (again, conflict):
+        assert w.write(extra, []).stored == 0
+    assert row() == before
+    more = _cols([("r", 10 + i, 100.0, 0, 60 + i) for i in range(3)], minute)
+    assert w.write(more, []).stored == 3
+    assert row() == (8, 310.0, 0.0, 100.0)  # grew by exactly the new events
+    w.close()

@@ -43,14 +43,28 @@ def _run(cpu_s: dict[str, float], produced: int) -> dict[str, Any]:
     return {"machine": machine, "e2e": {"rates": [rate], "probes": [], "max_sustainable": 20_000}}
 
 
-def test_cpu_per_event_and_the_ceiling_it_implies() -> None:
-    text = render(_run({"producer": 10.0, "consumer": 10.0, "kafka": 10.0, "postgres": 50.0}, 1_000_000), "cmd")
+def test_cpu_per_event_against_the_transport_floor_and_the_ceiling_it_implies() -> None:
+    r = _run({"producer": 10.0, "consumer": 10.0, "kafka": 10.0, "postgres": 50.0}, 1_000_000)
+    text = render(r, "cmd")
     assert "| producer | 10.0 | 10.0 | 1.0 MB |" in text
     assert "| postgres | 50.0 | 50.0 | 1.0 MB |" in text
-    # 80 us per event on 2 cores: at most 2,000,000 / 80 = 25,000 events/s
-    assert "Together 80.0 us of CPU per event" in text
-    assert "at most 25,000 events/s" in text
-    assert "40,000/s would need at most 50.0 us per event" in text
+    assert "The transport floor, measured" not in text  # runs recorded before the floor
+    floor = {
+        "ProducerPerformance": 8.0,
+        "ConsumerPerformance": 4.0,
+        "kafka": 10.0,
+        "COPY client": 3.0,
+        "postgres": 15.0,
+    }
+    r["e2e"]["floor"] = {"events": 1_000_000, "cpu_us_per_event": floor}
+    text = render(r, "cmd")
+    assert "| ConsumerPerformance | 4.0 |" in text and "| **all** | **40.0** |" in text
+    # 80 us per event against a floor of 40: exactly the 2x allowed
+    assert "CPU per event ≤ 2 × the transport floor: met (80.0 us against 40.0 us, 2.00 ×)" in text
+    # on 2 cores: at most 2,000,000 / 80 = 25,000 events/s, and 50,000 through the floor
+    assert "2 cores could carry at most 25,000 events/s through sensorpipe, and 50,000 events/s" in text
+    r["e2e"]["floor"]["cpu_us_per_event"]["postgres"] = 5.0
+    assert "**missed** (80.0 us against 30.0 us, 2.67 ×)" in render(r, "cmd")
 
 
 def _storage(total_heap: float) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from sensorpipe.contracts.disk import du
 from sensorpipe.contracts.events import encode_event
 from sensorpipe.proof import results as res
+from sensorpipe.proof.floor import transport_floor
 from sensorpipe.proof.measure import (
     ProcStats,
     consumer_lag,
@@ -173,9 +174,11 @@ class Bench:
         k = self.topic("perf")
         records = 1_000_000 if self.quick else 3_000_000
         self.log(f"producer: Kafka ProducerPerformance, {records:,} records of {size} bytes, acks=all, idempotent")
+        (self.out / "tmp").mkdir(parents=True, exist_ok=True)
         cmd = [
             "java",
             "-Xmx512m",
+            f"-Djava.io.tmpdir={self.out / 'tmp'}",  # its extracted native libraries, kept out of /tmp
             "-cp",
             classpath(self.kafka.libs_dir),
             "org.apache.kafka.tools.ProducerPerformance",
@@ -408,6 +411,7 @@ class Bench:
                 else:
                     hi = mid
         out.max_sustainable = best
+        out.floor = transport_floor(self, 200_000 if self.quick else 1_000_000)
         return out
 
     # -- 6. soak (not part of `all`) ----------------------------------------------------------

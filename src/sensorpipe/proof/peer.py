@@ -177,6 +177,7 @@ class Worker:
             "-Xmx2G",  # the heap connect-standalone.sh gives a worker
             "-XX:+UseG1GC",
             "-Djava.awt.headless=true",
+            f"-Djava.io.tmpdir={self.home}",  # native libraries it extracts stay with the run
             f"-Dlog4j2.configurationFile={log4j}",
             f"-Dkafka.logs.dir={self.home}",
             "-Dsensorpipe.node=connect",

@@ -132,10 +132,18 @@ class RateRun(Probe, kw_only=True):
     backlog_series: list[tuple[float, int]] = []
 
 
+class Floor(_Struct, kw_only=True):
+    """The transport floor (proof.floor): CPU per event of the least work of this shape."""
+
+    events: int
+    cpu_us_per_event: dict[str, float]  # tool or process -> CPU us per event
+
+
 class E2EResult(Stage, kw_only=True):
     rates: list[RateRun]
     probes: list[Probe] = []
     max_sustainable: int
+    floor: Floor | None = None
 
 
 # -- api -----------------------------------------------------------------------------------

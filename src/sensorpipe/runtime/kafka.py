@@ -242,6 +242,11 @@ class LocalKafka:
 
     def command(self, node: int, java: str, cp: str, log4j: str, config: Path) -> list[str]:
         heap = self.settings.heap
+        # The JVM's temporary files (lz4-java extracts its native library there on every start,
+        # and a killed broker leaves it behind) stay in the node's folder, which `down --purge`
+        # removes, instead of piling up in the machine's /tmp.
+        tmp = self.home / f"node-{node}" / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
         return [
             java,
             f"-Xmx{heap}",
@@ -249,6 +254,7 @@ class LocalKafka:
             "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true",
+            f"-Djava.io.tmpdir={tmp}",
             f"-Dlog4j2.configurationFile={log4j}",
             f"-Dkafka.logs.dir={self.logs}",
             f"-Dsensorpipe.node={node}",

@@ -116,6 +116,31 @@ def dead_letters(dsn: str) -> dict[tuple[int, int], str]:
         return {(int(p), int(o)): str(r) for p, o, r in conn.execute(_DEAD_AT)}
 
 
+# The transport floor's table (proof.floor): the rows with one unique key and nothing else.
+# A benchmark fixture, not part of the store, so it is created here and not by a migration.
+_FLOOR_TABLE = """
+CREATE TABLE floor_rows (
+    ts timestamptz NOT NULL, sensor_id text NOT NULL, event_id text PRIMARY KEY, value float8 NOT NULL,
+    seq bigint NOT NULL
+)
+"""
+_FLOOR_COPY = "COPY floor_rows (ts, sensor_id, event_id, value, seq) FROM STDIN (FORMAT BINARY)"
+
+
+def create_floor_table(dsn: str) -> None:
+    with psycopg.connect(dsn) as conn:
+        conn.execute(_FLOOR_TABLE)
+
+
+def copy_floor(dsn: str, rows: list[tuple[Any, ...]]) -> None:
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        with cur.copy(_FLOOR_COPY) as copy:
+            copy.set_types(["timestamptz", "text", "text", "float8", "int8"])
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+
+
 def rows_of(dsn: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn) as conn:
         return conn.execute(_ROWS).fetchall()

@@ -110,6 +110,11 @@ UNION ALL
 SELECT false, kpart, 1, pos::text, spart, soff, shash FROM x WHERE again IS NOT TRUE
 """
 
+# The rollups only grow: a batch adds its new rows' count, sum, min and max to the rows of
+# their minute and hour, and nothing else ever changes a rollup row but retention deleting
+# whole days. Duplicates, redeliveries and conflicts never reach this statement (they were
+# not claimed). The API's cache of rendered hours relies on it: an hour whose (rows, events)
+# are unchanged holds the same values (api/hours.py). The writer tests hold the rule.
 _WRITE_NEW = """
 WITH m AS (
     INSERT INTO metrics (ts, sensor_id, event_id, value, seq, kafka_partition, kafka_offset)
