@@ -95,8 +95,13 @@ def test_the_report_judges_us_against_the_peers_best_configuration() -> None:
     assert "| poison: wrong_type | 1 | nothing stored | rows stored: 1 | nothing stored |" in text
     assert "(1 task, unnest on) stopped on: `org.apache.kafka.connect.errors.ConnectException: no partition`" in text
     assert "(1 task, unnest off) stopped on" not in text
+    assert "where the CPU goes" not in text
     p.runs[0].events_per_cpu_s = 50_000
-    assert "**missed** (2.00 ×" in "\n".join(report_peer.peer(p))
+    profile = res.Profile(seconds=1.0, events=1, events_per_s=1, share={"decode": 0.5, "kafka": 0.2, "x": 0.1}, text="")
+    missed = "\n".join(report_peer.peer(p, profile))
+    assert "**missed** (2.00 ×" in missed
+    assert "the sink process 5.0 us per event for sensorpipe against 5.0 for the peer; PostgreSQL 7.5" in missed
+    assert "its profile in the consumer section): decode 50%, kafka 20%" in missed
 
 
 def test_a_failed_task_is_reported_by_its_root_cause() -> None:

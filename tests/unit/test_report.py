@@ -63,8 +63,12 @@ def test_cpu_per_event_against_the_transport_floor_and_the_ceiling_it_implies() 
     assert "CPU per event ≤ 2 × the transport floor: met (80.0 us against 40.0 us, 2.00 ×)" in text
     # on 2 cores: at most 2,000,000 / 80 = 25,000 events/s, and 50,000 through the floor
     assert "2 cores could carry at most 25,000 events/s through sensorpipe, and 50,000 events/s" in text
+    assert "by process" not in text
     r["e2e"]["floor"]["cpu_us_per_event"]["postgres"] = 5.0
-    assert "**missed** (80.0 us against 30.0 us, 2.67 ×)" in render(r, "cmd")
+    missed = render(r, "cmd")
+    assert "**missed** (80.0 us against 30.0 us, 2.67 ×)" in missed
+    assert "consumer 10.0 against 7.0 (ConsumerPerformance + COPY client); kafka 10.0 against 10.0" in missed
+    assert "postgres 50.0 against 5.0 (postgres)" in missed
 
 
 def _storage(total_heap: float) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from sensorpipe.proof.report_long import mark
 PEER_TARGET = 3.0  # our events per CPU-second over the peer's best
 
 
-def peer(p: res.PeerResult) -> list[str]:
+def peer(p: res.PeerResult, profile: res.Profile | None = None) -> list[str]:
     ours, others = p.runs[0], p.runs[1:]
     out = [
         "## Against a peer: Kafka Connect with the Debezium JDBC sink",
@@ -47,7 +47,26 @@ def peer(p: res.PeerResult) -> list[str]:
             f"- ≥ {PEER_TARGET:g} × the peer's events per CPU-second: {mark(ratio >= PEER_TARGET)} "
             f"({ratio:.2f} × its best configuration, {best.sink})",
         ]
+        if ratio < PEER_TARGET:
+            out += _where_cpu_goes(ours, best, profile)
     return [*out, "", *_correctness(p.correctness), *_guarantees()]
+
+
+def _where_cpu_goes(ours: res.SinkRun, best: res.SinkRun, profile: res.Profile | None) -> list[str]:
+    """The profile behind a missed ratio: the cost by process, and the consumer's own profile."""
+    pg_ours, pg_peer = ours.cpu_us_per_event.get("postgres", 0.0), best.cpu_us_per_event.get("postgres", 0.0)
+    sink_ours = next((v for k, v in ours.cpu_us_per_event.items() if k not in ("postgres", "kafka")), 0.0)
+    sink_peer = next((v for k, v in best.cpu_us_per_event.items() if k not in ("postgres", "kafka")), 0.0)
+    out = [
+        f"- where the CPU goes: the sink process {sink_ours} us per event for sensorpipe against {sink_peer} for "
+        f"the peer; PostgreSQL {pg_ours} against {pg_peer}, for the dedupe claim, the rollups and the sensor "
+        "statistics sensorpipe writes beside each row (their statements' costs: `docs/decisions/006-write-"
+        "statements.md`)"
+    ]
+    if profile is not None:
+        top = ", ".join(f"{k} {v:.0%}" for k, v in sorted(profile.share.items(), key=lambda kv: -kv[1])[:2])
+        out.append(f"- the consumer's own wall time (its profile in the consumer section): {top}")
+    return out
 
 
 def _correctness(c: res.Correctness) -> list[str]:
