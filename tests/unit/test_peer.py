@@ -116,3 +116,40 @@ def test_a_failed_task_is_reported_by_its_root_cause() -> None:
     )
     assert peer._root_cause("java.lang.OutOfMemoryError: heap\n\tat x") == "java.lang.OutOfMemoryError: heap"
     assert peer._root_cause("") == ""
+
+
+def test_the_rates_table_puts_ours_and_the_peer_side_by_side() -> None:
+    ours = res.E2EResult(
+        rates=[
+            res.RateRun(
+                rate=20_000,
+                seconds=60.0,
+                produced=1_200_000,
+                drained=True,
+                max_lag=1,
+                max_backlog=1,
+                lag_steady=True,
+                latency_ms=res.Latency(p50=180.0, p95=250.0, p99=290.0, rows=1_200_000),
+                resources={
+                    "producer": res.Proc(peak_rss_mb=70.0, cpu_s=6.0),
+                    "consumer": res.Proc(peak_rss_mb=90.0, cpu_s=6.0),
+                    "postgres": res.Proc(peak_rss_mb=2000.0, cpu_s=24.0),
+                },
+            )
+        ],
+        max_sustainable=50_000,
+    )
+    theirs = res.PeerRate(
+        rate=20_000,
+        produced=1_200_000,
+        stored=1_200_000,
+        drained=True,
+        p50_ms=400.0,
+        p99_ms=900.0,
+        cpu_us_per_event={"producer": 5.0, "connect": 12.0, "kafka": 2.0, "postgres": 6.0},
+        peak_rss_mb=950.0,
+    )
+    text = "\n".join(report_peer._rates([theirs], ours))
+    assert "| 20,000/s | sensorpipe | 1,200,000 | 1,200,000 | 180.0 | 290.0 | 30.0 | 90.0 MB |" in text
+    assert "| 20,000/s | Connect + Debezium | 1,200,000 | 1,200,000 | 400.0 | 900.0 | 25.0 | 950.0 MB |" in text
+    assert report_peer._rates([], ours) == []

@@ -42,6 +42,7 @@ DRAIN_TIMEOUT_S = 900
 
 def peer_stage(b: Bench) -> res.PeerResult:
     from sensorpipe.proof.peer_check import correctness
+    from sensorpipe.proof.peer_rates import peer_rates
 
     n = 200_000 if b.quick else 1_000_000
     k, _producer = b.preload(n, "peer")
@@ -49,7 +50,8 @@ def peer_stage(b: Bench) -> res.PeerResult:
     runs = [ours(b, k, events)]
     for plan in PLANS:
         runs.append(connect(b, k, events, plan))
-    return res.PeerResult(events=events, runs=runs, correctness=correctness(b), peer=versions())
+    b.drop_topics()  # a million events, four times over: not kept while the rates run
+    return res.PeerResult(events=events, runs=runs, correctness=correctness(b), rates=peer_rates(b), peer=versions())
 
 
 def versions() -> str:

@@ -34,7 +34,7 @@ def render(r: res.BenchResults, command: str) -> str:
     if r.storage:
         out += report_long.storage(r.storage)
     if r.peer:
-        out += report_peer.peer(r.peer, r.consumer.profile if r.consumer else None)
+        out += report_peer.peer(r.peer, r.consumer.profile if r.consumer else None, r.e2e)
     if r.soak:
         out += report_long.soak(r.soak)
     return "\n".join(out) + "\n"

@@ -9,7 +9,7 @@ from sensorpipe.proof.report_long import mark
 PEER_TARGET = 3.0  # our events per CPU-second over the peer's best
 
 
-def peer(p: res.PeerResult, profile: res.Profile | None = None) -> list[str]:
+def peer(p: res.PeerResult, profile: res.Profile | None = None, e2e: res.E2EResult | None = None) -> list[str]:
     ours, others = p.runs[0], p.runs[1:]
     out = [
         "## Against a peer: Kafka Connect with the Debezium JDBC sink",
@@ -49,7 +49,7 @@ def peer(p: res.PeerResult, profile: res.Profile | None = None) -> list[str]:
         ]
         if ratio < PEER_TARGET:
             out += _where_cpu_goes(ours, best, profile)
-    return [*out, "", *_correctness(p.correctness), *_guarantees()]
+    return [*out, "", *_rates(p.rates, e2e), *_correctness(p.correctness), *_guarantees()]
 
 
 def _where_cpu_goes(ours: res.SinkRun, best: res.SinkRun, profile: res.Profile | None) -> list[str]:
@@ -67,6 +67,35 @@ def _where_cpu_goes(ours: res.SinkRun, best: res.SinkRun, profile: res.Profile |
         top = ", ".join(f"{k} {v:.0%}" for k, v in sorted(profile.share.items(), key=lambda kv: -kv[1])[:2])
         out.append(f"- the consumer's own wall time (its profile in the consumer section): {top}")
     return out
+
+
+def _rates(rates: list[res.PeerRate], e2e: res.E2EResult | None) -> list[str]:
+    """Both end to end at the same offered rates: ours from the e2e stage, the peer's here."""
+    if not rates:
+        return []
+    out = [
+        "End to end at the e2e stage's offered rates (2,000 sensors; latency from event time to the row's "
+        "insert; CPU per produced event, all processes: producer, sink, broker, PostgreSQL):",
+        "",
+        "| rate | sink | produced | stored | p50 ms | p99 ms | CPU us/event | sink peak RSS |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    ours = {r.rate: r for r in e2e.rates} if e2e else {}
+    for p in rates:
+        o = ours.get(p.rate)
+        if o is not None:
+            cpu = sum(c.cpu_s for c in o.resources.values()) / max(o.produced, 1) * 1e6
+            rss = o.resources["consumer"].peak_rss_mb if "consumer" in o.resources else ""
+            out.append(
+                f"| {p.rate:,}/s | sensorpipe | {o.produced:,} | {o.latency_ms.rows:,} | {o.latency_ms.p50} "
+                f"| {o.latency_ms.p99} | {cpu:.1f} | {rss} MB |"
+            )
+        failed = " (task failed)" if p.failed else ""
+        out.append(
+            f"| {p.rate:,}/s | Connect + Debezium{failed} | {p.produced:,} | {p.stored:,} | {p.p50_ms} | {p.p99_ms} "
+            f"| {sum(p.cpu_us_per_event.values()):.1f} | {p.peak_rss_mb} MB |"
+        )
+    return [*out, ""]
 
 
 def _correctness(c: res.Correctness) -> list[str]:

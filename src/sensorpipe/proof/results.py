@@ -230,11 +230,26 @@ class Correctness(_Struct, kw_only=True):
     peer_failed: list[list[str]]  # per configuration: the first line of each failed task's error
 
 
+class PeerRate(_Struct, kw_only=True):
+    """The peer end to end at one offered rate (proof.peer_rates)."""
+
+    rate: int
+    produced: int
+    stored: int
+    drained: bool
+    p50_ms: float | None
+    p99_ms: float | None
+    cpu_us_per_event: dict[str, float]  # process -> CPU us per produced event
+    peak_rss_mb: float  # the Connect worker
+    failed: list[str] = []
+
+
 class PeerResult(Stage, kw_only=True):
     peer: str  # the peer's versions
     events: int
     runs: list[SinkRun]
     correctness: Correctness
+    rates: list[PeerRate] = []
 
 
 # -- soak ----------------------------------------------------------------------------------
