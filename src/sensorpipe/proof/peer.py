@@ -159,6 +159,11 @@ class Worker:
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
+    def group(self) -> str:
+        """The consumer group Connect gives a sink connector."""
+        return f"connect-{self.name}"
+
+    @property
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid

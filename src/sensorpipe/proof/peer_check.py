@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
 import psycopg
@@ -28,8 +28,7 @@ from sensorpipe.contracts.events import encode_event
 from sensorpipe.producer.poison import BUILDERS
 from sensorpipe.proof import peer
 from sensorpipe.proof import results as res
-from sensorpipe.proof.measure import free_port
-from sensorpipe.proof.peer_stage import target, wait_idle
+from sensorpipe.proof.peer_stage import wait_idle, worker
 from sensorpipe.settings import KafkaSettings
 from sensorpipe.storage import bench as bq
 from sensorpipe.storage import peer as sq
@@ -132,17 +131,13 @@ def correctness(b: Bench) -> res.Correctness:
     b.log("peer: correctness, the same duplicates and poison fed to sensorpipe and to the peer")
     k = b.topic("peercheck")
     ours_dsn = b.database("check_ours")
-    today = datetime.now(UTC).date()
     workers: list[tuple[peer.Worker, str]] = []
     consumer = b.spawn(["consumer"], b.env(k, ours_dsn, SENSORPIPE_CONSUMER_GROUP_ID=f"bench-check-{k.topic}"))
     with ExitStack() as stack:
         stack.callback(consumer.wait, 60)
         stack.callback(consumer.terminate)
         for i, plan in enumerate(CHECKED):
-            dsn = b.database(f"check_peer{i}")
-            sq.create_table(dsn, today - timedelta(days=b.db.retention_days), today + timedelta(days=3))
-            name = f"peer-{uuid.uuid4().hex[:6]}"
-            w = peer.Worker(b.state_dir / "bench" / name, target(b, k, dsn), plan, free_port(), name)
+            w, dsn = worker(b, k, f"check_peer{i}", plan)
             workers.append((stack.enter_context(w), dsn))
         for w, _ in workers:
             w.wait_running()

@@ -11,14 +11,12 @@ process, over the whole run.
 from __future__ import annotations
 
 import time
-import uuid
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sensorpipe.proof import peer
 from sensorpipe.proof import results as res
-from sensorpipe.proof.measure import ProcStats, consumer_lag, free_port, platform_pids
-from sensorpipe.proof.peer_stage import target
+from sensorpipe.proof.measure import ProcStats, consumer_lag, platform_pids
+from sensorpipe.proof.peer_stage import worker
 from sensorpipe.storage import peer as sq
 
 if TYPE_CHECKING:
@@ -36,12 +34,9 @@ def peer_rates(b: Bench) -> list[res.PeerRate]:
 def peer_rate(b: Bench, rate: int, seconds: float) -> res.PeerRate:
     b.log(f"peer: Kafka Connect + Debezium ({PLAN.label}) at {rate:,} events/s for {seconds:.0f}s")
     k = b.topic(f"peer_e2e{rate}")
-    dsn = b.database(f"peer_e2e{rate}")
-    today = datetime.now(UTC).date()
-    sq.create_table(dsn, today - timedelta(days=b.db.retention_days), today + timedelta(days=3))
-    name = f"peer-{uuid.uuid4().hex[:6]}"
+    w, dsn = worker(b, k, f"peer_e2e{rate}", PLAN)
     pids = platform_pids(b.state_dir)
-    with peer.Worker(b.state_dir / "bench" / name, target(b, k, dsn), PLAN, free_port(), name) as w:
+    with w:
         w.wait_running()
         prod = b.spawn(["producer", "--rate", str(rate), "--sensors", "2000", "--duration", str(seconds)], b.env(k))
         stats = {
@@ -55,7 +50,7 @@ def peer_rate(b: Bench, rate: int, seconds: float) -> res.PeerRate:
         deadline = time.monotonic() + 120
         drained = False
         while time.monotonic() < deadline and not w.failed_tasks():
-            if consumer_lag(k, f"connect-{name}", hw) == 0:
+            if consumer_lag(k, w.group, hw) == 0:
                 drained = True
                 break
             time.sleep(1.0)

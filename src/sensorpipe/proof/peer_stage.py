@@ -16,10 +16,12 @@ feeds both the same duplicates and poison and reports what each did with them.
 
 from __future__ import annotations
 
+import shutil
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -44,6 +46,7 @@ def peer_stage(b: Bench) -> res.PeerResult:
     from sensorpipe.proof.peer_check import correctness
     from sensorpipe.proof.peer_rates import peer_rates
 
+    shutil.rmtree(runs_home(b), ignore_errors=True)
     n = 200_000 if b.quick else 1_000_000
     k, _producer = b.preload(n, "peer")
     events = b.high_watermark(k)
@@ -79,33 +82,48 @@ def ours(b: Bench, k: KafkaSettings, events: int) -> res.SinkRun:
 def connect(b: Bench, k: KafkaSettings, events: int, plan: peer.SinkPlan) -> res.SinkRun:
     label = f"Kafka Connect + Debezium JDBC sink ({plan.label})"
     b.log(f"peer: {label} drains {events:,} events")
-    dsn = b.database(f"peer_{plan.tasks}_{int(plan.unnest)}")
-    today = datetime.now(UTC).date()
-    sq.create_table(dsn, today - timedelta(days=b.db.retention_days), today + timedelta(days=3))
-    name = f"peer-{uuid.uuid4().hex[:6]}"
-    with peer.Worker(b.state_dir / "bench" / name, target(b, k, dsn), plan, free_port(), name) as w:
+    w, dsn = worker(b, k, f"peer_{plan.tasks}_{int(plan.unnest)}", plan)
+    with w:
         w.wait_running()
         # Progress is read from the connector's committed offsets (it commits after its rows
         # are written): counting a million rows twice a second would bill PostgreSQL for it.
-        group, hw = f"connect-{name}", b.high_watermark(k)
         with psycopg.connect(dsn, autocommit=True) as conn:
             costs = _measure(
-                b, "connect", w.pid, lambda: sq.any_row(conn), lambda: consumer_lag(k, group, hw) == 0, w.failed_tasks
+                b,
+                "connect",
+                w.pid,
+                lambda: sq.any_row(conn),
+                lambda: consumer_lag(k, w.group, events) == 0,
+                w.failed_tasks,
             )
         failed = w.failed_tasks()
     rows, seconds, _p50, _p99 = sq.span(dsn)
     return _run(label, rows, seconds, costs, failed)
 
 
-def target(b: Bench, k: KafkaSettings, dsn: str) -> peer.Target:
-    db = urlsplit(dsn).path.lstrip("/")
-    return peer.Target(
+def worker(b: Bench, k: KafkaSettings, database: str, plan: peer.SinkPlan) -> tuple[peer.Worker, str]:
+    """A worker (not started) that sinks `k`'s topic into a fresh database `database` holding
+    the peer's table, with day partitions for the same window as `metrics`; and that
+    database's DSN. Its dead-letter topic is the run's, deleted with its other topics."""
+    dsn = b.database(database)
+    today = datetime.now(UTC).date()
+    sq.create_table(dsn, today - timedelta(days=b.db.retention_days), today + timedelta(days=3))
+    name = f"peer-{uuid.uuid4().hex[:6]}"
+    t = peer.Target(
         bootstrap=k.bootstrap(),
         topic=k.topic,
-        jdbc_url=f"jdbc:postgresql://127.0.0.1:{b.db.port}/{db}",
+        jdbc_url=f"jdbc:postgresql://127.0.0.1:{b.db.port}/{urlsplit(dsn).path.lstrip('/')}",
         user=b.db.user,
         password=b.pg.password(),
     )
+    b.topics.append(t.dlq_topic)
+    return peer.Worker(runs_home(b) / name, t, plan, free_port(), name), dsn
+
+
+def runs_home(b: Bench) -> Path:
+    """Where this stage's workers keep their configuration, logs and offsets: one folder per
+    worker, under one that each run of the stage empties first, so only the last run's stay."""
+    return b.state_dir / "bench" / "connect"
 
 
 def _measure(

@@ -238,15 +238,20 @@ class LocalKafka:
         return self._spawn(node, java_binary(), classpath(self.libs_dir), str(log4j), config)
 
     def _spawn(self, node: int, java: str, cp: str, log4j: str, config: Path) -> subprocess.Popen[bytes]:
+        # The node's JVM temporary files (lz4-java extracts its native library at every start,
+        # and a killed broker leaves it behind) live in its own folder, emptied before each
+        # start, so they neither pile up in the machine's temporary folder nor across restarts.
+        tmp = self._tmp(node)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
         return spawn(self.command(node, java, cp, log4j, config), self.logs / f"kafka-{node}.out")
+
+    def _tmp(self, node: int) -> Path:
+        return self.home / f"node-{node}" / "tmp"
 
     def command(self, node: int, java: str, cp: str, log4j: str, config: Path) -> list[str]:
         heap = self.settings.heap
-        # The JVM's temporary files (lz4-java extracts its native library there on every start,
-        # and a killed broker leaves it behind) stay in the node's folder, which `down --purge`
-        # removes, instead of piling up in the machine's /tmp.
-        tmp = self.home / f"node-{node}" / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
+        tmp = self._tmp(node)
         return [
             java,
             f"-Xmx{heap}",
