@@ -12,8 +12,7 @@ from urllib.parse import urlsplit
 import psycopg
 
 from sensorpipe.proof import peer
-from sensorpipe.proof.measure import free_port
-from sensorpipe.proof.peer_check import _high_watermark
+from sensorpipe.proof.measure import free_port, topic_end
 from sensorpipe.runtime.supervisor import Platform
 from sensorpipe.storage import peer as sq
 
@@ -48,15 +47,15 @@ def test_the_peer_drains_dead_letters_converter_errors_and_stops_on_a_refused_ro
     produce(bootstrap, topics.main, [(b"sensor-00000", b'{"sensor_id": "sensor-00000", "value": ', None)])
     with _worker(platform, topics, dsn, tmp_path) as w, psycopg.connect(dsn, autocommit=True) as conn:
         w.wait_running()
-        wait_until(lambda: sq.count(conn) == len(events), 120, "the peer drained the topic")
+        wait_until(lambda: sq.shape(dsn)[0] == len(events), 120, "the peer drained the topic")
         stored = {r[0] for r in conn.execute("SELECT event_id FROM peer_metrics")}
         assert stored == {e.event_id for e in events}
         dlq = w.target.dlq_topic
-        wait_until(lambda: _high_watermark(bootstrap, dlq) == 1, 60, "the malformed JSON was dead-lettered")
+        wait_until(lambda: topic_end(bootstrap, dlq) == 1, 60, "the malformed JSON was dead-lettered")
         later = int((datetime.now(UTC) + timedelta(days=30)).timestamp() * 1000)
         ahead = make_events(sensors=1, per_sensor=1, ts_ms=later)  # no day partition holds it
         after = make_events(sensors=1, per_sensor=5)  # the same sensor: the same partition, after it
         produce_events(bootstrap, topics.main, ahead + after)
         wait_until(lambda: bool(w.failed_tasks()), 60, "the task failed on the row the database refused")
     assert sq.shape(dsn) == (len(events), len(events))  # neither that row nor those after it
-    assert not sq.present(dsn, [e.event_id for e in ahead + after])
+    assert not sq.values_of(dsn, [e.event_id for e in ahead + after])

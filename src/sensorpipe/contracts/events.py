@@ -345,7 +345,12 @@ def content_hash(ev: SensorEvent, ts_us: int | None = None) -> int:
     return (xxhash.xxh3_64_intdigest(_PACK((ev.sensor_id, ev.event_id, ts, ev.value, ev.seq))) ^ _SIGN) - _SIGN
 
 
+def iso_millis(ts_ms: int) -> str:
+    """Epoch milliseconds as the contract prefers a timestamp: ISO 8601 UTC with milliseconds and Z."""
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def encode_event(sensor_id: str, event_id: str, ts_ms: int, value: float, seq: int) -> bytes:
-    """The producer's encoding: ISO 8601 UTC with milliseconds, as the contract prefers."""
-    ts = datetime.fromtimestamp(ts_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The producer's encoding, with the timestamp as `iso_millis` writes it."""
+    ts = iso_millis(ts_ms)
     return orjson.dumps({"sensor_id": sensor_id, "event_id": event_id, "timestamp": ts, "value": value, "seq": seq})

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import orjson
 
-from sensorpipe.contracts.events import Reason
+from sensorpipe.contracts.events import Reason, iso_millis
 
 Builder = Callable[[str, str, int], tuple[bytes | None, bytes]]
 
@@ -20,13 +19,15 @@ Builder = Callable[[str, str, int], tuple[bytes | None, bytes]]
 def _obj(sid: str, eid: str, ts_ms: int, **kw: object) -> bytes:
     """A valid event but for the fields in `kw` (`...` removes one). Its timestamp is the ISO
     text the producer writes, so the defect is the only thing wrong with it."""
-    base: dict[str, object] = {"sensor_id": sid, "event_id": eid, "timestamp": _iso(ts_ms), "value": 1.0, "seq": 0}
+    base: dict[str, object] = {
+        "sensor_id": sid,
+        "event_id": eid,
+        "timestamp": iso_millis(ts_ms),
+        "value": 1.0,
+        "seq": 0,
+    }
     base.update(kw)
     return orjson.dumps({k: v for k, v in base.items() if v is not ...})
-
-
-def _iso(ts_ms: int) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 BUILDERS: dict[Reason, Builder] = {
@@ -42,7 +43,10 @@ BUILDERS: dict[Reason, Builder] = {
     Reason.KEY_MISMATCH: lambda s, e, t: (b"not-" + s.encode(), _obj(s, e, t)),
     Reason.TIMESTAMP_NO_ZONE: lambda s, e, t: (s.encode(), _obj(s, e, t, timestamp="2026-01-01T00:00:00")),
     Reason.TIMESTAMP_INVALID: lambda s, e, t: (s.encode(), _obj(s, e, t, timestamp="soon")),
-    Reason.TIMESTAMP_OUT_OF_WINDOW: lambda s, e, t: (s.encode(), _obj(s, e, t, timestamp=_iso(t + 30 * 86_400_000))),
+    Reason.TIMESTAMP_OUT_OF_WINDOW: lambda s, e, t: (
+        s.encode(),
+        _obj(s, e, t, timestamp=iso_millis(t + 30 * 86_400_000)),
+    ),
 }
 
 

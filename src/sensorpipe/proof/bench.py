@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from typing import Any
 
 import msgspec
 import psycopg
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from sensorpipe.contracts.disk import du
 from sensorpipe.contracts.events import encode_event
@@ -38,7 +39,7 @@ from sensorpipe.proof.measure import (
     profile_consumer,
 )
 from sensorpipe.runtime.bootstrap import ensure_topics
-from sensorpipe.runtime.kafka import admin_client, classpath
+from sensorpipe.runtime.kafka import admin_client, classpath, java_binary
 from sensorpipe.runtime.postgres import LocalPostgres
 from sensorpipe.runtime.procs import PlatformError
 from sensorpipe.settings import DatabaseSettings, KafkaSettings, ProducerSettings
@@ -81,12 +82,15 @@ class Bench:
         if not self.topics:
             return
         admin = admin_client(self.kafka.bootstrap(), security_protocol=self.kafka.security_protocol)
-        for name, fut in admin.delete_topics(self.topics, operation_timeout=30).items():
+        existing = admin.list_topics(timeout=30).topics
+        # once each (a name given twice makes the broker refuse the request), and only those
+        # that exist (a topic a sink creates may never have been made)
+        gone = [t for t in dict.fromkeys(self.topics) if t in existing]
+        for name, fut in (admin.delete_topics(gone, operation_timeout=30) if gone else {}).items():
             try:
                 fut.result(60)
             except KafkaException as e:
-                if e.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:  # a topic only a sink creates, never made
-                    self.log(f"could not delete benchmark topic {name}: {e}")
+                self.log(f"could not delete benchmark topic {name}: {e}")
         self.topics = []
 
     def database(self, name: str) -> str:
@@ -118,6 +122,35 @@ class Bench:
             return subprocess.Popen(
                 [sys.executable, "-m", "sensorpipe", *args], env=env, stdout=subprocess.DEVNULL, stderr=log
             )
+
+    def kafka_tool(self, tool: str, *args: str) -> list[str]:
+        """The command that runs one of Kafka's tools (org.apache.kafka.tools.`tool`) from the
+        broker's jars. Its JVM temporary files go to the run's folder, emptied first (a JVM
+        extracts native libraries there at every start)."""
+        tmp = self.out / "tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        cp = classpath(self.kafka.libs_dir)
+        return [
+            java_binary(),
+            "-Xmx512m",
+            f"-Djava.io.tmpdir={tmp}",
+            "-cp",
+            cp,
+            f"org.apache.kafka.tools.{tool}",
+            *args,
+        ]
+
+    @staticmethod
+    def perf_producer_props(k: KafkaSettings) -> list[str]:
+        """ProducerPerformance's client settings: acks=all, idempotent, large batches, and the
+        codec our producer uses."""
+        return [
+            "--producer-props",
+            f"bootstrap.servers={k.bootstrap()}",
+            *("acks=all", "enable.idempotence=true", "linger.ms=20", "batch.size=1000000"),
+            f"compression.type={ProducerSettings().compression}",
+        ]
 
     def high_watermark(self, k: KafkaSettings) -> int:
         """Sum of the topic's high watermarks; retried while a new topic's leaders settle."""
@@ -175,30 +208,11 @@ class Bench:
         k = self.topic("perf")
         records = 1_000_000 if self.quick else 3_000_000
         self.log(f"producer: Kafka ProducerPerformance, {records:,} records of {size} bytes, acks=all, idempotent")
-        (self.out / "tmp").mkdir(parents=True, exist_ok=True)
-        cmd = [
-            "java",
-            "-Xmx512m",
-            f"-Djava.io.tmpdir={self.out / 'tmp'}",  # its extracted native libraries, kept out of /tmp
-            "-cp",
-            classpath(self.kafka.libs_dir),
-            "org.apache.kafka.tools.ProducerPerformance",
-            "--topic",
-            k.topic,
-            "--num-records",
-            str(records),
-            "--record-size",
-            str(size),
-            "--throughput",
-            "-1",
-            "--producer-props",
-            f"bootstrap.servers={k.bootstrap()}",
-            "acks=all",
-            "enable.idempotence=true",
-            "linger.ms=20",
-            "batch.size=1000000",
-            f"compression.type={ProducerSettings().compression}",  # the codec our producer uses
-        ]
+        cmd = self.kafka_tool(
+            "ProducerPerformance",
+            *("--topic", k.topic, "--num-records", str(records), "--record-size", str(size), "--throughput", "-1"),
+            *self.perf_producer_props(k),
+        )
         rates = []
         for _ in range(2):
             perf = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)

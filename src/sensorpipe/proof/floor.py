@@ -26,9 +26,7 @@ from typing import TYPE_CHECKING
 from sensorpipe.contracts.events import encode_event
 from sensorpipe.proof import results as res
 from sensorpipe.proof.measure import ProcStats, platform_pids
-from sensorpipe.runtime.kafka import classpath, java_binary
 from sensorpipe.runtime.procs import PlatformError
-from sensorpipe.settings import ProducerSettings
 from sensorpipe.storage import bench as bq
 
 if TYPE_CHECKING:
@@ -42,22 +40,19 @@ def transport_floor(b: Bench, n: int) -> res.Floor:
     pids = platform_pids(b.state_dir)
     payloads = _payload_file(b.out / "floor-payloads.txt")
     b.log(f"e2e: transport floor, ProducerPerformance writes {n:,} events")
-    produce = [
-        "org.apache.kafka.tools.ProducerPerformance",
+    produce = b.kafka_tool(
+        "ProducerPerformance",
         *("--topic", k.topic, "--num-records", str(n), "--payload-file", str(payloads), "--throughput", "-1"),
-        "--producer-props",
-        f"bootstrap.servers={k.bootstrap()}",
-        *("acks=all", "enable.idempotence=true", "linger.ms=20", "batch.size=1000000"),
-        f"compression.type={ProducerSettings().compression}",
-    ]
-    tool_in, broker_in = _tool(b, produce, pids["kafka"])
+        *b.perf_producer_props(k),
+    )
+    tool_in, broker_in = _run_tool(produce, pids["kafka"])
     b.log(f"e2e: transport floor, ConsumerPerformance reads {n:,} events")
-    consume = [
-        "org.apache.kafka.tools.ConsumerPerformance",
+    consume = b.kafka_tool(
+        "ConsumerPerformance",
         *("--bootstrap-server", k.bootstrap(), "--topic", k.topic, "--messages", str(n)),
         *("--group", f"bench-floor-{uuid.uuid4().hex[:6]}", "--timeout", "120000"),
-    ]
-    tool_out, broker_out = _tool(b, consume, pids["kafka"])
+    )
+    tool_out, broker_out = _run_tool(consume, pids["kafka"])
     b.log(f"e2e: transport floor, COPY of {n:,} rows into a table with one unique key")
     client, server = _copy(b, n, pids["postgres"])
     per = 1e6 / n
@@ -86,18 +81,16 @@ def _payload_file(path: Path) -> Path:
     return path
 
 
-def _tool(b: Bench, args: list[str], broker_pid: int) -> tuple[float, float]:
+def _run_tool(cmd: list[str], broker_pid: int) -> tuple[float, float]:
     """Runs a Kafka tool to completion; (its CPU seconds, the broker's meanwhile)."""
-    tmp = b.out / "tmp"  # the JVM's extracted native libraries, kept out of /tmp
-    tmp.mkdir(parents=True, exist_ok=True)
-    cmd = [java_binary(), "-Xmx512m", f"-Djava.io.tmpdir={tmp}", "-cp", classpath(b.kafka.libs_dir), *args]
     broker = ProcStats(broker_pid).start()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=900)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     served = broker.stop()
     if out.returncode != 0:
-        raise PlatformError(f"{args[0].rsplit('.', 1)[1]} failed: {out.stderr[-500:]}")
+        name = next(a for a in cmd if a.startswith("org.apache.kafka.tools.")).rsplit(".", 1)[1]
+        raise PlatformError(f"{name} failed: {out.stderr[-500:]}")
     tool = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     return tool, served.cpu_s
 

@@ -239,6 +239,19 @@ def consumer_lag(k: KafkaSettings, group: str, high_watermark: int) -> int:
         c.close()
 
 
+def topic_end(bootstrap: str, topic: str) -> int:
+    """The sum of `topic`'s high watermarks, or 0 while the topic does not exist (a topic a
+    sink creates on its first write)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-hw", "log_level": 0})
+    try:
+        md = c.list_topics(topic, timeout=10).topics.get(topic)
+        if md is None or md.error is not None:
+            return 0
+        return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.partitions)
+    finally:
+        c.close()
+
+
 def platform_pids(state_dir: Path) -> dict[str, int]:
     from sensorpipe.runtime.procs import RunDir
 

@@ -22,12 +22,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
 import psycopg
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 
-from sensorpipe.contracts.events import encode_event
+from sensorpipe.contracts.events import Reason, encode_event
 from sensorpipe.producer.poison import BUILDERS
 from sensorpipe.proof import peer
 from sensorpipe.proof import results as res
+from sensorpipe.proof.measure import topic_end
 from sensorpipe.proof.peer_stage import wait_idle, worker
 from sensorpipe.settings import KafkaSettings
 from sensorpipe.storage import bench as bq
@@ -101,7 +102,7 @@ def phase_one(f: Feed) -> list[Case]:
         f.send(other_value, f"sensor-{sensor:05d}".encode(), body.replace(b'"value":', b'"value":1'), eid)
     cases = [valid, again, other_ts, other_value]
     for reason, build in BUILDERS.items():
-        if reason.value == "timestamp_out_of_window":
+        if reason is Reason.TIMESTAMP_OUT_OF_WINDOW:
             continue  # phase two
         case, eid = Case(f"poison: {reason.value}"), str(uuid.uuid4())
         key, value = build(f"sensor-{0:05d}", eid, f.now_ms)
@@ -166,7 +167,7 @@ def correctness(b: Bench) -> res.Correctness:
 
 def _settle(ours_dsn: str, workers: list[tuple[peer.Worker, str]]) -> None:
     with psycopg.connect(ours_dsn, autocommit=True) as conn:
-        wait_idle(lambda: (bq.stored(conn), len(bq.dead_letters(ours_dsn))))
+        wait_idle(lambda: (bq.stored(conn), bq.dead_lettered(conn)))
     for w, dsn in workers:
         wait_idle(_peer_state(w, dsn))
 
@@ -174,7 +175,7 @@ def _settle(ours_dsn: str, workers: list[tuple[peer.Worker, str]]) -> None:
 def _peer_state(w: peer.Worker, dsn: str) -> Callable[[], object]:
     """What changes while the peer works: its table, its dead letters, its failed tasks."""
     t = w.target
-    return lambda: (sq.shape(dsn), _high_watermark(t.bootstrap, t.dlq_topic), tuple(w.failed_tasks()))
+    return lambda: (sq.shape(dsn), topic_end(t.bootstrap, t.dlq_topic), tuple(w.failed_tasks()))
 
 
 def _describe(c: Case, rows: list[tuple[str, float]], dead: dict[tuple[int, int], str]) -> str:
@@ -198,21 +199,10 @@ def _text(v: str | bytes | None) -> str:
     return v.decode(errors="replace") if isinstance(v, bytes) else (v or "")
 
 
-def _high_watermark(bootstrap: str, topic: str) -> int:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-hw", "log_level": 0})
-    try:
-        md = c.list_topics(topic, timeout=10).topics.get(topic)
-        if md is None or md.error is not None:
-            return 0
-        return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.partitions)
-    finally:
-        c.close()
-
-
 def _peer_dead_letters(bootstrap: str, topic: str) -> dict[tuple[int, int], str]:
     """(source partition, offset) -> exception class of each message in Connect's dead-letter
     topic (its context headers name them)."""
-    total = _high_watermark(bootstrap, topic)
+    total = topic_end(bootstrap, topic)
     out: dict[tuple[int, int], str] = {}
     if not total:
         return out

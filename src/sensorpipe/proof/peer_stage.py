@@ -116,7 +116,8 @@ def worker(b: Bench, k: KafkaSettings, database: str, plan: peer.SinkPlan) -> tu
         user=b.db.user,
         password=b.pg.password(),
     )
-    b.topics.append(t.dlq_topic)
+    if t.dlq_topic not in b.topics:  # several workers may sink the same topic
+        b.topics.append(t.dlq_topic)
     return peer.Worker(runs_home(b) / name, t, plan, free_port(), name), dsn
 
 

@@ -31,9 +31,7 @@ def peer(p: res.PeerResult, profile: res.Profile | None = None, e2e: res.E2EResu
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in p.runs:
-        cpu = r.cpu_us_per_event
-        sink = next((v for k, v in cpu.items() if k not in ("postgres", "kafka")), None)
-        pg, kafka = cpu.get("postgres"), cpu.get("kafka")
+        sink, pg, kafka = _by_process(r)
         failed = " (task failed)" if r.failed else ""
         out.append(
             f"| {r.sink}{failed} | {r.events_per_s:,} | {r.seconds} | {r.events_per_cpu_s:,} | {sink} | {pg} "
@@ -52,11 +50,16 @@ def peer(p: res.PeerResult, profile: res.Profile | None = None, e2e: res.E2EResu
     return [*out, "", *_rates(p.rates, e2e), *_correctness(p.correctness), *_guarantees()]
 
 
+def _by_process(r: res.SinkRun) -> tuple[float, float, float]:
+    """A drain's CPU us per event: (the sink process, PostgreSQL, the broker)."""
+    cpu = dict(r.cpu_us_per_event)
+    pg, kafka = cpu.pop("postgres", 0.0), cpu.pop("kafka", 0.0)
+    return next(iter(cpu.values()), 0.0), pg, kafka
+
+
 def _where_cpu_goes(ours: res.SinkRun, best: res.SinkRun, profile: res.Profile | None) -> list[str]:
     """The profile behind a missed ratio: the cost by process, and the consumer's own profile."""
-    pg_ours, pg_peer = ours.cpu_us_per_event.get("postgres", 0.0), best.cpu_us_per_event.get("postgres", 0.0)
-    sink_ours = next((v for k, v in ours.cpu_us_per_event.items() if k not in ("postgres", "kafka")), 0.0)
-    sink_peer = next((v for k, v in best.cpu_us_per_event.items() if k not in ("postgres", "kafka")), 0.0)
+    (sink_ours, pg_ours, _), (sink_peer, pg_peer, _) = _by_process(ours), _by_process(best)
     out = [
         f"- where the CPU goes: the sink process {sink_ours} us per event for sensorpipe against {sink_peer} for "
         f"the peer; PostgreSQL {pg_ours} against {pg_peer}, for the dedupe claim, the rollups and the sensor "

@@ -360,15 +360,15 @@ def load(path: Path, log: Callable[[str], None] = lambda _m: None) -> BenchResul
     raw = msgspec.json.decode(path.read_bytes())
     if not isinstance(raw, dict):
         raise msgspec.ValidationError(f"{path} does not hold benchmark results")
-    kept = {}
+    out = BenchResults()
     for name, value in raw.items():
+        if name not in BenchResults.__struct_fields__:
+            continue  # a field no longer recorded
         try:
-            msgspec.convert({name: value}, BenchResults)
+            setattr(out, name, getattr(msgspec.convert({name: value}, BenchResults), name))
         except msgspec.ValidationError as e:
             log(f"{path}: the recorded {name} results are in an older shape and are left out ({e})")
-            continue
-        kept[name] = value
-    return msgspec.convert(kept, BenchResults)
+    return out
 
 
 def save(results: BenchResults, path: Path) -> None:

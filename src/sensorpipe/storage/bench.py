@@ -94,6 +94,7 @@ def replayed(conn: psycopg.Connection[tuple[Any, ...]]) -> int:
 _DRAIN_SPAN = "SELECT count(*), extract(epoch FROM max(ingested_at) - min(ingested_at)) FROM metrics"
 _VALUES_OF = "SELECT event_id, value FROM metrics WHERE event_id = ANY(%s) ORDER BY event_id, ts"
 _DEAD_AT = "SELECT kafka_partition, kafka_offset, reason FROM dead_letters"
+_DEAD_COUNT = "SELECT count(*) FROM dead_letters"
 
 
 def drain_span(dsn: str) -> tuple[int, float]:
@@ -108,6 +109,10 @@ def values_of(dsn: str, event_ids: list[str]) -> list[tuple[str, float]]:
     """(event_id, value) of every stored row of `event_ids`."""
     with psycopg.connect(dsn) as conn:
         return [(r[0], float(r[1])) for r in conn.execute(_VALUES_OF, (event_ids,))]
+
+
+def dead_lettered(conn: psycopg.Connection[tuple[Any, ...]]) -> int:
+    return _one(conn, _DEAD_COUNT)
 
 
 def dead_letters(dsn: str) -> dict[tuple[int, int], str]:
@@ -133,9 +138,14 @@ def create_floor_table(dsn: str) -> None:
 
 
 def copy_floor(dsn: str, rows: list[tuple[Any, ...]]) -> None:
+    _copy(dsn, _FLOOR_COPY, ["timestamptz", "text", "text", "float8", "int8"], rows)
+
+
+def _copy(dsn: str, statement: str, types: list[str], rows: list[tuple[Any, ...]]) -> None:
+    """A binary COPY of `rows` in one transaction."""
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
-        with cur.copy(_FLOOR_COPY) as copy:
-            copy.set_types(["timestamptz", "text", "text", "float8", "int8"])
+        with cur.copy(statement) as copy:
+            copy.set_types(types)
             for row in rows:
                 copy.write_row(row)
         conn.commit()
@@ -147,12 +157,7 @@ def rows_of(dsn: str) -> list[tuple[Any, ...]]:
 
 
 def copy_rows(dsn: str, rows: list[tuple[Any, ...]]) -> None:
-    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
-        with cur.copy(_COPY) as copy:
-            copy.set_types(["timestamptz", "text", "text", "float8", "int8", "int4", "int8"])
-            for row in rows:
-                copy.write_row(row)
-        conn.commit()
+    _copy(dsn, _COPY, ["timestamptz", "text", "text", "float8", "int8", "int4", "int8"], rows)
 
 
 def naive_insert(

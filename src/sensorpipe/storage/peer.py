@@ -31,16 +31,14 @@ CREATE TABLE {table} (
 ) PARTITION BY RANGE (ts)
 """
 _PARTITION = "CREATE TABLE {part} PARTITION OF {table} FOR VALUES FROM ({lo}) TO ({hi})"
-_COUNT = "SELECT count(*) FROM {table}"
 # The drain's span (first to last row inserted) and its latency percentiles, in ms.
 _SPAN = """
 SELECT count(*), extract(epoch FROM max(ingested_at) - min(ingested_at)),
        percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - ts) * 1000)
 FROM {table}
 """
-# What a correctness run left: rows, distinct event ids, and the ids stored more than once.
+# What a correctness run left: rows and distinct event ids.
 _SHAPE = "SELECT count(*), count(DISTINCT event_id) FROM {table}"
-_PRESENT = "SELECT event_id FROM {table} WHERE event_id = ANY(%s)"
 _VALUE_OF = "SELECT event_id, value FROM {table} WHERE event_id = ANY(%s) ORDER BY event_id, ts"
 
 
@@ -66,11 +64,6 @@ def create_table(dsn: str, first: date, last: date) -> None:
         conn.commit()
 
 
-def count(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute(_q(_COUNT, table=TABLE)).fetchone()
-    return int(row[0]) if row else 0
-
-
 def any_row(conn: psycopg.Connection[Any]) -> bool:
     return conn.execute(_q("SELECT 1 FROM {table} LIMIT 1", table=TABLE)).fetchone() is not None
 
@@ -90,12 +83,6 @@ def shape(dsn: str) -> tuple[int, int]:
         row = conn.execute(_q(_SHAPE, table=TABLE)).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
-
-
-def present(dsn: str, event_ids: list[str]) -> set[str]:
-    """Which of `event_ids` have a row in the peer's table."""
-    with psycopg.connect(dsn) as conn:
-        return {r[0] for r in conn.execute(_q(_PRESENT, table=TABLE), (event_ids,))}
 
 
 def values_of(dsn: str, event_ids: list[str]) -> list[tuple[str, float]]:
