@@ -302,7 +302,9 @@ class LocalPostgres:
 
     def password(self) -> str:
         """The cluster's password, for a client that cannot read the password file (a JDBC
-        driver); never to be printed."""
+        driver); never to be printed. Only read: the cluster's start writes the file."""
+        if not self.passfile.is_file():
+            raise PlatformError(f"no password file at {self.passfile}: start the local cluster first")
         return self._password()
 
     def _password(self) -> str:
