@@ -252,6 +252,21 @@ def consumer(
 
 
 @app.command()
+def compactor(
+    grace_days: Annotated[int | None, typer.Option(min=1, max=30, help="Days before today kept as rows.")] = None,
+    interval_s: Annotated[float | None, typer.Option(min=0.1, max=86_400, help="Pause between passes.")] = None,
+    metrics_port: Annotated[int | None, typer.Option(min=0, max=65535, help="Prometheus port; 0 disables.")] = None,
+) -> None:
+    """Compact closed days of raw rows into compressed chunks, in the background."""
+    from sensorpipe.compactor.main import run_compactor
+    from sensorpipe.settings import ClockSettings, CompactorSettings
+
+    flags = {"grace_days": grace_days, "interval_s": interval_s, "metrics_port": metrics_port}
+    settings = CompactorSettings.model_validate({k: v for k, v in flags.items() if v is not None})
+    run_compactor(settings, DatabaseSettings(), ClockSettings())
+
+
+@app.command()
 def producer(
     rate: Annotated[float | None, typer.Option(min=0, max=1_000_000, help="Target events/s.")] = None,
     sensors: Annotated[int | None, typer.Option(min=1, max=100_000, help="Simulated sensors.")] = None,

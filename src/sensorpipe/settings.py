@@ -334,6 +334,23 @@ class ConsumerSettings(BaseSettings):
         return self
 
 
+class CompactorSettings(BaseSettings):
+    """The compactor (docs/decisions/011-compacted-days.md)."""
+
+    model_config = _env("SENSORPIPE_COMPACTOR_")
+
+    grace_days: int = Field(
+        default=1,
+        ge=1,
+        le=30,
+        description="Days before the current UTC day that stay as rows; older days are compacted. At least 1: the "
+        "writer checks late rows against the chunks of days before its own current day only.",
+    )
+    interval_s: float = Field(default=60.0, gt=0, le=86_400, description="Pause between compaction passes.")
+    metrics_port: int = Field(default=9450, ge=0, le=65535, description="Prometheus port; 0 disables.")
+    metrics_host: str = Field(default="127.0.0.1", description="Prometheus listen address (0.0.0.0 in containers).")
+
+
 class ProducerSettings(BaseSettings):
     """The sensor simulator. The live fields mirror `contracts.config.PipelineConfig`;
     these values apply until (and whenever) the API's configuration cannot be fetched."""

@@ -63,6 +63,8 @@ def build_stack(
         )
         for i in range(consumers)
     ]
+    if consumers:  # closed days are compacted wherever events are stored
+        components.append(python_component("compactor", ["compactor"]))
     if producer:
         # With the API running, the producer follows the configuration store (seeded above with
         # these same values), so a change made in the dashboard reaches it within seconds.

@@ -19,6 +19,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from sensorpipe.storage import compacted
+
 Row = dict[str, Any]
 
 # The API's connections name themselves so (pg_stat_activity.application_name), so that
@@ -30,20 +32,20 @@ _READINGS = {
     (False, False): """
         SELECT sensor_id, event_id, ts AS timestamp, value, seq FROM metrics
         WHERE ts >= %(start)s AND ts < %(end)s
-        ORDER BY ts, event_id LIMIT %(limit)s""",
+        ORDER BY ts, event_id COLLATE "C" LIMIT %(limit)s""",
     (False, True): """
         SELECT sensor_id, event_id, ts AS timestamp, value, seq FROM metrics
-        WHERE ts >= %(start)s AND ts < %(end)s AND (ts, event_id) > (%(cts)s, %(ceid)s)
-        ORDER BY ts, event_id LIMIT %(limit)s""",
+        WHERE ts >= %(start)s AND ts < %(end)s AND (ts, event_id COLLATE "C") > (%(cts)s, %(ceid)s)
+        ORDER BY ts, event_id COLLATE "C" LIMIT %(limit)s""",
     (True, False): """
         SELECT sensor_id, event_id, ts AS timestamp, value, seq FROM metrics
         WHERE sensor_id = ANY(%(sensors)s) AND ts >= %(start)s AND ts < %(end)s
-        ORDER BY ts, event_id LIMIT %(limit)s""",
+        ORDER BY ts, event_id COLLATE "C" LIMIT %(limit)s""",
     (True, True): """
         SELECT sensor_id, event_id, ts AS timestamp, value, seq FROM metrics
         WHERE sensor_id = ANY(%(sensors)s) AND ts >= %(start)s AND ts < %(end)s
-          AND (ts, event_id) > (%(cts)s, %(ceid)s)
-        ORDER BY ts, event_id LIMIT %(limit)s""",
+          AND (ts, event_id COLLATE "C") > (%(cts)s, %(ceid)s)
+        ORDER BY ts, event_id COLLATE "C" LIMIT %(limit)s""",
 }
 
 
@@ -55,14 +57,20 @@ async def readings(
     limit: int,
     after: tuple[datetime, str] | None,
 ) -> list[Row]:
-    """Raw readings in (ts, event_id) order; `after` is the keyset cursor (exclusive)."""
+    """Raw readings in (ts, event_id) order, from rows and compacted chunks alike; `after` is
+    the keyset cursor (exclusive). Ids compare byte by byte (the C collation), the order a
+    chunk keeps, whatever the database's collation."""
     sql = _READINGS[(bool(sensors), after is not None)]
     params: dict[str, Any] = {"sensors": sensors, "start": start, "end": end, "limit": limit}
     if after is not None:
         params["cts"], params["ceid"] = after
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(sql, params)
-        return await cur.fetchall()
+        hot = await cur.fetchall()
+    cold = await compacted.readings(conn, sensors, start, end, limit, after)
+    if not cold:
+        return hot
+    return sorted(hot + cold, key=lambda r: (r["timestamp"], r["event_id"]))[:limit]
 
 
 # -- tiers ------------------------------------------------------------------------------------
@@ -325,6 +333,28 @@ async def sensor(conn: psycopg.AsyncConnection[Any], sensor_id: str) -> Row | No
 
 
 async def event(conn: psycopg.AsyncConnection[Any], event_id: str) -> Row | None:
+    """The stored event with this id: its row, or else its compacted reading."""
+    row = await _hot_event(conn, event_id)
+    if row is not None:
+        return row
+    found = await compacted.event(conn, event_id)
+    if found is None:
+        return None
+    s, _day = found
+    return {
+        "event_id": event_id,
+        "kafka_partition": s.kafka_partition,
+        "kafka_offset": s.kafka_offset,
+        "processed_at": s.ingested,
+        "sensor_id": s.sensor_id,
+        "ts": s.ts,
+        "value": s.value,
+        "seq": s.seq,
+        "ingest_id": None,
+    }
+
+
+async def _hot_event(conn: psycopg.AsyncConnection[Any], event_id: str) -> Row | None:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             """SELECT p.event_id, p.kafka_partition, p.kafka_offset, p.processed_at,

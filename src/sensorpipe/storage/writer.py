@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from sensorpipe.storage import rollups
+from sensorpipe.storage import compacted, rollups
 from sensorpipe.storage.arrays import BinaryArray
 from sensorpipe.storage.batch import BatchResult, Columns, DeadLetter, Literals, Others
 from sensorpipe.storage.positions import Positions
@@ -224,8 +224,15 @@ SELECT * FROM unnest(%s::int4[], %s::int8[], %s::text[], %s::text[], %s::text[])
 ON CONFLICT (kafka_partition, kafka_offset) DO NOTHING
 """
 
+# Claims this transaction made for ids found in the compacted tier: they are not new.
+_UNCLAIM = "DELETE FROM processed_events WHERE event_id = ANY(%s::text[])"
+
 _ENSURE_PARTITIONS = "SELECT sensorpipe_ensure_metrics_partitions(%s, %s)"
 _RETENTION = "SELECT sensorpipe_apply_tiered_retention(%s, %s, %s, %s)"
+
+
+def _day_us(day: date) -> int:
+    return (day - date(1970, 1, 1)).days * 86_400_000_000
 
 
 def utc_day(ts_us: int) -> date:
@@ -244,6 +251,9 @@ class BatchWriter:
         self.idle_tx_timeout_ms = idle_tx_timeout_ms
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._known_days: set[date] = set()
+        # The current UTC day by the consumer's clock, from the last `maintain`; rows before it
+        # are checked against the compacted tier (all rows, until it is known).
+        self._today: date | None = None
 
     def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -286,6 +296,7 @@ class BatchWriter:
 
     def maintain(self, today: date) -> tuple[int, int]:
         """Create the coming days' partitions and apply retention. Returns (created, dropped)."""
+        self._today = today
         created = self.ensure_partitions(today - timedelta(days=self.retention_days), today + timedelta(days=3))
         conn = self._connection()
         with conn.transaction():
@@ -334,6 +345,8 @@ class BatchWriter:
     def _write_rows(self, conn: psycopg.Connection[tuple[Any, ...]], cand: Columns, others: Others) -> int:
         """Claim the candidates' ids and write the rows that were new; returns how many."""
         new, lit = self._claim(conn, cand, others)
+        if new.event_id and (self._today is None or min(new.ts_us) < _day_us(self._today)):
+            new, lit = self._against_chunks(conn, new, lit, others)
         if not new.event_id:
             return 0
         conn.execute(_WRITE_NEW, {**lit.metrics(), **rollups.params(new)})
@@ -364,6 +377,30 @@ class BatchWriter:
                 cand = self._not_claimed(cand, known, others)
                 lit = Literals(cand)
         return cand, lit
+
+    def _against_chunks(
+        self, conn: psycopg.Connection[tuple[Any, ...]], new: Columns, lit: Literals, others: Others
+    ) -> tuple[Columns, Literals]:
+        """The claimed rows that are not in the compacted tier. A row of a day before the
+        writer's current day may belong to a compacted day, whose ids are no longer in
+        processed_events: it is looked up in the chunk of its sensor and hour. This runs after
+        the claim, so a compaction that deleted the day's dedupe rows meanwhile has committed
+        its chunks before this statement's snapshot (the claim waited for it)."""
+        cut = _day_us(self._today) if self._today is not None else None
+        late = [i for i, t in enumerate(new.ts_us) if cut is None or t < cut]
+        found = compacted.known(
+            conn, [new.sensor_id[i] for i in late], [new.ts_us[i] for i in late], [new.event_id[i] for i in late]
+        )
+        hit = [i for i in late if new.event_id[i] in found]
+        if not hit:
+            return new, lit
+        for i in hit:
+            s = found[new.event_id[i]]
+            others.classify(new, i, (s.kafka_partition, s.kafka_offset, s.content_hash))
+        conn.execute(_UNCLAIM, ([new.event_id[i] for i in hit],))
+        gone = set(hit)
+        new = new.take([i for i in range(len(new)) if i not in gone])
+        return new, Literals(new)
 
     @staticmethod
     def _not_claimed(cand: Columns, claimed: list[tuple[Any, ...]], others: Others) -> Columns:

@@ -1,0 +1,1 @@
+"""The compactor: closed days of raw rows rewritten as compressed chunks (storage.compaction)."""

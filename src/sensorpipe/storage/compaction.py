@@ -1,0 +1,204 @@
+"""Compaction: closed days of raw rows rewritten as chunks (migration 012, storage.chunks).
+
+Contract of `compact_day`: one transaction swaps the day from rows to chunks. Before its
+commit every reader sees the rows and no chunk of this part; after it, the chunks and none of
+the rows, and the day's dedupe rows are gone with them. Killed at any point before the
+commit, nothing of it remains; after it, only `reclaim` is left to do, and it may run any
+number of times. Days are compacted only when they no longer receive writes in normal
+operation (before the grace period); a row that still arrives for a compacted day is stored
+as a row and compacted into a further part of its hours by a later pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import psycopg
+import xxhash
+from psycopg import sql
+from psycopg.types.numeric import Int8
+
+from sensorpipe.storage import chunks
+
+# Read in (sensor, ts, event_id) order, so each sensor-hour arrives whole and in chunk order.
+_ROWS = """
+SELECT sensor_id, (extract(epoch FROM ts) * 1000000)::int8, event_id, value, seq, kafka_partition, kafka_offset,
+       ingest_id, (extract(epoch FROM ingested_at) * 1000000)::int8
+FROM metrics WHERE ts >= %(lo)s AND ts < %(hi)s
+ORDER BY sensor_id, ts, event_id
+"""
+_BEGIN = "SELECT part, first_chunk FROM sensorpipe_begin_compaction(%s)"
+_ENSURE = "SELECT sensorpipe_ensure_chunk_day(%s)"
+_FINISH = "SELECT sensorpipe_finish_compaction(%s, %s, %s, %s, %s)"
+_PENDING = "SELECT d FROM sensorpipe_days_with_rows(%s) AS d"
+_COPY_CHUNKS = (
+    "COPY metrics_chunks (sensor_id, hour, part, chunk_no, events, first_ts, last_ts, data) FROM STDIN (FORMAT binary)"
+)
+_COPY_IDS = "COPY chunk_ids (day, part, bucket, hashes, chunks) FROM STDIN (FORMAT binary)"
+_CHUNK_TYPES = ["text", "timestamptz", "int4", "int4", "int4", "timestamptz", "timestamptz", "bytea"]
+_ID_TYPES = ["date", "int4", "int4", "bytea", "bytea"]
+_RECLAIM_NAME = "metrics_{:%Y%m%d}"
+
+# A directory bucket holds about this many ids: one bucket is read to find an id.
+BUCKET_IDS = 8_192
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+HOUR_US = 3_600_000_000
+
+Step = Callable[[str], None]  # called at each named point of a compaction (the kill tests)
+
+
+@dataclass(frozen=True)
+class Compacted:
+    day: date
+    part: int
+    events: int
+    chunks: int
+    bytes: int  # chunk data and directory, as encoded
+
+
+def micros_to_dt(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    lo = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return lo, lo + timedelta(days=1)
+
+
+def pending_days(conn: psycopg.Connection[Any], before: date) -> list[date]:
+    """Days before `before` that hold raw rows: never compacted, or with late rows."""
+    return [r[0] for r in conn.execute(_PENDING, (before,)).fetchall()]
+
+
+def id_hashes(ids: list[str]) -> np.ndarray:
+    """XXH3-64 of each id, as uint64: the directory's key."""
+    return np.fromiter((xxhash.xxh3_64_intdigest(i.encode()) for i in ids), dtype=np.uint64, count=len(ids))
+
+
+def bucket_bits(n: int) -> int:
+    return max(0, math.ceil(math.log2(n / BUCKET_IDS))) if n > BUCKET_IDS else 0
+
+
+def split_hash(h: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(bucket, the 32 bits that follow the bucket's) of each hash."""
+    bucket = (h >> np.uint64(64 - bits)).astype(np.int64) if bits else np.zeros(len(h), np.int64)
+    key = ((h << np.uint64(bits)) >> np.uint64(32)).astype(np.uint32)
+    return bucket, key
+
+
+def compact_day(conn: psycopg.Connection[Any], day: date, step: Step | None = None) -> Compacted | None:
+    """Swap one day's raw rows for chunks, in one transaction; None if it has no partition."""
+    mark = step or (lambda _name: None)
+    with conn.transaction():
+        conn.execute(_ENSURE, (day,))
+    with conn.transaction():
+        opened = conn.execute(_BEGIN, (day,)).fetchone()
+        if opened is None:
+            return None
+        part, first_chunk = int(opened[0]), int(opened[1])
+        mark("locked")
+        lo, hi = day_bounds(day)
+        groups = list(_sensor_hours(conn, lo, hi))
+        mark("read")
+        events, size, bits = _write(conn, day, part, first_chunk, groups)
+        mark("written")
+        conn.execute(_FINISH, (day, part, Int8(events), len(groups), bits))
+        mark("finished")
+    mark("committed")
+    return Compacted(day, part, events, len(groups), size)
+
+
+def _sensor_hours(conn: psycopg.Connection[Any], lo: datetime, hi: datetime) -> Iterator[tuple[str, int, chunks.Rows]]:
+    """The day's rows grouped by (sensor, hour): (sensor_id, hour in us, rows in chunk order)."""
+    with conn.cursor(name="compaction_rows", binary=True) as cur:
+        cur.itersize = 50_000
+        cur.execute(_ROWS, {"lo": lo, "hi": hi})
+        key: tuple[str, int] | None = None
+        acc: list[tuple[Any, ...]] = []
+        for row in cur:
+            k = (row[0], row[1] - row[1] % HOUR_US)
+            if k != key and acc:
+                yield (*key, _rows(acc))  # type: ignore[misc]
+                acc = []
+            key = k
+            acc.append(row)
+        if acc and key is not None:
+            yield (*key, _rows(acc))
+
+
+def _rows(acc: list[tuple[Any, ...]]) -> chunks.Rows:
+    _sensor, ts, eid, value, seq, kpart, koff, ingest, ingested = zip(*acc, strict=True)
+    return chunks.Rows(
+        event_id=list(eid),
+        ts=np.asarray(ts, np.int64),
+        value=np.asarray(value, np.float64),
+        seq=np.asarray(seq, np.int64),
+        kpart=np.asarray(kpart, np.int32),
+        koff=np.asarray(koff, np.int64),
+        ingest_id=np.asarray(ingest, np.int64),
+        ingested=np.asarray(ingested, np.int64),
+    )
+
+
+def _write(
+    conn: psycopg.Connection[Any], day: date, part: int, first_chunk: int, groups: list[tuple[str, int, chunks.Rows]]
+) -> tuple[int, int, int]:
+    """COPY the chunks and their id directory; (events, bytes, bucket bits)."""
+    size = 0
+    ids: list[str] = []
+    owners: list[np.ndarray] = []
+    with conn.cursor() as cur, cur.copy(_COPY_CHUNKS) as copy:
+        copy.set_types(_CHUNK_TYPES)
+        for i, (sensor, hour, rows) in enumerate(groups):
+            data = chunks.encode(rows)
+            size += len(data)
+            no = first_chunk + i
+            copy.write_row(
+                (
+                    sensor,
+                    micros_to_dt(hour),
+                    part,
+                    no,
+                    len(rows),
+                    micros_to_dt(int(rows.ts[0])),
+                    micros_to_dt(int(rows.ts[-1])),
+                    data,
+                )
+            )
+            ids += rows.event_id
+            owners.append(np.full(len(rows), no, np.int32))
+    bits = bucket_bits(len(ids))
+    size += _write_directory(conn, day, part, ids, np.concatenate(owners) if owners else np.zeros(0, np.int32), bits)
+    return len(ids), size, bits
+
+
+def _write_directory(
+    conn: psycopg.Connection[Any], day: date, part: int, ids: list[str], owner: np.ndarray, bits: int
+) -> int:
+    bucket, key = split_hash(id_hashes(ids), bits)
+    order = np.lexsort((key, bucket))
+    bucket, key, owner = bucket[order], key[order], owner[order]
+    cuts = np.flatnonzero(np.diff(bucket)) + 1
+    size = 0
+    with conn.cursor() as cur, cur.copy(_COPY_IDS) as copy:
+        copy.set_types(_ID_TYPES)
+        for b, k, o in zip(np.split(bucket, cuts), np.split(key, cuts), np.split(owner, cuts), strict=True):
+            if not len(b):
+                continue
+            hashes, refs = chunks.pack(k, np.uint32), chunks.pack(o, np.int32)
+            size += len(hashes) + len(refs)
+            copy.write_row((day, part, int(b[0]), hashes, refs))
+    return size
+
+
+def reclaim(conn: psycopg.Connection[Any], day: date) -> None:
+    """Give the disk back the compacted day's emptied raw partition: its heap is truncated by
+    VACUUM and its indexes rebuilt empty. Needs an autocommit connection; safe to repeat."""
+    name = sql.Identifier(_RECLAIM_NAME.format(day))
+    conn.execute(sql.SQL("VACUUM {}").format(name))
+    conn.execute(sql.SQL("REINDEX TABLE CONCURRENTLY {}").format(name))
