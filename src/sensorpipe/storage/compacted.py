@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from sensorpipe.contracts.events import row_hash
 from sensorpipe.storage.chunks import Chunk, unpack
 from sensorpipe.storage.compaction import HOUR_US, id_hashes, micros_to_dt, split_hash
 
@@ -70,7 +71,17 @@ class Stored:
 
 
 def _stored(chunk: Chunk, i: int, sensor: str, event_id: str) -> Stored:
-    return _stored(chunk, i, sensor, event_id)
+    ts, value, seq = int(chunk.ts[i]), float(chunk.value[i]), int(chunk.seq[i])
+    return Stored(
+        sensor,
+        int(chunk.kpart[i]),
+        int(chunk.koff[i]),
+        row_hash(sensor, event_id, ts, value, seq),
+        micros_to_dt(ts),
+        value,
+        seq,
+        micros_to_dt(int(chunk.ingested[i])),
+    )
 
 
 # -- readings -----------------------------------------------------------------------------------
