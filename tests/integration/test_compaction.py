@@ -261,3 +261,23 @@ def test_concurrent_writers_store_a_late_event_at_most_once_across_tiers(db_dsn:
     assert len(ids) == len(set(ids))
     written = {extra.event_id[i] for j in range(0, 3000, 150) for i in range((j // 10) % 300, (j // 10) % 300 + 15)}
     assert set(ids) == set(base.event_id) | written
+
+
+def test_the_compactor_keeps_today_and_yesterday_as_rows(db_dsn: str) -> None:
+    from functools import partial
+
+    from sensorpipe.compactor.service import Compactor
+
+    w = BatchWriter(db_dsn, retention_days=7)
+    for back in (0, 1, 2, 3):
+        ev = _events(20, tag=f"back{back}-")
+        ev.ts_us[:] = [t + (3 - back) * 86_400_000_000 for t in ev.ts_us]  # DAY + (3 - back) days
+        assert w.write(ev, []).stored == 20
+    w.close()
+    now = (_DAY0 + timedelta(days=3, hours=12)).timestamp()  # the clock stands on DAY + 3
+    c = Compactor(partial(psycopg.connect, db_dsn), lambda: now, grace_days=1)
+    done = c.run_pass()
+    assert sorted(d.day for d in done) == [DAY, DAY + timedelta(days=1)]
+    assert (c.totals.days, c.totals.events, c.totals.backlog) == (2, 40, 0)
+    assert scalar(db_dsn, "SELECT count(*) FROM metrics") == 40
+    assert c.run_pass() == []  # nothing closed is left

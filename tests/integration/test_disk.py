@@ -278,7 +278,7 @@ def test_minute_rollups_of_an_existing_store_move_into_day_partitions(platform: 
     dsn = platform.pg.create_database(f"m_{uuid.uuid4().hex[:12]}")
     migrate(dsn, upto=9)
     _fill_minutes(dsn, [100, 1], sensors=3, partitioned=False)
-    assert migrate(dsn) == [10, 11]
+    assert migrate(dsn) == [10, 11, 12]
     today = datetime.now(UTC).date()
     with psycopg.connect(dsn, autocommit=True) as conn:
         days = [d for d, _b in retention.minute_days(conn, today)]

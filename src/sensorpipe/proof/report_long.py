@@ -249,6 +249,8 @@ def _soak_audit(sk: res.SoakResult) -> list[str]:
 
 
 STORAGE_TARGET = 200  # bytes per event in PostgreSQL's hot rows, all in
+COMPACTED_TARGET = 40  # bytes per event of a compacted day, all in
+COMPACTION_SPEED_TARGET = 200_000  # events/s, compaction measured alone
 
 
 def storage(st: res.StorageResult) -> list[str]:
@@ -288,6 +290,7 @@ def storage(st: res.StorageResult) -> list[str]:
         + ("" if total <= STORAGE_TARGET else "; why, and the path below it: `docs/decisions/003-hot-row-bytes.md`"),
         "",
         *_anatomy(st.anatomy),
+        *_compaction(st.compaction),
         "Published figures for other stores, for scale (quoted, not measured here):",
         "",
     ]
@@ -312,3 +315,34 @@ def _anatomy(an: dict[str, res.Anatomy]) -> list[str]:
         cols = ", ".join(f"{k} {v}" for k, v in sorted(a.columns.items(), key=lambda kv: -kv[1]))
         out.append(f"| {name} | {a.tuple} | {a.line_pointer} | {a.page_slack} | {idx} | {cols} |")
     return [*out, ""]
+
+
+def _compaction(c: res.Compaction | None) -> list[str]:
+    """The compacted tier: the same days before and after compaction (storage.compaction)."""
+    if c is None:
+        return []
+    ratio = c.hot_bytes_per_event / c.compacted_bytes_per_event if c.compacted_bytes_per_event else 0.0
+    mb = {k: round(v / 1e6, 1) for k, v in c.hot_bytes.items()}
+    cmb = {k: round(v / 1e6, 1) for k, v in c.compacted_bytes.items()}
+    return [
+        f"Compacted days (targets: ≤ {COMPACTED_TARGET} bytes per event all in; compaction alone "
+        f"≥ {COMPACTION_SPEED_TARGET:,} events/s). The drained database's days compacted as the compactor does "
+        "a closed day, timed alone; bytes on disk of the raw-event data after `VACUUM` (rollups are the same in "
+        "both forms and left out of both).",
+        "",
+        "| form | rows (heap, indexes) | dedupe table | chunks | id directory | bytes per event |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| hot | {mb['rows']} MB | {mb['dedupe']} MB | - | - | {c.hot_bytes_per_event} |",
+        f"| compacted | {cmb['rows']} MB | ({cmb['dedupe']} MB) | {cmb['chunks']} MB | {cmb['directory']} MB "
+        f"| {c.compacted_bytes_per_event} |",
+        "",
+        f"- {c.events:,} events in {c.chunks:,} chunks; the codec wrote {c.encoded_bytes_per_event} bytes per "
+        f"event, the rest is PostgreSQL's (TOAST pages, tuples, indexes). The dedupe table's emptied space "
+        "(in brackets) is reused by the hot days' rows and is not counted against the compacted days.",
+        f"- ≤ {COMPACTED_TARGET} bytes per event: {mark(c.compacted_bytes_per_event <= COMPACTED_TARGET)} "
+        f"({c.compacted_bytes_per_event}; {ratio:.1f}× smaller than the hot form)",
+        f"- compaction ≥ {COMPACTION_SPEED_TARGET:,} events/s: {mark(c.events_per_s >= COMPACTION_SPEED_TARGET)} "
+        f"({c.events_per_s:,} events/s in {c.seconds} s; {c.events_per_cpu_s:,} events per CPU-second; CPU us per "
+        f"event: compactor {c.cpu_us_per_event['compactor']}, PostgreSQL {c.cpu_us_per_event['postgres']})",
+        "",
+    ]

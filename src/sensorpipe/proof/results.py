@@ -194,6 +194,22 @@ class Anatomy(_Struct, kw_only=True):
     columns: dict[str, int]  # column -> average width
 
 
+class Compaction(_Struct, kw_only=True):
+    """The storage stage's compaction of its drained days (storage.compaction)."""
+
+    events: int
+    chunks: int
+    seconds: float
+    events_per_s: int
+    cpu_us_per_event: dict[str, float]  # process (compactor, postgres) -> CPU us per event
+    events_per_cpu_s: int
+    hot_bytes: dict[str, int]  # part -> bytes on disk before (storage.bench.tier_bytes)
+    compacted_bytes: dict[str, int]  # the same after
+    hot_bytes_per_event: float  # rows and dedupe
+    compacted_bytes_per_event: float  # chunks, directory and the emptied raw partitions
+    encoded_bytes_per_event: float  # what the codec wrote, before PostgreSQL's own overhead
+
+
 class StorageResult(Stage, kw_only=True):
     events: int
     codecs: list[Codec]
@@ -201,6 +217,7 @@ class StorageResult(Stage, kw_only=True):
     anatomy: dict[str, Anatomy] = {}  # table part -> anatomy
     postgres: dict[str, Bytes]  # table part -> bytes per event
     postgres_bytes_per_event: float
+    compaction: Compaction | None = None
 
 
 # -- peer ----------------------------------------------------------------------------------

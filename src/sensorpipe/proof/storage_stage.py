@@ -4,16 +4,24 @@ The same preload (2,000 sensors, unthrottled) is written once per codec: none, l
 For each, the stage measures the Kafka log's bytes per event on disk and the CPU that the
 producer, the broker and the consumer spent per event (the consumer drains the topic into a
 fresh database). The database of the last drain gives PostgreSQL's bytes per event at rest by
-part (raw rows, dedupe, rollups, indexes) and the WAL written per event.
+part (raw rows, dedupe, rollups, indexes) and the WAL written per event. Then that database's
+days are compacted (storage.compaction, as the compactor does a closed day; the drain is over,
+so no writer is active) and the raw-event data is measured again on disk, with the speed and
+CPU of the compaction.
 """
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
+
+import psycopg
 
 from sensorpipe.proof import results as res
 from sensorpipe.proof.measure import ProcStats, platform_pids
 from sensorpipe.storage import bench as bq
+from sensorpipe.storage import compaction
 
 if TYPE_CHECKING:
     from sensorpipe.proof.bench import Bench
@@ -80,4 +88,39 @@ def storage_stage(b: Bench) -> res.StorageResult:
             for name, v in parts.items()
         },
         postgres_bytes_per_event=round(sum(v["heap"] + v["indexes"] for v in parts.values()) / stored, 1),
+        compaction=compact_stage(dsn, pids["postgres"], stored),
+    )
+
+
+def compact_stage(dsn: str, postgres_pid: int, stored: int) -> res.Compaction:
+    """Compact every day of the drained database, timed alone, and weigh both forms."""
+    hot = bq.tier_bytes(dsn)
+    pg = ProcStats(postgres_pid).start()
+    cpu, t0 = time.process_time(), time.perf_counter()
+    done: list[compaction.Compacted] = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for day in compaction.pending_days(conn, datetime.now(UTC).date() + timedelta(days=2)):
+            result = compaction.compact_day(conn, day)
+            if result is not None:
+                compaction.reclaim(conn, day)
+                done.append(result)
+    seconds = time.perf_counter() - t0
+    ours = time.process_time() - cpu
+    pg_cpu = pg.stop().cpu_s
+    cold = bq.tier_bytes(dsn)
+    events = sum(d.events for d in done)
+    assert events == stored, f"compacted {events} events of {stored}"
+    return res.Compaction(
+        events=events,
+        chunks=sum(d.chunks for d in done),
+        seconds=round(seconds, 2),
+        events_per_s=round(events / seconds),
+        cpu_us_per_event={"compactor": round(ours * 1e6 / events, 2), "postgres": round(pg_cpu * 1e6 / events, 2)},
+        events_per_cpu_s=round(events / (ours + pg_cpu)),
+        hot_bytes=hot,
+        compacted_bytes=cold,
+        hot_bytes_per_event=round((hot["rows"] + hot["dedupe"]) / events, 1),
+        # The dedupe table's emptied space is not the compacted days': the hot days' rows reuse it.
+        compacted_bytes_per_event=round((cold["chunks"] + cold["directory"] + cold["rows"]) / events, 1),
+        encoded_bytes_per_event=round(sum(d.bytes for d in done) / events, 1),
     )

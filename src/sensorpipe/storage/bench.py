@@ -344,3 +344,27 @@ def tier_edges(conn: psycopg.Connection[Any]) -> dict[str, datetime | None]:
 def activity(conn: psycopg.Connection[Any], application: str) -> list[tuple[str, str]]:
     """(wait, statement) of each of `application`'s statements running now."""
     return [(w, q.strip()) for w, q in conn.execute(_ACTIVITY, (application,)).fetchall()]
+
+
+# -- the compacted tier (migration 012) ---------------------------------------------------------
+# Bytes on disk of the raw-event data of the stored days: rows, their indexes and the dedupe
+# table while hot; chunks, the id directory, the emptied raw partitions and what remains of the
+# dedupe table once compacted. Rollups are the same in both forms and are left out of both.
+_TIER_BYTES = """
+SELECT coalesce(sum(pg_total_relation_size(p.relid)) FILTER (WHERE p.parent = 'metrics'), 0)::int8,
+       coalesce(sum(pg_total_relation_size(p.relid)) FILTER (WHERE p.parent = 'metrics_chunks'), 0)::int8,
+       coalesce(sum(pg_total_relation_size(p.relid)) FILTER (WHERE p.parent = 'chunk_ids'), 0)::int8,
+       pg_total_relation_size('processed_events')
+FROM (SELECT 'metrics' AS parent, relid FROM sensorpipe_day_partitions('metrics')
+      UNION ALL SELECT 'metrics_chunks', relid FROM sensorpipe_day_partitions('metrics_chunks')
+      UNION ALL SELECT 'chunk_ids', relid FROM sensorpipe_day_partitions('chunk_ids')) p
+"""
+
+
+def tier_bytes(dsn: str) -> dict[str, int]:
+    """{rows, chunks, directory, dedupe}: bytes on disk, after a VACUUM of the tables involved."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM metrics, processed_events, metrics_chunks, chunk_ids")
+        row = conn.execute(_TIER_BYTES).fetchone()
+    rows, chunks, directory, dedupe = (int(x) for x in row) if row else (0, 0, 0, 0)
+    return {"rows": rows, "chunks": chunks, "directory": directory, "dedupe": dedupe}
