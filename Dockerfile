@@ -36,12 +36,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     SENSORPIPE_API_DASHBOARD_DIR=/app/dashboard/out \
     SENSORPIPE_CONSUMER_METRICS_HOST=0.0.0.0 \
     SENSORPIPE_PRODUCER_METRICS_HOST=0.0.0.0 \
+    SENSORPIPE_COMPACTOR_METRICS_HOST=0.0.0.0 \
     SENSORPIPE_HEALTH_URL=http://127.0.0.1:8000/healthz
 WORKDIR /app
 RUN mkdir -p /app/state && chown sensorpipe:sensorpipe /app/state
 USER sensorpipe
 # Each process has an HTTP endpoint to probe: the API's /healthz, or the Prometheus port of
-# the producer (9300) and consumer (9400); compose sets SENSORPIPE_HEALTH_URL per service.
+# the producer (9300), consumer (9400) and compactor (9450); compose sets SENSORPIPE_HEALTH_URL per service.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['SENSORPIPE_HEALTH_URL'], timeout=2)"]
 ENTRYPOINT ["sensorpipe"]

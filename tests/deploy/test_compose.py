@@ -29,7 +29,7 @@ def test_compose_file_validates_against_the_compose_spec(compose: dict[str, Any]
 
 def test_topology(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    for name in ("kafka", "kafka-init", "kafka-ui", "postgres", "init", "producer", "consumer", "api"):
+    for name in ("kafka", "kafka-init", "kafka-ui", "postgres", "init", "producer", "consumer", "compactor", "api"):
         assert name in services, name
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
@@ -74,7 +74,7 @@ def test_observability_profile(compose: dict[str, Any]) -> None:
     assert services["grafana"]["profiles"] == ["observability"]
     prom = yaml.safe_load((REPO / "deploy" / "observability" / "prometheus.yml").read_text())
     jobs = {j["job_name"] for j in prom["scrape_configs"]}
-    assert jobs == {"api", "producer", "consumer"}
+    assert jobs == {"api", "producer", "consumer", "compactor"}
     dash = json.loads((REPO / "deploy" / "observability" / "grafana" / "dashboards" / "sensorpipe.json").read_text())
     exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
     for metric in (

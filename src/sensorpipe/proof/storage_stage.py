@@ -95,7 +95,7 @@ def storage_stage(b: Bench) -> res.StorageResult:
 def compact_stage(dsn: str, postgres_pid: int, stored: int) -> res.Compaction:
     """Compact every day of the drained database, timed alone, and weigh both forms."""
     hot = bq.tier_bytes(dsn)
-    pg = ProcStats(postgres_pid).start()
+    pg = ProcStats(postgres_pid, children=True).start()
     cpu, t0 = time.process_time(), time.perf_counter()
     done: list[compaction.Compacted] = []
     with psycopg.connect(dsn, autocommit=True) as conn:

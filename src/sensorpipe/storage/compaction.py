@@ -25,12 +25,24 @@ from psycopg.types.numeric import Int8
 
 from sensorpipe.storage import chunks
 
-# Read in (sensor, ts, event_id) order, so each sensor-hour arrives whole and in chunk order.
-_ROWS = """
-SELECT sensor_id, (extract(epoch FROM ts) * 1000000)::int8, event_id, value, seq, kafka_partition, kafka_offset,
-       ingest_id, (extract(epoch FROM ingested_at) * 1000000)::int8
+# The day's rows, one row per (sensor, hour), each column packed by the server into one bytea
+# in chunk order ((ts, event_id), ids compared byte by byte as readers compare them): the
+# binary send form of each value, concatenated, which numpy reads in one call per column.
+_SENSOR_HOURS = """
+SELECT sensor_id, date_bin('1 hour', ts, timestamptz 'epoch') AS hour,
+       string_agg(event_id, E'\\n' ORDER BY ts, event_id COLLATE "C"),
+       string_agg(int8send((extract(epoch FROM ts) * 1000000)::int8), ''::bytea
+                  ORDER BY ts, event_id COLLATE "C"),
+       string_agg(float8send(value), ''::bytea ORDER BY ts, event_id COLLATE "C"),
+       string_agg(int8send(seq), ''::bytea ORDER BY ts, event_id COLLATE "C"),
+       string_agg(int4send(kafka_partition), ''::bytea ORDER BY ts, event_id COLLATE "C"),
+       string_agg(int8send(kafka_offset), ''::bytea ORDER BY ts, event_id COLLATE "C"),
+       string_agg(int8send(ingest_id), ''::bytea ORDER BY ts, event_id COLLATE "C"),
+       string_agg(int8send((extract(epoch FROM ingested_at) * 1000000)::int8), ''::bytea
+                  ORDER BY ts, event_id COLLATE "C")
 FROM metrics WHERE ts >= %(lo)s AND ts < %(hi)s
-ORDER BY sensor_id, ts, event_id
+GROUP BY 1, 2
+ORDER BY 1, 2
 """
 _BEGIN = "SELECT part, first_chunk FROM sensorpipe_begin_compaction(%s)"
 _ENSURE = "SELECT sensorpipe_ensure_chunk_day(%s)"
@@ -43,6 +55,16 @@ _COPY_IDS = "COPY chunk_ids (day, part, bucket, hashes, chunks) FROM STDIN (FORM
 _CHUNK_TYPES = ["text", "timestamptz", "int4", "int4", "int4", "timestamptz", "timestamptz", "bytea"]
 _ID_TYPES = ["date", "int4", "int4", "bytea", "bytea"]
 _RECLAIM_NAME = "metrics_{:%Y%m%d}"
+# The columns of _SENSOR_HOURS after the ids, as the server sends them (big-endian).
+_PACKED: list[np.dtype[Any]] = [
+    np.dtype(">i8"),
+    np.dtype(">f8"),
+    np.dtype(">i8"),
+    np.dtype(">i4"),
+    np.dtype(">i8"),
+    np.dtype(">i8"),
+    np.dtype(">i8"),
+]
 
 # A directory bucket holds about this many ids: one bucket is read to find an id.
 BUCKET_IDS = 8_192
@@ -115,34 +137,23 @@ def compact_day(conn: psycopg.Connection[Any], day: date, step: Step | None = No
 
 def _sensor_hours(conn: psycopg.Connection[Any], lo: datetime, hi: datetime) -> Iterator[tuple[str, int, chunks.Rows]]:
     """The day's rows grouped by (sensor, hour): (sensor_id, hour in us, rows in chunk order)."""
-    with conn.cursor(name="compaction_rows", binary=True) as cur:
-        cur.itersize = 50_000
-        cur.execute(_ROWS, {"lo": lo, "hi": hi})
-        key: tuple[str, int] | None = None
-        acc: list[tuple[Any, ...]] = []
-        for row in cur:
-            k = (row[0], row[1] - row[1] % HOUR_US)
-            if k != key and acc:
-                yield (*key, _rows(acc))  # type: ignore[misc]
-                acc = []
-            key = k
-            acc.append(row)
-        if acc and key is not None:
-            yield (*key, _rows(acc))
+    with conn.cursor(name="compaction_rows") as cur:
+        cur.itersize = 256
+        cur.execute(_SENSOR_HOURS, {"lo": lo, "hi": hi})
+        for sensor, hour, ids, ts, value, seq, kpart, koff, ingest, ingested in cur:
+            yield sensor, _us(hour), _rows(ids, ts, value, seq, kpart, koff, ingest, ingested)
 
 
-def _rows(acc: list[tuple[Any, ...]]) -> chunks.Rows:
-    _sensor, ts, eid, value, seq, kpart, koff, ingest, ingested = zip(*acc, strict=True)
-    return chunks.Rows(
-        event_id=list(eid),
-        ts=np.asarray(ts, np.int64),
-        value=np.asarray(value, np.float64),
-        seq=np.asarray(seq, np.int64),
-        kpart=np.asarray(kpart, np.int32),
-        koff=np.asarray(koff, np.int64),
-        ingest_id=np.asarray(ingest, np.int64),
-        ingested=np.asarray(ingested, np.int64),
+def _us(ts: datetime) -> int:
+    d = ts - _EPOCH
+    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+
+
+def _rows(ids: str, *packed: bytes) -> chunks.Rows:
+    ts, value, seq, kpart, koff, ingest, ingested = (
+        np.frombuffer(b, dtype=t).astype(t.newbyteorder("=")) for b, t in zip(packed, _PACKED, strict=True)
     )
+    return chunks.Rows(ids.split("\n"), ts, value, seq, kpart, koff, ingest, ingested)
 
 
 def _write(
