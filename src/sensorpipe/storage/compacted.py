@@ -18,12 +18,11 @@ import psycopg
 
 from sensorpipe.contracts.events import row_hash
 from sensorpipe.storage.chunks import Chunk, unpack
-from sensorpipe.storage.compaction import HOUR_US, id_hashes, micros_to_dt, split_hash
+from sensorpipe.storage.compaction import HOUR_US, id_hashes, micros_to_dt, split_hash, us
 
 Row = dict[str, Any]
 # A reading as it sorts: (ts in us, event_id, sensor_id, value, seq).
 Reading = tuple[int, str, str | None, float, int]
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _SENSOR_CHUNKS = """
 SELECT data FROM metrics_chunks
@@ -49,11 +48,6 @@ JOIN unnest(%s::date[], %s::int4[], %s::int4[]) AS u(day, part, bucket)
 _BY_NUMBER = """
 SELECT sensor_id, data FROM metrics_chunks WHERE hour >= %s AND hour < %s AND chunk_no = ANY(%s)
 """
-
-
-def us(ts: datetime) -> int:
-    d = ts - _EPOCH
-    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
 
 
 @dataclass(frozen=True)

@@ -141,10 +141,11 @@ def _sensor_hours(conn: psycopg.Connection[Any], lo: datetime, hi: datetime) -> 
         cur.itersize = 256
         cur.execute(_SENSOR_HOURS, {"lo": lo, "hi": hi})
         for sensor, hour, ids, ts, value, seq, kpart, koff, ingest, ingested in cur:
-            yield sensor, _us(hour), _rows(ids, ts, value, seq, kpart, koff, ingest, ingested)
+            yield sensor, us(hour), _rows(ids, ts, value, seq, kpart, koff, ingest, ingested)
 
 
-def _us(ts: datetime) -> int:
+def us(ts: datetime) -> int:
+    """A time as microseconds since the epoch."""
     d = ts - _EPOCH
     return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
 
