@@ -29,7 +29,9 @@ from pcodec import standalone as pco
 
 VERSION = 1
 _UUIDS = re.compile(r"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})*")
-_CONFIG = ChunkConfig()
+# Level 4 of 12: as small as the default level 8 on these columns (12.36 against 12.34 bytes per
+# event) in half the time (decision 011)
+_CONFIG = ChunkConfig(compression_level=4)
 
 
 class _Blob(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -77,9 +79,12 @@ class Rows:
         )
 
     def ordered(self) -> Rows:
-        """The rows in (ts, event_id) order, the order a chunk keeps and readers page by."""
-        order = sorted(range(len(self)), key=lambda i: (int(self.ts[i]), self.event_id[i]))
-        return self.take(np.asarray(order, dtype=np.int64))
+        """The rows in (ts, event_id) order, the order a chunk keeps and readers page by; ids
+        compare by code point (PostgreSQL's C collation)."""
+        ts = self.ts
+        if len(ts) < 2 or bool(np.all(ts[1:] > ts[:-1])):  # strictly rising times: in order already
+            return self
+        return self.take(np.lexsort((np.array(self.event_id), ts)))
 
 
 def pack(a: np.ndarray, dtype: type) -> bytes:

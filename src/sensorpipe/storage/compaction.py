@@ -25,21 +25,20 @@ from psycopg.types.numeric import Int8
 
 from sensorpipe.storage import chunks
 
-# The day's rows, one row per (sensor, hour), each column packed by the server into one bytea
-# in chunk order ((ts, event_id), ids compared byte by byte as readers compare them): the
-# binary send form of each value, concatenated, which numpy reads in one call per column.
+# The day's rows, one row per (sensor, hour), each column packed by the server into one bytea:
+# the binary send form of each value, concatenated, which numpy reads in one call per column
+# (a timestamptz is sent as microseconds since 2000-01-01). The aggregates take no ORDER BY:
+# one aggregation feeds each input row to all of its aggregates in turn, so the columns stay
+# aligned, and the rows are put in chunk order afterwards (`_rows`); with the statement kept
+# serial (no partial aggregates combined from workers). Sorting in every aggregate cost the
+# server more than the rest of the read.
+_SERIAL = "SET LOCAL max_parallel_workers_per_gather = 0"
 _SENSOR_HOURS = """
 SELECT sensor_id, date_bin('1 hour', ts, timestamptz 'epoch') AS hour,
-       string_agg(event_id, E'\\n' ORDER BY ts, event_id COLLATE "C"),
-       string_agg(int8send((extract(epoch FROM ts) * 1000000)::int8), ''::bytea
-                  ORDER BY ts, event_id COLLATE "C"),
-       string_agg(float8send(value), ''::bytea ORDER BY ts, event_id COLLATE "C"),
-       string_agg(int8send(seq), ''::bytea ORDER BY ts, event_id COLLATE "C"),
-       string_agg(int4send(kafka_partition), ''::bytea ORDER BY ts, event_id COLLATE "C"),
-       string_agg(int8send(kafka_offset), ''::bytea ORDER BY ts, event_id COLLATE "C"),
-       string_agg(int8send(ingest_id), ''::bytea ORDER BY ts, event_id COLLATE "C"),
-       string_agg(int8send((extract(epoch FROM ingested_at) * 1000000)::int8), ''::bytea
-                  ORDER BY ts, event_id COLLATE "C")
+       string_agg(event_id, E'\\n'), string_agg(timestamptz_send(ts), ''::bytea),
+       string_agg(float8send(value), ''::bytea), string_agg(int8send(seq), ''::bytea),
+       string_agg(int4send(kafka_partition), ''::bytea), string_agg(int8send(kafka_offset), ''::bytea),
+       string_agg(int8send(ingest_id), ''::bytea), string_agg(timestamptz_send(ingested_at), ''::bytea)
 FROM metrics WHERE ts >= %(lo)s AND ts < %(hi)s
 GROUP BY 1, 2
 ORDER BY 1, 2
@@ -69,6 +68,7 @@ _PACKED: list[np.dtype[Any]] = [
 # A directory bucket holds about this many ids: one bucket is read to find an id.
 BUCKET_IDS = 8_192
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_PG_EPOCH_US = 946_684_800_000_000  # PostgreSQL's binary times count from 2000-01-01 UTC
 HOUR_US = 3_600_000_000
 
 Step = Callable[[str], None]  # called at each named point of a compaction (the kill tests)
@@ -139,6 +139,7 @@ def _sensor_hours(conn: psycopg.Connection[Any], lo: datetime, hi: datetime) -> 
     """The day's rows grouped by (sensor, hour): (sensor_id, hour in us, rows in chunk order)."""
     with conn.cursor(name="compaction_rows") as cur:
         cur.itersize = 256
+        conn.execute(_SERIAL)
         cur.execute(_SENSOR_HOURS, {"lo": lo, "hi": hi})
         for sensor, hour, ids, ts, value, seq, kpart, koff, ingest, ingested in cur:
             yield sensor, us(hour), _rows(ids, ts, value, seq, kpart, koff, ingest, ingested)
@@ -151,10 +152,14 @@ def us(ts: datetime) -> int:
 
 
 def _rows(ids: str, *packed: bytes) -> chunks.Rows:
+    """One sensor-hour's columns as sent, in chunk order: (ts, event_id), ids compared by code
+    point (the C collation, as readers compare them)."""
     ts, value, seq, kpart, koff, ingest, ingested = (
         np.frombuffer(b, dtype=t).astype(t.newbyteorder("=")) for b, t in zip(packed, _PACKED, strict=True)
     )
-    return chunks.Rows(ids.split("\n"), ts, value, seq, kpart, koff, ingest, ingested)
+    ts += _PG_EPOCH_US
+    ingested += _PG_EPOCH_US
+    return chunks.Rows(ids.split("\n"), ts, value, seq, kpart, koff, ingest, ingested).ordered()
 
 
 def _write(
