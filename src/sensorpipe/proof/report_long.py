@@ -40,10 +40,10 @@ def soak(sk: res.SoakResult) -> list[str]:
         "",
         f"Measured {sk.measured_at or 'in an earlier run'}; `make soak` (`sensorpipe bench soak`).",
         "",
-        f"The local stack (producer with a ledger, consumer, API) at {sk.rate:,} events/s for "
+        f"The local stack (producer with a ledger, consumer, {_compactor(sk)}API) at {sk.rate:,} events/s for "
         f"{sk.minutes:g} minutes, on a clock {sk.speed:g} times faster than the wall, so a simulated "
         f"day ({sk.events_per_simulated_day:,} events) passes every {86_400 / sk.speed / 60:.0f} minutes. "
-        f"{sk.sensors:,} sensors. Retention: raw 1 day, 1-minute rollups 2, 1-hour rollups 3; "
+        f"{sk.sensors:,} sensors. Retention: raw {_raw_days(sk)}, 1-minute rollups 2, 1-hour rollups 3; "
         f"PostgreSQL's share {sk.shares.postgres / 2**30:.1f} GiB (about 1.6 simulated days of raw rows "
         "and two of 1-minute rollups), Kafka's "
         f"{sk.shares.kafka / 2**30:.1f} GiB; the free-space floor is hit once, for a minute.",
@@ -65,8 +65,35 @@ def soak(sk: res.SoakResult) -> list[str]:
     if marks and not all(marks):
         out += ["What the consumer's memory is and what bounds it: `docs/decisions/009-consumer-memory.md`.", ""]
     out += _soak_pss(samples, names, secs) + _soak_heap(samples, secs)
-    out += _soak_api(sk) + _soak_disk(sk) + _soak_audit(sk)
+    out += _soak_api(sk) + _soak_disk(sk) + _soak_compaction(sk) + _soak_audit(sk)
     return out
+
+
+def _compacting(sk: res.SoakResult) -> bool:
+    return any(s.compaction_backlog is not None for s in sk.samples)
+
+
+def _compactor(sk: res.SoakResult) -> str:
+    return "compactor, " if _compacting(sk) else ""
+
+
+def _raw_days(sk: res.SoakResult) -> str:
+    return "3 days (the compactor compacting each day before yesterday)" if _compacting(sk) else "1 day"
+
+
+def _soak_compaction(sk: res.SoakResult) -> list[str]:
+    """Whether the compactor kept up: closed days still holding rows, sampled every 10 s."""
+    backlog = [s.compaction_backlog for s in sk.samples if s.compaction_backlog is not None]
+    if not backlog:
+        return []
+    peak = max(s.compacted_events for s in sk.samples)
+    half = len(backlog) // 2
+    return [
+        f"- compaction keeps up (closed days holding rows never more than 1, the day that has just closed): "
+        f"{mark(max(backlog) <= 1)} (most {max(backlog)}; first half {max(backlog[:half] or [0])}, second half "
+        f"{max(backlog[half:])}; at most {peak:,} events held compacted at once, before retention dropped them)",
+        "",
+    ]
 
 
 def _soak_pss(samples: list[res.SoakSample], names: list[str], secs: float) -> list[str]:

@@ -282,6 +282,8 @@ class SoakSample(_Struct, kw_only=True):
     wal_bytes: int = 0
     drops: dict[str, int]  # retention's reason -> days dropped
     over_share: bool
+    compaction_backlog: int | None = None  # closed days still holding rows (None: no compactor)
+    compacted_events: int = 0  # events held in the compacted tier
 
 
 class Statement(_Struct, kw_only=True):

@@ -1,14 +1,15 @@
 """`sensorpipe bench soak` (`make soak`): the local stack under load long enough for its
 bounds to matter, with days compressed into minutes.
 
-- **Load:** a producer (with a ledger), a consumer and the API, as separate processes, on the
-  bench stack's broker and server. Producer and consumer share a simulated clock
-  (contracts.clock) that runs `speed` times faster than the wall, from six simulated days
-  ago, so day partitions roll over every few minutes.
-- **Bounds that must trigger:** short tier retentions (raw 1 day, 1-minute rollups 2, 1-hour
-  rollups 3) for time retention; a PostgreSQL share of about 1.6 simulated days for size
-  retention; and, for the free-space floor, a small tmpfs among the consumer's watched
-  folders that a ballast file fills for a minute (it needs root to mount, as CI has).
+- **Load:** a producer (with a ledger), a consumer, the compactor and the API, as separate
+  processes, on the bench stack's broker and server. Producer, consumer and compactor share a
+  simulated clock (contracts.clock) that runs `speed` times faster than the wall, from six
+  simulated days ago, so day partitions roll over every few minutes.
+- **Bounds that must trigger:** short tier retentions (raw 3 days, 1-minute rollups 2, 1-hour
+  rollups 3) for time retention, with the compactor compacting every day before yesterday; a
+  PostgreSQL share of about 1.6 simulated days of hot rows for size retention; and, for the
+  free-space floor, a small tmpfs among the consumer's watched folders that a ballast file
+  fills for a minute (it needs root to mount, as CI has).
 - **Reports over time:** RSS of every process, lag, and disk use against the shares, every
   10 s; API p99 for an aggregate and a summary at the start and at the end.
 - **End:** the load stops, the backlog drains, and the audit runs. Events dropped by
@@ -43,7 +44,7 @@ from sensorpipe.proof.tmpfs import fill, small_tmpfs
 from sensorpipe.runtime.bootstrap import ensure_topics
 from sensorpipe.runtime.procs import stop_pid
 from sensorpipe.storage import bench as bq
-from sensorpipe.storage import queries, retention
+from sensorpipe.storage import compaction, queries, retention
 
 if TYPE_CHECKING:
     from sensorpipe.proof.bench import Bench
@@ -59,6 +60,10 @@ SAMPLE_ACTIVITY_S = 0.1
 OUR_PROCESSES = ("producer", "consumer", "api")  # memory maps taken with the API p99
 FLOOR_FS = 64 * MiB  # the watched tmpfs that the ballast fills
 FLOOR = 16 * MiB
+# Raw rows are kept three simulated days: the compactor (grace one day) then has closed days to
+# compact before time or size retention drops them, as a store kept for days has.
+RAW_DAYS = 3
+COMPACT_EVERY_S = 10  # real seconds between compaction passes: 48 simulated minutes
 
 
 @dataclass
@@ -164,7 +169,7 @@ class Soak:
             k,
             self.dsn,
             SENSORPIPE_CONSUMER_GROUP_ID=self.group,
-            SENSORPIPE_DATABASE_RETENTION_DAYS="1",
+            SENSORPIPE_DATABASE_RETENTION_DAYS=str(RAW_DAYS),
             SENSORPIPE_DATABASE_ROLLUP_1M_DAYS="2",
             SENSORPIPE_DATABASE_ROLLUP_1H_DAYS="3",
             SENSORPIPE_DISK_POSTGRES_BYTES=str(plan.postgres_share),
@@ -181,6 +186,7 @@ class Soak:
         api = b.spawn(["api"], {**env, "SENSORPIPE_API_PORT": str(port), "SENSORPIPE_API_DASHBOARD_DIR": "/none"})
         self.consumer_metrics = f"http://127.0.0.1:{(metrics_port := free_port())}/metrics"
         cons = b.spawn(["consumer"], {**env, "SENSORPIPE_CONSUMER_METRICS_PORT": str(metrics_port)})
+        comp = b.spawn(["compactor", "--interval-s", str(COMPACT_EVERY_S), "--metrics-port", "0"], env)
         ledger = b.out / "soak-ledger.csv"
         ledger.unlink(missing_ok=True)
         prod = b.spawn(
@@ -189,16 +195,23 @@ class Soak:
         try:
             url = f"http://127.0.0.1:{port}"
             wait_http(f"{url}/api/pipeline", 60)
-            procs = {"producer": prod.pid, "consumer": cons.pid, "api": api.pid, **platform_pids(b.state_dir)}
+            procs = {
+                "producer": prod.pid,
+                "consumer": cons.pid,
+                "compactor": comp.pid,
+                "api": api.pid,
+                **platform_pids(b.state_dir),
+            }
             stats = {n: ProcStats(pid, children=n == "postgres").start() for n, pid in procs.items()}
             self._watch(k, url, watched, stats, time.monotonic())
             stop_pid(prod.pid, signal.SIGTERM, 300)
             drained = self._drain(k)
             stop_pid(cons.pid, signal.SIGTERM, 120)
+            stop_pid(comp.pid, signal.SIGTERM, 120)
             stop_pid(api.pid, signal.SIGTERM, 60)
             resources = {n: s.stop() for n, s in stats.items()}
         finally:
-            for p in (prod, cons, api):
+            for p in (prod, cons, comp, api):
                 stop_pid(p.pid, signal.SIGTERM, 60)
         tiers = self._tiers()
         b.log("soak: auditing the ledger against the store")
@@ -238,6 +251,9 @@ class Soak:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             db = retention.store_bytes(conn)
             drops = retention.drop_totals(conn)
+            closed = self.plan.simulated_now().date() - timedelta(days=1)  # the compactor's grace
+            backlog = len(compaction.pending_days(conn, closed))
+            _parts, compacted_events = compaction.compacted(conn)
         kafka = b.topic_bytes(k)
         return res.SoakSample(
             t=round(t),
@@ -251,6 +267,8 @@ class Soak:
             wal_bytes=du(b.pg.data_dir() / "pg_wal"),
             drops={reason: days for reason, (days, _rows) in drops.items()},
             over_share=kafka > self.plan.kafka_share or db > self.plan.postgres_share,
+            compaction_backlog=backlog,
+            compacted_events=compacted_events,
         )
 
     def _consumer_heap(self, pid: int) -> dict[str, float] | None:

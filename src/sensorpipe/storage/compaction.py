@@ -47,6 +47,7 @@ _BEGIN = "SELECT part, first_chunk FROM sensorpipe_begin_compaction(%s)"
 _ENSURE = "SELECT sensorpipe_ensure_chunk_day(%s)"
 _FINISH = "SELECT sensorpipe_finish_compaction(%s, %s, %s, %s, %s)"
 _PENDING = "SELECT d FROM sensorpipe_days_with_rows(%s) AS d"
+_PARTS = "SELECT count(*), coalesce(sum(events), 0)::int8 FROM compacted_days"
 _COPY_CHUNKS = (
     "COPY metrics_chunks (sensor_id, hour, part, chunk_no, events, first_ts, last_ts, data) FROM STDIN (FORMAT binary)"
 )
@@ -95,6 +96,12 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
 def pending_days(conn: psycopg.Connection[Any], before: date) -> list[date]:
     """Days before `before` that hold raw rows: never compacted, or with late rows."""
     return [r[0] for r in conn.execute(_PENDING, (before,)).fetchall()]
+
+
+def compacted(conn: psycopg.Connection[Any]) -> tuple[int, int]:
+    """(day parts, events) held in the compacted tier."""
+    row = conn.execute(_PARTS).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def id_hashes(ids: list[str]) -> np.ndarray:
