@@ -281,3 +281,35 @@ def test_the_compactor_keeps_today_and_yesterday_as_rows(db_dsn: str) -> None:
     assert (c.totals.days, c.totals.events, c.totals.backlog) == (2, 40, 0)
     assert scalar(db_dsn, "SELECT count(*) FROM metrics") == 40
     assert c.run_pass() == []  # nothing closed is left
+
+
+@pytest.mark.parametrize("sensors", [None, ["s-1"]])
+def test_a_summary_over_a_compacted_range_has_its_first_and_last_reading(
+    db_dsn: str, sensors: list[str] | None
+) -> None:
+    from sensorpipe.storage import summaries
+
+    w = BatchWriter(db_dsn, retention_days=7)
+    ev = _events(300)
+    w.write(ev, [])
+    w.close()
+    # a range that cuts hours of the day at both ends, so bounding chunks are read
+    start, end = _DAY0 + timedelta(hours=3, minutes=17), _DAY0 + timedelta(hours=20, minutes=41)
+    inside = [
+        t
+        for t, s in zip(ev.ts_us, ev.sensor_id, strict=True)
+        if start.timestamp() * 1e6 <= t < end.timestamp() * 1e6 and (sensors is None or s in sensors)
+    ]
+
+    async def summary() -> summaries.Summary:
+        async with await psycopg.AsyncConnection.connect(db_dsn) as conn:
+            return await summaries.summary(conn, sensors, start, end)
+
+    hot = asyncio.run(summary())
+    _compact(db_dsn)
+    cold = asyncio.run(summary())
+    first, last = (datetime.fromtimestamp(min(inside) / 1e6, UTC), datetime.fromtimestamp(max(inside) / 1e6, UTC))
+    assert (hot.first, hot.last) == (first, last)
+    assert (cold.first, cold.last) == (first, last)
+    assert (cold.events, cold.min, cold.max) == (hot.events, hot.min, hot.max)  # from the rollups
+    assert hot.p50 is not None and cold.p50 is None  # percentiles are sampled from rows only

@@ -253,3 +253,55 @@ def test_a_stage_recorded_in_an_older_shape_is_left_out_not_fatal(tmp_path: Path
     back = results.load(tmp_path / "bench.json", said.append)
     assert back.storage is None and back.e2e is not None and back.machine is not None
     assert len(said) == 1 and "storage" in said[0]
+
+
+def _wrk(p99: float) -> dict[str, Any]:
+    return {"p50_ms": 1.0, "p90_ms": 2.0, "p99_ms": p99, "requests_per_s": 100, "non_2xx": 0}
+
+
+@pytest.mark.parametrize(("cold_p99", "verdict"), [(9.0, "met"), (21.0, "**missed**")])
+def test_compacted_readings_are_judged_against_the_hot_rows_of_the_same_run(cold_p99: float, verdict: str) -> None:
+    endpoints = {
+        "readings (a different sensor each request, 1 h of hot rows)": _wrk(10.0),
+        "readings (a different sensor each request, 1 h of a compacted day)": _wrk(cold_p99),
+    }
+    api = {"rows": 10, "load_seconds": 1.0, "endpoints": endpoints, "api_process": {"peak_rss_mb": 1.0, "cpu_s": 1.0}}
+    text = render({"api": api}, "cmd")
+    assert f"readings of a compacted hour p99 ≤ 2 × the hot rows' p99: {verdict} ({cold_p99} against 10.0 ms" in text
+
+
+def test_the_soak_reports_whether_compaction_kept_up() -> None:
+    def sample(t: int, backlog: int | None) -> dict[str, Any]:
+        return {
+            "t": t,
+            "rss_mb": {},
+            "lag": 0,
+            "kafka_bytes": 0,
+            "postgres_bytes": 0,
+            "drops": {},
+            "over_share": False,
+            "compaction_backlog": backlog,
+            "compacted_events": 5 * t,
+        }
+
+    def soak(backlogs: list[int | None]) -> str:
+        samples = [sample(10 * i, b) for i, b in enumerate(backlogs)]
+        audit = {
+            f.name: ([] if f.name == "lost_sample" else {} if f.name == "counters" else 0) for f in fields(AuditReport)
+        }
+        sk = {
+            "minutes": 1.0,
+            "rate": 1,
+            "speed": 288.0,
+            "events_per_simulated_day": 1,
+            "drained": True,
+            "shares": {"kafka": 1, "postgres": 1},
+            "samples": samples,
+            "audit": audit,
+        }
+        return render({"soak": sk}, "cmd")
+
+    assert "compaction keeps up (closed days holding rows never more than 1" in soak([0, 1, 0, 1])
+    assert ": met (most 1;" in soak([0, 1, 0, 1])
+    assert ": **missed** (most 3; first half 1, second half 3;" in soak([0, 1, 2, 3])
+    assert "compaction keeps up" not in soak([None, None])  # a run without the compactor

@@ -1,5 +1,6 @@
 """`sensorpipe bench api`: the API's latency on 10 M readings (2,000 sensors over 24 h), with
-`wrk`, idle and while a producer and a consumer write into the same database."""
+`wrk`, idle and while a producer and a consumer write into the same database; raw readings
+from hot rows and from a compacted day."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+import psycopg
+
 from sensorpipe.proof import results as res
 from sensorpipe.proof.measure import ProcStats, free_port, wait_http, wrk
 from sensorpipe.storage import bench as bq
+from sensorpipe.storage import compaction
 from sensorpipe.storage.migrate import migrate
 
 if TYPE_CHECKING:
@@ -58,6 +62,7 @@ def api_stage(b: Bench) -> res.ApiResult:
     for name, (target, script) in targets.items():
         b.log(f"api: wrk -c10 -t2 -d{secs}s --latency {name}")
         endpoints[name] = wrk(target, secs, script)
+    endpoints.update(compacted_readings(b, dsn, url, secs))
     name, result = api_live(b, dsn, url, secs)
     endpoints[name] = result
     cost = stats.stop()
@@ -86,6 +91,37 @@ def api_live(b: Bench, dsn: str, url: str, seconds: int, rate: int = 5000) -> tu
         for proc in (prod, cons):
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
+
+
+HOT = "readings (a different sensor each request, 1 h of hot rows)"
+COMPACTED = "readings (a different sensor each request, 1 h of a compacted day)"
+
+
+def compacted_readings(b: Bench, dsn: str, url: str, seconds: int) -> dict[str, res.Wrk]:
+    """Raw readings of one hour, from hot rows and from a compacted day: the loaded window's
+    earlier UTC day is compacted (as the compactor does a closed day), and the same request is
+    timed on an hour of each day. The load is made afresh by the next run (its rows changed)."""
+    now = datetime.now(UTC)
+    hot, cold = now - timedelta(hours=2), now - timedelta(hours=23)
+    if hot.date() != now.date() or cold.date() == now.date():
+        b.log("api: the loaded window does not hold an hour of each day now (too near midnight): no readings rows")
+        return {}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        done = compaction.compact_day(conn, cold.date())
+        compaction.reclaim(conn, cold.date())
+    events, chunks = (done.events, done.chunks) if done else (0, 0)
+    b.log(f"api: compacted {cold.date()}: {events:,} readings in {chunks:,} chunks")
+    out: dict[str, res.Wrk] = {}
+    for name, start in ((HOT, hot), (COMPACTED, cold)):
+        window = f"start={z(start)}&end={z(start + timedelta(hours=1))}"
+        script = _ROTATE_SENSORS.replace("QUERY", f"/api/readings?sensor_id=sensor-%05d&{window}")
+        b.log(f"api: wrk -c10 -t2 -d{seconds}s --latency {name}")
+        out[name] = wrk(url, seconds, script)
+    return out
+
+
+def z(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
 
 
 def _day_ending(end: datetime) -> str:

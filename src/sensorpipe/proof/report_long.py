@@ -43,9 +43,9 @@ def soak(sk: res.SoakResult) -> list[str]:
         f"The local stack (producer with a ledger, consumer, {_compactor(sk)}API) at {sk.rate:,} events/s for "
         f"{sk.minutes:g} minutes, on a clock {sk.speed:g} times faster than the wall, so a simulated "
         f"day ({sk.events_per_simulated_day:,} events) passes every {86_400 / sk.speed / 60:.0f} minutes. "
-        f"{sk.sensors:,} sensors. Retention: raw {_raw_days(sk)}, 1-minute rollups 2, 1-hour rollups 3; "
+        f"{sk.sensors:,} sensors. Retention: {_retention(sk)}; "
         f"PostgreSQL's share {sk.shares.postgres / 2**30:.1f} GiB (about 1.6 simulated days of raw rows "
-        "and two of 1-minute rollups), Kafka's "
+        f"and {'four' if _compacting(sk) else 'two'} of 1-minute rollups), Kafka's "
         f"{sk.shares.kafka / 2**30:.1f} GiB; the free-space floor is hit once, for a minute.",
         "",
         "Targets: RSS of every process flat (last 5 minutes within 10% of minutes 5 to 10); API p99 at the "
@@ -77,8 +77,10 @@ def _compactor(sk: res.SoakResult) -> str:
     return "compactor, " if _compacting(sk) else ""
 
 
-def _raw_days(sk: res.SoakResult) -> str:
-    return "3 days (the compactor compacting each day before yesterday)" if _compacting(sk) else "1 day"
+def _retention(sk: res.SoakResult) -> str:
+    if _compacting(sk):
+        return "raw 3 days (the compactor compacting each day before yesterday), 1-minute rollups 4, 1-hour rollups 5"
+    return "raw 1 day, 1-minute rollups 2, 1-hour rollups 3"
 
 
 def _soak_compaction(sk: res.SoakResult) -> list[str]:

@@ -5,8 +5,8 @@ bounds to matter, with days compressed into minutes.
   processes, on the bench stack's broker and server. Producer, consumer and compactor share a
   simulated clock (contracts.clock) that runs `speed` times faster than the wall, from six
   simulated days ago, so day partitions roll over every few minutes.
-- **Bounds that must trigger:** short tier retentions (raw 3 days, 1-minute rollups 2, 1-hour
-  rollups 3) for time retention, with the compactor compacting every day before yesterday; a
+- **Bounds that must trigger:** short tier retentions (raw 3 days, 1-minute rollups 4, 1-hour
+  rollups 5) for time retention, with the compactor compacting every day before yesterday; a
   PostgreSQL share of about 1.6 simulated days of hot rows for size retention; and, for the
   free-space floor, a small tmpfs among the consumer's watched folders that a ballast file
   fills for a minute (it needs root to mount, as CI has).
@@ -63,6 +63,7 @@ FLOOR = 16 * MiB
 # Raw rows are kept three simulated days: the compactor (grace one day) then has closed days to
 # compact before time or size retention drops them, as a store kept for days has.
 RAW_DAYS = 3
+MINUTE_DAYS, HOUR_DAYS = 4, 5  # retention tiers nest: raw <= 1-minute <= 1-hour
 COMPACT_EVERY_S = 10  # real seconds between compaction passes: 48 simulated minutes
 
 
@@ -82,7 +83,7 @@ class SoakPlan:
 
     def __post_init__(self) -> None:
         self.events_per_day = int(self.rate * DAY / self.speed)
-        rollups = 2 * self.sensors * 1440 * ROLLUP_ROW_BYTES  # the 1-minute tier keeps 2 days
+        rollups = MINUTE_DAYS * self.sensors * 1440 * ROLLUP_ROW_BYTES  # what the 1-minute tier keeps
         self.postgres_share = int(1.6 * self.events_per_day * BYTES_PER_EVENT + rollups)
         # six simulated days before now at the start, so the run ends near the present
         start = (datetime.now(UTC) - timedelta(days=6)).replace(hour=12, minute=0, second=0, microsecond=0)
@@ -170,8 +171,8 @@ class Soak:
             self.dsn,
             SENSORPIPE_CONSUMER_GROUP_ID=self.group,
             SENSORPIPE_DATABASE_RETENTION_DAYS=str(RAW_DAYS),
-            SENSORPIPE_DATABASE_ROLLUP_1M_DAYS="2",
-            SENSORPIPE_DATABASE_ROLLUP_1H_DAYS="3",
+            SENSORPIPE_DATABASE_ROLLUP_1M_DAYS=str(MINUTE_DAYS),
+            SENSORPIPE_DATABASE_ROLLUP_1H_DAYS=str(HOUR_DAYS),
             SENSORPIPE_DISK_POSTGRES_BYTES=str(plan.postgres_share),
             SENSORPIPE_DISK_WATCH=orjson.dumps([str(self.b.state_dir), str(watched)]).decode(),
             SENSORPIPE_DISK_FLOOR=str(FLOOR),

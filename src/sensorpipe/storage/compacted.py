@@ -211,3 +211,42 @@ def known(
             if eid in want and eid not in out:
                 out[eid] = _stored(chunk, i, sensor, eid)
     return out
+
+
+# -- summaries ----------------------------------------------------------------------------------
+# The chunks that hold readings in [start, end); the data only of those that reach past either
+# end (their readings are cut at the bound), so whole chunks cost no read of their columns.
+_SPAN = {
+    True: """
+        SELECT first_ts, last_ts, CASE WHEN first_ts < %(start)s OR last_ts >= %(end)s THEN data END
+        FROM metrics_chunks
+        WHERE sensor_id = ANY(%(sensors)s) AND hour >= %(lo)s AND hour < %(end)s
+          AND last_ts >= %(start)s AND first_ts < %(end)s""",
+    False: """
+        SELECT first_ts, last_ts, CASE WHEN first_ts < %(start)s OR last_ts >= %(end)s THEN data END
+        FROM metrics_chunks
+        WHERE hour >= %(lo)s AND hour < %(end)s AND last_ts >= %(start)s AND first_ts < %(end)s""",
+}
+
+
+async def first_last(
+    conn: psycopg.AsyncConnection[Any], sensors: list[str] | None, start: datetime, end: datetime
+) -> tuple[datetime | None, datetime | None]:
+    """The first and last compacted reading times in [start, end) (None, None: there are none)."""
+    lo_us = us(start)
+    params = {"sensors": sensors, "start": start, "end": end, "lo": micros_to_dt(lo_us - lo_us % HOUR_US)}
+    firsts: list[int] = []
+    lasts: list[int] = []
+    async for first, last, data in await conn.execute(_SPAN[bool(sensors)], params):
+        if data is None:
+            firsts.append(us(first))
+            lasts.append(us(last))
+            continue
+        ts = Chunk(data).ts
+        inside = ts[(ts >= lo_us) & (ts < us(end))]
+        if len(inside):
+            firsts.append(int(inside[0]))
+            lasts.append(int(inside[-1]))
+    if not firsts:
+        return None, None
+    return micros_to_dt(min(firsts)), micros_to_dt(max(lasts))

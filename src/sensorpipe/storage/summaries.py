@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from sensorpipe.storage import compacted
 from sensorpipe.storage.queries import MINUTE, Row
 
 # -- summary ----------------------------------------------------------------------------------
@@ -152,8 +153,9 @@ async def summary(
     resolution: str = MINUTE,
     raw_covered: bool = True,
 ) -> Summary:
-    """Totals from the `resolution` rollups; percentiles from raw rows, only when
-    `raw_covered` (the range starts inside the raw retention), else None."""
+    """Totals from the `resolution` rollups; first and last times from both tiers of readings;
+    percentiles from raw rows, only when `raw_covered` (the range starts inside the raw
+    retention) and no part of the range is compacted, else None."""
     s = bool(sensors)
     params: dict[str, Any] = {"sensors": sensors, "start": start, "end": end}
     if not s:
@@ -167,6 +169,10 @@ async def summary(
 
         agg = await one(totals, params)
         fl = await one(_FIRST_LAST[s], params)
+        cold = await compacted.first_last(conn, sensors, start, end)
+        if cold[0] is not None:  # part of the range is compacted: its percentiles are not sampled
+            raw_covered = False
+            fl = {"first": _least(fl.get("first"), cold[0]), "last": _greatest(fl.get("last"), cold[1])}
         count = int(agg.get("count") or 0)
         exact = count <= sample_rows and raw_covered
         if count == 0 or not raw_covered:
@@ -200,6 +206,14 @@ async def summary(
         conflicts=int(counters.get("conflicts", 0)),
         dlq=dlq,
     )
+
+
+def _least(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _greatest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else max(a, b)
 
 
 def counters(conn: psycopg.Connection[Any]) -> Row:
