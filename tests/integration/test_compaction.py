@@ -198,7 +198,7 @@ with psycopg.connect(sys.argv[1], autocommit=True) as conn:
 """
 
 
-@pytest.mark.parametrize("point", ["locked", "read", "written", "finished", "committed"])
+@pytest.mark.parametrize("point", ["locked", "chunks", "directory", "finished", "committed"])
 def test_a_kill_at_any_point_leaves_rows_or_chunks_never_both_or_neither(db_dsn: str, point: str) -> None:
     w = BatchWriter(db_dsn, retention_days=7)
     ev = _events(500)
@@ -313,3 +313,25 @@ def test_a_summary_over_a_compacted_range_has_its_first_and_last_reading(
     assert (cold.first, cold.last) == (first, last)
     assert (cold.events, cold.min, cold.max) == (hot.events, hot.min, hot.max)  # from the rollups
     assert hot.p50 is not None and cold.p50 is None  # percentiles are sampled from rows only
+
+
+def test_retention_drops_a_compacted_day_whole(db_dsn: str) -> None:
+    from sensorpipe.storage import retention
+
+    w = BatchWriter(db_dsn, retention_days=7)
+    w.write(_events(200), [])
+    w.close()
+    _compact(db_dsn)
+    today = datetime.now(UTC).date()
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        days = [d for d, _b in retention.raw_days(conn, today)]
+        assert days == [DAY]
+        row = conn.execute("SELECT sensorpipe_drop_raw_day(%s, 'size', %s)", (DAY, today)).fetchone()
+        assert row == (200,)  # the compacted events count as the day's rows
+        gone = conn.execute(
+            "SELECT to_regclass(%s), to_regclass(%s), to_regclass(%s), (SELECT count(*) FROM compacted_days)",
+            (f"metrics_{DAY:%Y%m%d}", f"metrics_chunks_{DAY:%Y%m%d}", f"chunk_ids_{DAY:%Y%m%d}"),
+        ).fetchone()
+        assert gone == (None, None, None, 0)
+        assert conn.execute("SELECT rows FROM retention_log").fetchall() == [(200,)]
+        assert audit.any_compacted(conn) is False

@@ -44,8 +44,8 @@ def soak(sk: res.SoakResult) -> list[str]:
         f"{sk.minutes:g} minutes, on a clock {sk.speed:g} times faster than the wall, so a simulated "
         f"day ({sk.events_per_simulated_day:,} events) passes every {86_400 / sk.speed / 60:.0f} minutes. "
         f"{sk.sensors:,} sensors. Retention: {_retention(sk)}; "
-        f"PostgreSQL's share {sk.shares.postgres / 2**30:.1f} GiB (about 1.6 simulated days of raw rows "
-        f"and {'four' if _compacting(sk) else 'two'} of 1-minute rollups), Kafka's "
+        f"PostgreSQL's share {sk.shares.postgres / 2**30:.1f} GiB (about {'2.5' if _compacting(sk) else '1.6'} "
+        f"simulated days of raw rows and {'four' if _compacting(sk) else 'two'} of 1-minute rollups), Kafka's "
         f"{sk.shares.kafka / 2**30:.1f} GiB; the free-space floor is hit once, for a minute.",
         "",
         "Targets: RSS of every process flat (last 5 minutes within 10% of minutes 5 to 10); API p99 at the "

@@ -7,7 +7,7 @@ bounds to matter, with days compressed into minutes.
   simulated days ago, so day partitions roll over every few minutes.
 - **Bounds that must trigger:** short tier retentions (raw 3 days, 1-minute rollups 4, 1-hour
   rollups 5) for time retention, with the compactor compacting every day before yesterday; a
-  PostgreSQL share of about 1.6 simulated days of hot rows for size retention; and, for the
+  PostgreSQL share of 2.5 simulated days of rows for size retention; and, for the
   free-space floor, a small tmpfs among the consumer's watched folders that a ballast file
   fills for a minute (it needs root to mount, as CI has).
 - **Reports over time:** RSS of every process, lag, and disk use against the shares, every
@@ -57,13 +57,14 @@ BYTES_PER_EVENT = 430
 ROLLUP_ROW_BYTES = 330
 SAMPLE_S = 10.0
 SAMPLE_ACTIVITY_S = 0.1
-OUR_PROCESSES = ("producer", "consumer", "api")  # memory maps taken with the API p99
+OUR_PROCESSES = ("producer", "consumer", "compactor", "api")  # memory maps taken with the API p99
 FLOOR_FS = 64 * MiB  # the watched tmpfs that the ballast fills
 FLOOR = 16 * MiB
 # Raw rows are kept three simulated days: the compactor (grace one day) then has closed days to
 # compact before time or size retention drops them, as a store kept for days has.
 RAW_DAYS = 3
 MINUTE_DAYS, HOUR_DAYS = 4, 5  # retention tiers nest: raw <= 1-minute <= 1-hour
+HOT_DAYS_SHARE = 2.5  # PostgreSQL's share, in days of rows
 COMPACT_EVERY_S = 10  # real seconds between compaction passes: 48 simulated minutes
 
 
@@ -84,7 +85,10 @@ class SoakPlan:
     def __post_init__(self) -> None:
         self.events_per_day = int(self.rate * DAY / self.speed)
         rollups = MINUTE_DAYS * self.sensors * 1440 * ROLLUP_ROW_BYTES  # what the 1-minute tier keeps
-        self.postgres_share = int(1.6 * self.events_per_day * BYTES_PER_EVENT + rollups)
+        # Today and yesterday stay rows, and a closed day is compacted only after it closes: the
+        # share holds two and a half days of rows, so size retention does not drop a day before
+        # the compactor can take it; compacted days (about a twentieth of a day of rows each) fit.
+        self.postgres_share = int(HOT_DAYS_SHARE * self.events_per_day * BYTES_PER_EVENT + rollups)
         # six simulated days before now at the start, so the run ends near the present
         start = (datetime.now(UTC) - timedelta(days=6)).replace(hour=12, minute=0, second=0, microsecond=0)
         self.clock = SimClock(start.timestamp(), self.speed, time.time())

@@ -12,7 +12,7 @@ as a row and compacted into a further part of its hours by a later pass.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -24,6 +24,7 @@ from psycopg import sql
 from psycopg.types.numeric import Int8
 
 from sensorpipe.storage import chunks
+from sensorpipe.storage.arrays import BinaryArray, Int4Array, Int8Array
 
 # The day's rows, one row per (sensor, hour), each column packed by the server into one bytea:
 # the binary send form of each value, concatenated, which numpy reads in one call per column
@@ -48,6 +49,19 @@ _ENSURE = "SELECT sensorpipe_ensure_chunk_day(%s)"
 _FINISH = "SELECT sensorpipe_finish_compaction(%s, %s, %s, %s, %s)"
 _PENDING = "SELECT d FROM sensorpipe_days_with_rows(%s) AS d"
 _PARTS = "SELECT count(*), coalesce(sum(events), 0)::int8 FROM compacted_days"
+_COUNT = "SELECT count(*) FROM metrics WHERE ts >= %(lo)s AND ts < %(hi)s"
+# The directory's keys of the part being written, staged in the server (migration 012); the
+# table is the compaction's alone (one at a time, under the partitions' lock).
+_CLEAR_STAGED = "TRUNCATE compaction_ids"
+_STAGE = """
+INSERT INTO compaction_ids (bucket, key, chunk_no) SELECT unnest(%s::int4[]), unnest(%s::int8[]), unnest(%s::int4[])
+"""
+_STAGED_BUCKETS = """
+SELECT bucket, string_agg(int8send(key), ''::bytea ORDER BY key, chunk_no),
+       string_agg(int4send(chunk_no), ''::bytea ORDER BY key, chunk_no)
+FROM compaction_ids GROUP BY bucket ORDER BY bucket
+"""
+GROUPS_PER_FETCH = 128  # sensor-hours held at once
 _COPY_CHUNKS = (
     "COPY metrics_chunks (sensor_id, hour, part, chunk_no, events, first_ts, last_ts, data) FROM STDIN (FORMAT binary)"
 )
@@ -121,8 +135,13 @@ def split_hash(h: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def compact_day(conn: psycopg.Connection[Any], day: date, step: Step | None = None) -> Compacted | None:
-    """Swap one day's raw rows for chunks, in one transaction; None if it has no partition."""
+    """Swap one day's raw rows for chunks, in one transaction; None if it has no partition.
+
+    Memory is bounded by GROUPS_PER_FETCH sensor-hours and one directory bucket, whatever the
+    day holds: chunks are written as their sensor-hours arrive, and the ids' directory keys are
+    staged in the server (`compaction_ids`) and read back one bucket at a time."""
     mark = step or (lambda _name: None)
+    BinaryArray.adapt(conn)
     with conn.transaction():
         conn.execute(_ENSURE, (day,))
     with conn.transaction():
@@ -132,24 +151,87 @@ def compact_day(conn: psycopg.Connection[Any], day: date, step: Step | None = No
         part, first_chunk = int(opened[0]), int(opened[1])
         mark("locked")
         lo, hi = day_bounds(day)
-        groups = list(_sensor_hours(conn, lo, hi))
-        mark("read")
-        events, size, bits = _write(conn, day, part, first_chunk, groups)
-        mark("written")
-        conn.execute(_FINISH, (day, part, Int8(events), len(groups), bits))
+        row = conn.execute(_COUNT, {"lo": lo, "hi": hi}).fetchone()
+        bits = bucket_bits(int(row[0]) if row else 0)
+        conn.execute(_CLEAR_STAGED)
+        tally = _write_chunks(conn, lo, hi, _Part(day, part, first_chunk, bits))
+        mark("chunks")
+        tally.bytes += _write_directory(conn, day, part)
+        mark("directory")
+        conn.execute(_FINISH, (day, part, Int8(tally.events), tally.chunks, bits))
         mark("finished")
     mark("committed")
-    return Compacted(day, part, events, len(groups), size)
+    return Compacted(day, part, tally.events, tally.chunks, tally.bytes)
 
 
-def _sensor_hours(conn: psycopg.Connection[Any], lo: datetime, hi: datetime) -> Iterator[tuple[str, int, chunks.Rows]]:
-    """The day's rows grouped by (sensor, hour): (sensor_id, hour in us, rows in chunk order)."""
+@dataclass(frozen=True)
+class _Part:
+    day: date
+    part: int
+    first_chunk: int
+    bits: int
+
+
+@dataclass
+class _Tally:
+    events: int = 0
+    chunks: int = 0
+    bytes: int = 0
+
+
+def _write_chunks(conn: psycopg.Connection[Any], lo: datetime, hi: datetime, p: _Part) -> _Tally:
+    """COPY the day's chunks, a few sensor-hours at a time, and stage their ids' keys."""
+    tally = _Tally()
     with conn.cursor(name="compaction_rows") as cur:
-        cur.itersize = 256
         conn.execute(_SERIAL)
         cur.execute(_SENSOR_HOURS, {"lo": lo, "hi": hi})
-        for sensor, hour, ids, ts, value, seq, kpart, koff, ingest, ingested in cur:
-            yield sensor, us(hour), _rows(ids, ts, value, seq, kpart, koff, ingest, ingested)
+        while batch := cur.fetchmany(GROUPS_PER_FETCH):
+            groups = [(sensor, us(hour), _rows(ids, *cols)) for sensor, hour, ids, *cols in batch]
+            _copy_groups(conn, groups, p, tally)
+    return tally
+
+
+def _copy_groups(
+    conn: psycopg.Connection[Any], groups: list[tuple[str, int, chunks.Rows]], p: _Part, t: _Tally
+) -> None:
+    buckets: list[np.ndarray] = []
+    keys: list[np.ndarray] = []
+    owners: list[np.ndarray] = []
+    with conn.cursor() as cur, cur.copy(_COPY_CHUNKS) as copy:
+        copy.set_types(_CHUNK_TYPES)
+        for sensor, hour, rows in groups:
+            data = chunks.encode(rows)
+            no = p.first_chunk + t.chunks
+            first, last = micros_to_dt(int(rows.ts[0])), micros_to_dt(int(rows.ts[-1]))
+            copy.write_row((sensor, micros_to_dt(hour), p.part, no, len(rows), first, last, data))
+            bucket, key = split_hash(id_hashes(rows.event_id), p.bits)
+            buckets.append(bucket)
+            keys.append(key)
+            owners.append(np.full(len(rows), no, np.int32))
+            t.events += len(rows)
+            t.chunks += 1
+            t.bytes += len(data)
+    conn.execute(
+        _STAGE,
+        (Int4Array(np.concatenate(buckets)), Int8Array(np.concatenate(keys)), Int4Array(np.concatenate(owners))),
+    )
+
+
+def _write_directory(conn: psycopg.Connection[Any], day: date, part: int) -> int:
+    """The staged keys, one bucket at a time: sorted, under pcodec, into chunk_ids."""
+    size = 0
+    with conn.cursor(name="compaction_ids") as cur:
+        cur.execute(_STAGED_BUCKETS)
+        while batch := cur.fetchmany(64):
+            with conn.cursor() as w, w.copy(_COPY_IDS) as copy:
+                copy.set_types(_ID_TYPES)
+                for bucket, packed_keys, packed_owners in batch:
+                    k = np.frombuffer(packed_keys, dtype=">i8").astype(np.uint32)
+                    o = np.frombuffer(packed_owners, dtype=">i4").astype(np.int32)
+                    hashes, refs = chunks.pack(k, np.uint32), chunks.pack(o, np.int32)
+                    size += len(hashes) + len(refs)
+                    copy.write_row((day, part, int(bucket), hashes, refs))
+    return size
 
 
 def us(ts: datetime) -> int:
@@ -167,57 +249,6 @@ def _rows(ids: str, *packed: bytes) -> chunks.Rows:
     ts += _PG_EPOCH_US
     ingested += _PG_EPOCH_US
     return chunks.Rows(ids.split("\n"), ts, value, seq, kpart, koff, ingest, ingested).ordered()
-
-
-def _write(
-    conn: psycopg.Connection[Any], day: date, part: int, first_chunk: int, groups: list[tuple[str, int, chunks.Rows]]
-) -> tuple[int, int, int]:
-    """COPY the chunks and their id directory; (events, bytes, bucket bits)."""
-    size = 0
-    ids: list[str] = []
-    owners: list[np.ndarray] = []
-    with conn.cursor() as cur, cur.copy(_COPY_CHUNKS) as copy:
-        copy.set_types(_CHUNK_TYPES)
-        for i, (sensor, hour, rows) in enumerate(groups):
-            data = chunks.encode(rows)
-            size += len(data)
-            no = first_chunk + i
-            copy.write_row(
-                (
-                    sensor,
-                    micros_to_dt(hour),
-                    part,
-                    no,
-                    len(rows),
-                    micros_to_dt(int(rows.ts[0])),
-                    micros_to_dt(int(rows.ts[-1])),
-                    data,
-                )
-            )
-            ids += rows.event_id
-            owners.append(np.full(len(rows), no, np.int32))
-    bits = bucket_bits(len(ids))
-    size += _write_directory(conn, day, part, ids, np.concatenate(owners) if owners else np.zeros(0, np.int32), bits)
-    return len(ids), size, bits
-
-
-def _write_directory(
-    conn: psycopg.Connection[Any], day: date, part: int, ids: list[str], owner: np.ndarray, bits: int
-) -> int:
-    bucket, key = split_hash(id_hashes(ids), bits)
-    order = np.lexsort((key, bucket))
-    bucket, key, owner = bucket[order], key[order], owner[order]
-    cuts = np.flatnonzero(np.diff(bucket)) + 1
-    size = 0
-    with conn.cursor() as cur, cur.copy(_COPY_IDS) as copy:
-        copy.set_types(_ID_TYPES)
-        for b, k, o in zip(np.split(bucket, cuts), np.split(key, cuts), np.split(owner, cuts), strict=True):
-            if not len(b):
-                continue
-            hashes, refs = chunks.pack(k, np.uint32), chunks.pack(o, np.int32)
-            size += len(hashes) + len(refs)
-            copy.write_row((day, part, int(b[0]), hashes, refs))
-    return size
 
 
 def reclaim(conn: psycopg.Connection[Any], day: date) -> None:

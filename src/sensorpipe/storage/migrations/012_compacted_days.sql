@@ -52,6 +52,16 @@ CREATE TABLE chunk_ids (
 ALTER TABLE chunk_ids ALTER COLUMN hashes SET STORAGE EXTERNAL;
 ALTER TABLE chunk_ids ALTER COLUMN chunks SET STORAGE EXTERNAL;
 
+-- The directory keys of the part being compacted, staged in the server so that the compactor
+-- holds a few sensor-hours at a time, never a day's ids: emptied at the start of each
+-- compaction, read back bucket by bucket. Compactions run one at a time (the partitions' lock).
+-- Unlogged: its rows live only inside the compaction's transaction.
+CREATE UNLOGGED TABLE compaction_ids (
+    bucket   integer NOT NULL,
+    key      bigint  NOT NULL,  -- the 32 hash bits after the bucket's, as an unsigned number
+    chunk_no integer NOT NULL
+);
+
 -- Creates the chunk and directory partitions of one UTC day if they are missing. Called in a
 -- transaction of its own before a compaction: creating a partition locks its parent, and
 -- readers of the parent must not wait for a whole compaction.
