@@ -89,9 +89,12 @@ def test_a_compacted_day_restores_every_field_and_leaves_no_row(db_dsn: str) -> 
         left = conn.execute("SELECT count(*) FROM processed_events WHERE event_ts >= %s AND event_ts < %s", (lo, hi))
         assert left.fetchone() == (0,)
         assert conn.execute("SELECT day, part, events FROM compacted_days").fetchall() == [(DAY, 0, 600)]
-    # nothing left to compact: a second pass finds no rows
+    # nothing left to compact: a second pass finds no rows, and a compaction asked for anyway
+    # records nothing
     with psycopg.connect(db_dsn, autocommit=True) as conn:
         assert compaction.pending_days(conn, DAY + timedelta(days=1)) == []
+        assert compaction.compact_day(conn, DAY) is None
+        assert conn.execute("SELECT count(*) FROM compacted_days").fetchone() == (1,)
     w.close()
 
 
@@ -275,8 +278,10 @@ def test_the_compactor_keeps_today_and_yesterday_as_rows(db_dsn: str) -> None:
         assert w.write(ev, []).stored == 20
     w.close()
     now = (_DAY0 + timedelta(days=3, hours=12)).timestamp()  # the clock stands on DAY + 3
-    c = Compactor(partial(psycopg.connect, db_dsn), lambda: now, grace_days=1)
+    trims: list[int] = []
+    c = Compactor(partial(psycopg.connect, db_dsn), lambda: now, grace_days=1, trim=lambda: trims.append(1))
     done = c.run_pass()
+    assert len(trims) == 2  # memory handed back after each day
     assert sorted(d.day for d in done) == [DAY, DAY + timedelta(days=1)]
     assert (c.totals.days, c.totals.events, c.totals.backlog) == (2, 40, 0)
     assert scalar(db_dsn, "SELECT count(*) FROM metrics") == 40

@@ -135,7 +135,8 @@ def split_hash(h: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def compact_day(conn: psycopg.Connection[Any], day: date, step: Step | None = None) -> Compacted | None:
-    """Swap one day's raw rows for chunks, in one transaction; None if it has no partition.
+    """Swap one day's raw rows for chunks, in one transaction; None if it has no partition or
+    no rows.
 
     Memory is bounded by GROUPS_PER_FETCH sensor-hours and one directory bucket, whatever the
     day holds: chunks are written as their sensor-hours arrive, and the ids' directory keys are
@@ -152,7 +153,9 @@ def compact_day(conn: psycopg.Connection[Any], day: date, step: Step | None = No
         mark("locked")
         lo, hi = day_bounds(day)
         row = conn.execute(_COUNT, {"lo": lo, "hi": hi}).fetchone()
-        bits = bucket_bits(int(row[0]) if row else 0)
+        if row is None or row[0] == 0:
+            return None  # nothing to compact (the transaction changed nothing)
+        bits = bucket_bits(int(row[0]))
         conn.execute(_CLEAR_STAGED)
         tally = _write_chunks(conn, lo, hi, _Part(day, part, first_chunk, bits))
         mark("chunks")
