@@ -111,6 +111,7 @@ def compacted_readings(b: Bench, dsn: str, url: str, seconds: int) -> dict[str, 
         compaction.reclaim(conn, cold.date())
     events, chunks = (done.events, done.chunks) if done else (0, 0)
     b.log(f"api: compacted {cold.date()}: {events:,} readings in {chunks:,} chunks")
+    bq.settle(dsn)
     out: dict[str, res.Wrk] = {}
     for name, start in ((HOT, hot), (COMPACTED, cold)):
         window = f"start={z(start)}&end={z(start + timedelta(hours=1))}"

@@ -368,3 +368,13 @@ def tier_bytes(dsn: str) -> dict[str, int]:
         row = conn.execute(_TIER_BYTES).fetchone()
     rows, chunks, directory, dedupe = (int(x) for x in row) if row else (0, 0, 0, 0)
     return {"rows": rows, "chunks": chunks, "directory": directory, "dedupe": dedupe}
+
+
+def settle(dsn: str) -> None:
+    """Do now the background work a compaction leaves (vacuuming the emptied dedupe rows, the
+    checkpoint its writes would start), so that it does not run during a measurement."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE processed_events")
+        conn.execute("VACUUM ANALYZE metrics")
+        conn.execute("VACUUM ANALYZE metrics_chunks")
+        conn.execute("CHECKPOINT")
