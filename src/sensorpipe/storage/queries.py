@@ -65,7 +65,9 @@ async def readings(
     if after is not None:
         params["cts"], params["ceid"] = after
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql, params)
+        # Never prepared: a generic plan cannot see which sensor or hour is asked, and picks the
+        # time index, reading every sensor's rows of the range to keep one sensor's.
+        await cur.execute(sql, params, prepare=False)
         hot = await cur.fetchall()
     cold = await compacted.readings(conn, sensors, start, end, limit, after)
     if not cold:
