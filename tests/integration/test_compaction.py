@@ -238,13 +238,18 @@ def test_concurrent_writers_store_a_late_event_at_most_once_across_tiers(db_dsn:
     errors: list[BaseException] = []
 
     def resend(k: int) -> None:
+        # Each writer owns one Kafka partition, as a consumer does: writers that share one update
+        # its counters row in no fixed order and can deadlock (the consumer then retries).
         w = BatchWriter(db_dsn, retention_days=7)
         try:
             for j in range(0, 3000, 150):
                 batch = base.take(list(range(j, j + 150)))
                 batch.koff[:] = [o + 100_000 * (k + 1) for o in batch.koff]
+                batch.kpart[:] = [k] * len(batch)
                 w.write(batch, [])
-                w.write(extra.take(list(range((j // 10) % 300, (j // 10) % 300 + 15))), [])
+                late = extra.take(list(range((j // 10) % 300, (j // 10) % 300 + 15)))
+                late.kpart[:] = [k] * len(late)
+                w.write(late, [])
         except BaseException as e:  # reported by the main thread
             errors.append(e)
         finally:
