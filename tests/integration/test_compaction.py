@@ -124,16 +124,18 @@ def test_late_duplicate_conflict_and_new_event_for_a_compacted_day(db_dsn: str) 
     w.close()
 
 
-def _pages(dsn: str, sensors: list[str] | None, limit: int) -> list[tuple[datetime, str]]:
-    async def go() -> list[tuple[datetime, str]]:
-        out: list[tuple[datetime, str]] = []
+def _pages(dsn: str, sensors: list[str] | None, limit: int) -> list[tuple[Any, ...]]:
+    """Every reading of the range, page by page: (timestamp, event_id, sensor_id, value, seq)."""
+
+    async def go() -> list[tuple[Any, ...]]:
+        out: list[tuple[Any, ...]] = []
         after = None
         async with await psycopg.AsyncConnection.connect(dsn) as conn:
             while True:
                 page = await queries.readings(
                     conn, sensors, _DAY0 - timedelta(hours=1), _DAY0 + timedelta(days=2), limit, after
                 )
-                out += [(r["timestamp"], r["event_id"]) for r in page]
+                out += [(r["timestamp"], r["event_id"], r["sensor_id"], r["value"], r["seq"]) for r in page]
                 if len(page) < limit:
                     return out
                 after = (page[-1]["timestamp"], page[-1]["event_id"])
@@ -159,8 +161,8 @@ def test_pages_across_the_boundary_match_the_same_data_uncompacted(db_dsn: str, 
     want = sorted(
         expected
         + [
-            (datetime.fromtimestamp(t / 1e6, UTC), e)
-            for t, e, s in zip(late.ts_us, late.event_id, late.sensor_id, strict=True)
+            (datetime.fromtimestamp(t / 1e6, UTC), e, s, v, q)
+            for t, e, s, v, q in zip(late.ts_us, late.event_id, late.sensor_id, late.value, late.seq, strict=True)
             if sensors is None or s in sensors
         ]
     )

@@ -22,13 +22,15 @@ from sensorpipe.storage.compaction import HOUR_US, id_hashes, micros_to_dt, spli
 
 Row = dict[str, Any]
 # A reading as it sorts: (ts in us, event_id, sensor_id, value, seq).
-Reading = tuple[int, str, str | None, float, int]
+Reading = tuple[int, str, str, float, int]
 
 _SENSOR_CHUNKS = """
-SELECT data FROM metrics_chunks
+SELECT sensor_id, data FROM metrics_chunks
 WHERE sensor_id = ANY(%(sensors)s) AND hour >= %(lo)s AND hour < %(hi)s AND last_ts >= %(from)s
 """
-_ALL_CHUNKS = "SELECT data FROM metrics_chunks WHERE hour >= %(lo)s AND hour < %(hi)s AND last_ts >= %(from)s"
+_ALL_CHUNKS = (
+    "SELECT sensor_id, data FROM metrics_chunks WHERE hour >= %(lo)s AND hour < %(hi)s AND last_ts >= %(from)s"
+)
 _FIRST_HOUR = {
     True: "SELECT min(hour) FROM metrics_chunks "
     "WHERE sensor_id = ANY(%(sensors)s) AND hour >= %(lo)s AND hour < %(hi)s",
@@ -79,7 +81,7 @@ def _stored(chunk: Chunk, i: int, sensor: str, event_id: str) -> Stored:
 
 
 # -- readings -----------------------------------------------------------------------------------
-def _page(chunk: Chunk, start: int, end: int, after: tuple[int, str] | None, sensor: str | None) -> list[Reading]:
+def _page(chunk: Chunk, start: int, end: int, after: tuple[int, str] | None, sensor: str) -> list[Reading]:
     """The chunk's readings in [start, end) after the cursor, as sortable tuples."""
     lo = int(np.searchsorted(chunk.ts, max(start, after[0] if after else start), side="left"))
     hi = int(np.searchsorted(chunk.ts, end, side="left"))
@@ -127,8 +129,8 @@ async def readings(
         nxt = hour + HOUR_US
         p = {"sensors": sensors, "lo": micros_to_dt(hour), "hi": micros_to_dt(nxt), "from": micros_to_dt(lo_us)}
         cur = await conn.execute(_SENSOR_CHUNKS if sensors else _ALL_CHUNKS, p)
-        async for (data,) in cur:
-            found += _page(Chunk(data), lo_us, end_us, cursor, None)
+        async for sensor, data in cur:
+            found += _page(Chunk(data), lo_us, end_us, cursor, sensor)
         hour = nxt
     return merge_page(found, limit)
 
