@@ -12,7 +12,7 @@ from psycopg.abc import AdaptContext
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
-_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 UTC in Unix microseconds
+PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 UTC in Unix microseconds
 
 
 class BinaryArray:
@@ -59,7 +59,7 @@ class TimestamptzArray(BinaryArray):
     ELEM_OID, ARRAY_OID, DTYPE = 1184, 1185, ">i8"
 
     def __init__(self, unix_us: list[int] | np.ndarray) -> None:
-        super().__init__(np.asarray(unix_us, dtype=np.int64) - _PG_EPOCH_US)
+        super().__init__(np.asarray(unix_us, dtype=np.int64) - PG_EPOCH_US)
 
 
 class Float8Array(BinaryArray):

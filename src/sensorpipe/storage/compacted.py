@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,7 @@ import psycopg
 
 from sensorpipe.contracts.events import row_hash
 from sensorpipe.storage.chunks import Chunk, unpack
-from sensorpipe.storage.compaction import HOUR_US, id_hashes, micros_to_dt, split_hash, us
+from sensorpipe.storage.compaction import HOUR_US, day_bounds, hour_floor, id_hashes, micros_to_dt, split_hash, us
 
 Row = dict[str, Any]
 # A reading as it sorts: (ts in us, event_id, sensor_id, value, seq).
@@ -119,7 +119,7 @@ async def readings(
     cursor = (us(after[0]), after[1]) if after else None
     lo_us = max(us(start), cursor[0] if cursor else 0)
     end_us = us(end)
-    params: dict[str, Any] = {"sensors": sensors, "lo": micros_to_dt(lo_us - lo_us % HOUR_US), "hi": end}
+    params: dict[str, Any] = {"sensors": sensors, "lo": micros_to_dt(hour_floor(lo_us)), "hi": end}
     row = await (await conn.execute(_FIRST_HOUR[bool(sensors)], params)).fetchone()
     if row is None or row[0] is None:
         return []
@@ -149,7 +149,6 @@ def _bucket_keys(
     parts: list[tuple[date, int, int]], event_id: str
 ) -> tuple[list[Any], list[Any], list[Any], dict[tuple[date, int], int]]:
     """For each compacted part: its bucket for the id, and the 32-bit key to look for."""
-
     h = id_hashes([event_id])
     days: list[Any] = []
     nums: list[Any] = []
@@ -175,8 +174,7 @@ async def event(conn: psycopg.AsyncConnection[Any], event_id: str) -> tuple[Stor
         candidates = _matches(hashes, refs, keys[(day, part)])
         if not candidates:
             continue
-        lo = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        found = await (await conn.execute(_BY_NUMBER, (lo, lo + timedelta(days=1), candidates))).fetchall()
+        found = await (await conn.execute(_BY_NUMBER, (*day_bounds(day), candidates))).fetchall()
         for sensor, data in found:
             stored = _find(Chunk(data), sensor, event_id)
             if stored is not None:
@@ -198,7 +196,7 @@ def known(
     and hour, with what the chunk holds for it."""
     wanted: dict[tuple[str, int], set[str]] = {}
     for s, t, e in zip(sensor_ids, ts_us, event_ids, strict=True):
-        wanted.setdefault((s, t - t % HOUR_US), set()).add(e)
+        wanted.setdefault((s, hour_floor(t)), set()).add(e)
     pairs = list(wanted)
     rows = conn.execute(_AT, ([s for s, _ in pairs], [micros_to_dt(h) for _, h in pairs])).fetchall()
     by_sensor: dict[str, set[str]] = {}
@@ -236,7 +234,7 @@ async def first_last(
 ) -> tuple[datetime | None, datetime | None]:
     """The first and last compacted reading times in [start, end) (None, None: there are none)."""
     lo_us = us(start)
-    params = {"sensors": sensors, "start": start, "end": end, "lo": micros_to_dt(lo_us - lo_us % HOUR_US)}
+    params = {"sensors": sensors, "start": start, "end": end, "lo": micros_to_dt(hour_floor(lo_us))}
     firsts: list[int] = []
     lasts: list[int] = []
     async for first, last, data in await conn.execute(_SPAN[bool(sensors)], params):

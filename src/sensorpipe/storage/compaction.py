@@ -24,7 +24,7 @@ from psycopg import sql
 from psycopg.types.numeric import Int8
 
 from sensorpipe.storage import chunks
-from sensorpipe.storage.arrays import BinaryArray, Int4Array, Int8Array
+from sensorpipe.storage.arrays import PG_EPOCH_US, BinaryArray, Int4Array, Int8Array
 
 # The day's rows, one row per (sensor, hour), each column packed by the server into one bytea:
 # the binary send form of each value, concatenated, which numpy reads in one call per column
@@ -83,7 +83,6 @@ _PACKED: list[np.dtype[Any]] = [
 # A directory bucket holds about this many ids: one bucket is read to find an id.
 BUCKET_IDS = 8_192
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_PG_EPOCH_US = 946_684_800_000_000  # PostgreSQL's binary times count from 2000-01-01 UTC
 HOUR_US = 3_600_000_000
 
 Step = Callable[[str], None]  # called at each named point of a compaction (the kill tests)
@@ -100,6 +99,11 @@ class Compacted:
 
 def micros_to_dt(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
+
+
+def hour_floor(ts_us: int) -> int:
+    """The start of the UTC hour holding `ts_us`, in microseconds."""
+    return ts_us - ts_us % HOUR_US
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -249,8 +253,8 @@ def _rows(ids: str, *packed: bytes) -> chunks.Rows:
     ts, value, seq, kpart, koff, ingest, ingested = (
         np.frombuffer(b, dtype=t).astype(t.newbyteorder("=")) for b, t in zip(packed, _PACKED, strict=True)
     )
-    ts += _PG_EPOCH_US
-    ingested += _PG_EPOCH_US
+    ts += PG_EPOCH_US
+    ingested += PG_EPOCH_US
     return chunks.Rows(ids.split("\n"), ts, value, seq, kpart, koff, ingest, ingested).ordered()
 
 
