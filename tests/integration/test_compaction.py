@@ -67,9 +67,7 @@ def _violations_of(c: Columns) -> int:
 
 def _compact(dsn: str, day: date = DAY) -> compaction.Compacted | None:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        done = compaction.compact_day(conn, day)
-        compaction.reclaim(conn, day)
-        return done
+        return compaction.compact(conn, day)
 
 
 def test_a_compacted_day_restores_every_field_and_leaves_no_row(db_dsn: str) -> None:

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -35,7 +35,6 @@ class Totals:
     cpu_s: float = 0.0
     errors: int = 0
     backlog: int = 0  # closed days holding raw rows after the last pass
-    last: list[compaction.Compacted] = field(default_factory=list)
 
 
 class Compactor:
@@ -68,10 +67,9 @@ class Compactor:
                 if stop is not None and stop.is_set():
                     break
                 cpu = time.process_time()
-                result = compaction.compact_day(conn, day)
+                result = compaction.compact(conn, day)
                 if result is None:
                     continue
-                compaction.reclaim(conn, day)
                 self._count(result, time.process_time() - cpu)
                 done.append(result)
                 if self.trim is not None:
@@ -85,7 +83,6 @@ class Compactor:
         t.events += result.events
         t.bytes += result.bytes
         t.cpu_s += cpu_s
-        t.last = [*t.last[-9:], result]
         log.info(
             "compacted %s part %d: %d events in %d chunks, %d bytes (%.1f per event)",
             result.day,

@@ -107,8 +107,7 @@ def compacted_readings(b: Bench, dsn: str, url: str, seconds: int) -> dict[str, 
         b.log("api: the loaded window does not hold an hour of each day now (too near midnight): no readings rows")
         return {}
     with psycopg.connect(dsn, autocommit=True) as conn:
-        done = compaction.compact_day(conn, cold.date())
-        compaction.reclaim(conn, cold.date())
+        done = compaction.compact(conn, cold.date())
     events, chunks = (done.events, done.chunks) if done else (0, 0)
     b.log(f"api: compacted {cold.date()}: {events:,} readings in {chunks:,} chunks")
     bq.settle(dsn)

@@ -100,9 +100,8 @@ def compact_stage(dsn: str, postgres_pid: int, stored: int) -> res.Compaction:
     done: list[compaction.Compacted] = []
     with psycopg.connect(dsn, autocommit=True) as conn:
         for day in compaction.pending_days(conn, datetime.now(UTC).date() + timedelta(days=2)):
-            result = compaction.compact_day(conn, day)
+            result = compaction.compact(conn, day)
             if result is not None:
-                compaction.reclaim(conn, day)
                 done.append(result)
     seconds = time.perf_counter() - t0
     ours = time.process_time() - cpu

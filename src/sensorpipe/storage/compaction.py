@@ -258,6 +258,14 @@ def _rows(ids: str, *packed: bytes) -> chunks.Rows:
     return chunks.Rows(ids.split("\n"), ts, value, seq, kpart, koff, ingest, ingested).ordered()
 
 
+def compact(conn: psycopg.Connection[Any], day: date) -> Compacted | None:
+    """`compact_day`, then `reclaim` of the day it compacted (an autocommit connection)."""
+    result = compact_day(conn, day)
+    if result is not None:
+        reclaim(conn, day)
+    return result
+
+
 def reclaim(conn: psycopg.Connection[Any], day: date) -> None:
     """Give the disk back the compacted day's emptied raw partition: its heap is truncated by
     VACUUM and its indexes rebuilt empty. Needs an autocommit connection; safe to repeat."""
