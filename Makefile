@@ -39,7 +39,7 @@ integration: setup ## Integration tests against a real Kafka broker and PostgreS
 	$(PY) -m pytest tests/integration -q
 
 chaos: setup ## The full fault suite under load, each run ends with the audit; figures in .state/chaos
-	SENSORPIPE_CHAOS=full $(PY) -m pytest tests/integration/test_chaos.py -q -s -p no:randomly
+	SENSORPIPE_CHAOS=full $(PY) -m pytest tests/integration/test_chaos*.py -q -s -p no:randomly
 
 bench: setup ## Benchmarks on the local stack (about 22 minutes here); writes BENCHMARKS.md
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || { echo "bench needs wrk: apt-get install wrk"; exit 1; }

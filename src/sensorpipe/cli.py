@@ -392,6 +392,7 @@ def audit(
         ("  lost in Kafka", report.lost_in_kafka),
         ("  lost in the consumer", report.lost_in_consumer),
         ("stamped before the raw horizon (dropped by retention)", report.dropped_by_retention),
+        ("refused as out of the time window (dead-lettered)", report.refused_out_of_window),
         ("phantom", report.phantom),
         ("duplicate rows in metrics", report.duplicate_rows_metrics),
         ("duplicate rows in processed_events", report.duplicate_rows_processed),

@@ -110,7 +110,12 @@ class KafkaSettings(BaseSettings):
 
     bootstrap_servers: str | None = Field(
         default=None,
-        description="An existing cluster to use. Unset: the local launcher starts a broker on 127.0.0.1.",
+        description="An existing cluster to use. Unset: the local launcher starts a broker on `host`.",
+    )
+    host: ipaddress.IPv4Address = Field(
+        default=ipaddress.IPv4Address("127.0.0.1"),
+        description="Address the local brokers listen on and advertise; another address of this machine "
+        "(e.g. a veth's) makes them reachable from behind it.",
     )
     port: int = Field(
         default=9092,
@@ -137,7 +142,7 @@ class KafkaSettings(BaseSettings):
     def bootstrap(self) -> str:
         if self.bootstrap_servers:
             return self.bootstrap_servers
-        return ",".join(f"127.0.0.1:{self.port + 2 * i}" for i in range(self.brokers))
+        return ",".join(f"{self.host}:{self.port + 2 * i}" for i in range(self.brokers))
 
     def client_config(self) -> dict[str, str | int | float | bool]:
         """What every Kafka client of ours is configured with, whatever else it adds."""
@@ -161,6 +166,11 @@ class DatabaseSettings(BaseSettings):
         description="Server host when no URL is given. A non-loopback host means an external server (e.g. RDS).",
     )
     port: int = Field(default=55432, ge=1, le=65535, description="Port of the local cluster (or of `host`).")
+    listen_also: ipaddress.IPv4Address | None = Field(
+        default=None,
+        description="Another address of this machine the local cluster listens on besides 127.0.0.1 "
+        "(e.g. a veth's); clients on its subnet authenticate with the password too.",
+    )
     name: str = Field(default="sensorpipe", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     user: str = Field(default="sensorpipe", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     password: SecretStr | None = Field(default=None, description="Password for `host` (from a secret store).")
@@ -321,6 +331,12 @@ class ConsumerSettings(BaseSettings):
         default=30_000,
         ge=1_000,
         description="PostgreSQL ends a transaction of ours left idle this long (a frozen consumer's locks).",
+    )
+    db_net_timeout_ms: int = Field(
+        default=15_000,
+        ge=2_000,
+        description="A write whose connection stays silent this long (data unacknowledged, keepalives "
+        "unanswered) fails and is retried: a lost network never hangs a batch.",
     )
     # Fault injection for the chaos suite (tests/integration/test_chaos.py), never set in
     # production: the process SIGKILLs itself at this point of its Nth batch.

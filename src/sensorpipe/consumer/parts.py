@@ -143,7 +143,9 @@ def kafka_parts(kafka: KafkaSettings, settings: ConsumerSettings, db: DatabaseSe
         consumer=lambda config: Consumer({**kafka.client_config(), **config}),
         producer=lambda config: Producer({**kafka.client_config(), **config}),
         writers=lambda: [
-            BatchWriter(db.dsn(), db.retention_days, settings.db_idle_tx_timeout_ms, rollups)
+            BatchWriter(
+                db.dsn(), db.retention_days, settings.db_idle_tx_timeout_ms, rollups, settings.db_net_timeout_ms
+            )
             for _ in range(settings.writers)
         ],
         connect=lambda: psycopg.connect(db.dsn(), autocommit=True, connect_timeout=3),

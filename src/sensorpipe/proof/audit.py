@@ -9,7 +9,10 @@
 - with `since` (a demo's own run), duplicates and order are judged on the rows stored since
   then, so that what the store held before (another producer's disorder) is not counted;
 - where a loss happened: for lost events, the topic is scanned from the beginning; an event
-  found there was lost by the consumer, one not found was lost by Kafka (or never written).
+  found there was lost by the consumer, one not found was lost by Kafka (or never written);
+- refused: an acknowledged event found on the topic at a position the consumer dead-lettered
+  as out of its accepted time window (a producer's clock far off) was refused with its
+  reason, as the contract says, and is counted as such, not as lost.
 """
 
 from __future__ import annotations
@@ -90,6 +93,8 @@ class AuditReport:
     dropped_by_retention: int
     lost_in_kafka: int
     lost_in_consumer: int
+    # acknowledged, then dead-lettered as out of the accepted time window; never lost
+    refused_out_of_window: int
     phantom: int
     duplicate_rows_metrics: int
     duplicate_rows_processed: int
@@ -120,10 +125,11 @@ class AuditReport:
         return {**asdict(self), "anomalies": self.anomalies}
 
 
-def locate_losses(bootstrap: str, topic: str, lost: set[str], timeout_s: float = 120.0) -> set[str]:
-    """The lost ids that are on the topic (read from the beginning of every partition)."""
+def locate_losses(bootstrap: str, topic: str, lost: set[str], timeout_s: float = 120.0) -> dict[str, tuple[int, int]]:
+    """The lost ids that are on the topic (read from the beginning of every partition), each
+    with the (partition, offset) of its first copy there."""
     if not lost:
-        return set()
+        return {}
     c = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -138,9 +144,9 @@ def locate_losses(bootstrap: str, topic: str, lost: set[str], timeout_s: float =
         parts = list(md.topics[topic].partitions)
         c.assign([TopicPartition(topic, p, 0) for p in parts])  # OFFSET 0: from the beginning
         eof: set[int] = set()
-        found: set[str] = set()
+        found: dict[str, tuple[int, int]] = {}
         deadline = time.monotonic() + timeout_s
-        while len(eof) < len(parts) and time.monotonic() < deadline and found != lost:
+        while len(eof) < len(parts) and time.monotonic() < deadline and len(found) < len(lost):
             for m in c.consume(10_000, timeout=1.0):
                 err = m.error()
                 if err is not None:
@@ -151,8 +157,8 @@ def locate_losses(bootstrap: str, topic: str, lost: set[str], timeout_s: float =
                     eid = orjson.loads(m.value() or b"{}").get("event_id")
                 except (orjson.JSONDecodeError, AttributeError):
                     continue
-                if eid in lost:
-                    found.add(eid)
+                if eid in lost and eid not in found:
+                    found[eid] = (int(m.partition() or 0), int(m.offset() or 0))
         return found
     finally:
         c.close()
@@ -171,6 +177,14 @@ def audit(dsn: str, bootstrap: str, topic: str, ledger_paths: list[Path], since:
         s, d, r, c = q.counters(conn)
     lost = led.acked - stored
     on_topic = locate_losses(bootstrap, topic, lost)
+    if on_topic:
+        with psycopg.connect(dsn) as conn:
+            refused_at = q.refused_positions(conn, list(on_topic.values()))
+        refused = {eid for eid, pos in on_topic.items() if pos in refused_at}
+        lost -= refused
+        on_topic = {eid: pos for eid, pos in on_topic.items() if eid not in refused}
+    else:
+        refused = set()
     phantom = stored - led.attempted if ledger_paths else set()
     labelled: Counter[str] = Counter()
     for label, reason, n in dead:
@@ -186,8 +200,9 @@ def audit(dsn: str, bootstrap: str, topic: str, ledger_paths: list[Path], since:
         unknown_stored=len(led.unknown & stored),
         lost=len(lost),
         dropped_by_retention=len(led.dropped),
-        lost_in_kafka=len(lost - on_topic),
+        lost_in_kafka=len(lost - on_topic.keys()),
         lost_in_consumer=len(on_topic),
+        refused_out_of_window=len(refused),
         phantom=len(phantom),
         duplicate_rows_metrics=dups["metrics"],
         duplicate_rows_processed=dups["processed_events"],

@@ -130,14 +130,15 @@ class LocalKafka:
         s = self.settings
         n = s.brokers
         rf = s.replication_factor()
-        voters = ",".join(f"{i}@127.0.0.1:{self.broker_port(i) + 1}" for i in self.node_ids())
+        host = s.host
+        voters = ",".join(f"{i}@{host}:{self.broker_port(i) + 1}" for i in self.node_ids())
         port = self.broker_port(node)
         props = {
             "process.roles": "broker,controller",
             "node.id": node,
             "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{port + 1}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+            "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{port + 1}",
+            "advertised.listeners": f"PLAINTEXT://{host}:{port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",

@@ -41,6 +41,8 @@ HBA = """# Written by sensorpipe (runtime/postgres.py): every connection needs t
 host all all 127.0.0.1/32 scram-sha-256
 host all all ::1/128 scram-sha-256
 """
+# With `listen_also`, clients on that address's subnet (a test's veth peer) are let in too.
+HBA_SAMENET = "host all all samenet scram-sha-256\n"
 
 
 def find_bindir() -> Path:
@@ -200,7 +202,7 @@ class LocalPostgres:
         s = self.settings
         opts = {
             "port": str(s.port),
-            "listen_addresses": "127.0.0.1",
+            "listen_addresses": ",".join(["127.0.0.1", *([str(s.listen_also)] if s.listen_also else [])]),
             "unix_socket_directories": "",
             "max_connections": "200",
             "shared_buffers": "512MB",
@@ -280,7 +282,8 @@ class LocalPostgres:
         verifier, never in clear), then replace pg_hba.conf's rules and reload. Each step is
         idempotent, so an interrupted run is finished by the next start."""
         hba = data / "pg_hba.conf"
-        if hba.read_text() == HBA and self.passfile.is_file():
+        rules = HBA + (HBA_SAMENET if self.settings.listen_also else "")
+        if hba.read_text() == rules and self.passfile.is_file():
             return
         password = self._password()
         try:
@@ -297,7 +300,7 @@ class LocalPostgres:
                     sql.Identifier(self.settings.user), sql.Literal(verifier.decode())
                 )
             )
-            hba.write_text(HBA)  # keeps the file's owner: the server user
+            hba.write_text(rules)  # keeps the file's owner: the server user
             conn.execute("SELECT pg_reload_conf()")
 
     def password(self) -> str:

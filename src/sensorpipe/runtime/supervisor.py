@@ -159,7 +159,8 @@ class Platform:
             self.run.write(PidRecord(name, p.pid, started, address, str(log_path)))
 
     def _record_kafka(self, node: int, p: subprocess.Popen[bytes]) -> None:
-        self._record(_kafka_name(node), p, f"127.0.0.1:{self.kafka.broker_port(node)}", self.kafka.log_path(node))
+        where = f"{self.kafka.settings.host}:{self.kafka.broker_port(node)}"
+        self._record(_kafka_name(node), p, where, self.kafka.log_path(node))
 
     def stop(self) -> None:
         for node, p in reversed(list(zip(self.kafka.node_ids(), self.kafka_procs, strict=False))):

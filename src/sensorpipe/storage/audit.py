@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 
+from sensorpipe.contracts.events import Reason
 from sensorpipe.storage import summaries
 from sensorpipe.storage.chunks import Chunk
 from sensorpipe.storage.compaction import micros_to_dt
@@ -140,6 +141,22 @@ def _order_violations_both(conn: psycopg.Connection[Any], since: datetime | None
 
 def dead_letters(conn: psycopg.Connection[Any]) -> list[tuple[str, str, int]]:
     return [(str(a), str(b), int(c)) for a, b, c in conn.execute(_DEAD_LETTERS).fetchall()]
+
+
+_REFUSED = """
+SELECT d.kafka_partition, d.kafka_offset
+FROM dead_letters d
+JOIN unnest(%s::integer[], %s::bigint[]) AS p(kafka_partition, kafka_offset) USING (kafka_partition, kafka_offset)
+WHERE d.reason = %s
+"""
+
+
+def refused_positions(conn: psycopg.Connection[Any], positions: list[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Those of the (partition, offset) positions dead-lettered as out of the time window."""
+    parts = [p for p, _ in positions]
+    offsets = [o for _, o in positions]
+    rows = conn.execute(_REFUSED, (parts, offsets, Reason.TIMESTAMP_OUT_OF_WINDOW.value)).fetchall()
+    return {(int(p), int(o)) for p, o in rows}
 
 
 def counters(conn: psycopg.Connection[Any]) -> tuple[int, int, int, int]:

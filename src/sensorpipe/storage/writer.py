@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from sensorpipe.storage import compacted, rollups
 from sensorpipe.storage.arrays import BinaryArray
@@ -239,13 +240,33 @@ def utc_day(ts_us: int) -> date:
     return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ts_us)).date()
 
 
+def silence_limits(timeout_ms: int) -> dict[str, int]:
+    """libpq's TCP settings under which a connection that goes silent (a partition, a dead
+    host) raises within about `timeout_ms`, instead of waiting for the kernel's retransmissions
+    (many minutes): unacknowledged data times out, and an idle wait for an answer is probed."""
+    probe_s = max(1, timeout_ms // 3000)
+    return {
+        "tcp_user_timeout": timeout_ms,
+        "keepalives": 1,
+        "keepalives_idle": probe_s,
+        "keepalives_interval": probe_s,
+        "keepalives_count": 2,
+    }
+
+
 class BatchWriter:
     """Owns one connection; reconnects lazily after an error."""
 
     def __init__(
-        self, dsn: str, retention_days: int, idle_tx_timeout_ms: int = 30_000, rollup_days: tuple[int, int] = (90, 730)
+        self,
+        dsn: str,
+        retention_days: int,
+        idle_tx_timeout_ms: int = 30_000,
+        rollup_days: tuple[int, int] = (90, 730),
+        net_timeout_ms: int = 15_000,
     ) -> None:
         self.dsn = dsn
+        self.net_timeout_ms = net_timeout_ms
         self.retention_days = retention_days
         self.rollup_days = rollup_days  # (1-minute, 1-hour) rollups
         self.idle_tx_timeout_ms = idle_tx_timeout_ms
@@ -258,7 +279,10 @@ class BatchWriter:
     def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = psycopg.connect(
-                self.dsn, connect_timeout=5, prepare_threshold=0, application_name=APPLICATION_NAME
+                make_conninfo(self.dsn, **silence_limits(self.net_timeout_ms)),
+                connect_timeout=5,
+                prepare_threshold=0,
+                application_name=APPLICATION_NAME,
             )
             BinaryArray.adapt(self._conn)
             self._conn.execute("SET synchronous_commit = on")
