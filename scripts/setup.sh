@@ -46,10 +46,9 @@ command -v mvn >/dev/null || apt_install maven
 if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && ! command -v pg_config >/dev/null; then
   apt_install postgresql
 fi
-# The fault suite's network faults and skewed clocks (tests/integration/test_chaos_*.py).
+# The fault suite's network faults (tests/integration/test_chaos_network.py).
 command -v ip >/dev/null || apt_install iproute2
 command -v nft >/dev/null || apt_install nftables
-command -v faketime >/dev/null || apt_install faketime
 if [ -d dashboard ]; then
   command -v node >/dev/null || apt_install nodejs npm
   command -v chromium >/dev/null || apt_install chromium

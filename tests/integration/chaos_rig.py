@@ -88,14 +88,13 @@ class Rig:
         return open(self.work / f"{what}.log", "ab")
 
     def producer(
-        self, rate: float = RATE, *, poison_ratio: float = 0.001, prefix: list[str] | None = None
+        self, rate: float = RATE, *, poison_ratio: float = 0.001, env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
-        """`prefix`: a command the producer runs under (a skewed clock)."""
         ledger = self.work / f"ledger-{len(self.ledgers)}.csv"
         self.ledgers.append(ledger)
         args = ["--rate", str(rate), "--sensors", str(SENSORS), "--ledger", str(ledger)]
         args += ["--duplicate-ratio", "0.01", "--poison-ratio", str(poison_ratio)]
-        p = self._spawn("producer", [*(prefix or []), sys.executable, "-m", "sensorpipe", "producer", *args], None)
+        p = self._spawn("producer", [sys.executable, "-m", "sensorpipe", "producer", *args], env)
         self.producers.append(p)
         return p
 

@@ -19,6 +19,8 @@ from sensorpipe.runtime.kafka import admin_client
 from sensorpipe.runtime.procs import PlatformError
 from sensorpipe.settings import KafkaSettings
 
+BROKER_TIME = {"message.timestamp.type": "LogAppendTime"}
+
 
 def ensure_topics(
     settings: KafkaSettings,
@@ -31,6 +33,11 @@ def ensure_topics(
 
     `limits` (main, dead-letter) bound each partition's size; they are set on new topics and
     applied to existing ones, so a changed budget takes effect at the next start.
+
+    Messages are stamped by the broker on append (LogAppendTime), on new topics and existing
+    ones: lag in seconds and time retention then follow the broker's clock, whatever a
+    producer's clock says (a producer ten minutes behind would otherwise show ten minutes of
+    lag, and one far ahead keep its segments past retention).
 
     An existing main topic with another partition count is an error, never "fixed":
     adding partitions remaps sensor keys to new partitions, so events of one sensor
@@ -55,14 +62,14 @@ def ensure_topics(
             n,
             num_partitions=partitions,
             replication_factor=rf,
-            config={"min.insync.replicas": min_isr, **sized.get(n, {})},
+            config={"min.insync.replicas": min_isr, **BROKER_TIME, **sized.get(n, {})},
         )
         for n in (topic, dlq_topic)
         if n not in existing
     ]
     for name in (topic, dlq_topic):
-        if name in existing and name in sized:
-            _alter(admin, name, sized[name])
+        if name in existing:
+            _alter(admin, name, {**BROKER_TIME, **sized.get(name, {})})
     if wanted:
         _create(admin, wanted)
 
