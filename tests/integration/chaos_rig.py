@@ -69,7 +69,7 @@ class Rig:
     def bootstrap(self) -> str:
         return self.topics.settings.bootstrap()
 
-    def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         return {
             **os.environ,
             "SENSORPIPE_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
@@ -104,18 +104,20 @@ class Rig:
         env: dict[str, str] | None = None,
         prefix: list[str] | None = None,
         pythonpath: Path | None = None,
+        log: str = "consumer",
     ) -> subprocess.Popen[bytes]:
         """`prefix`: a command the consumer runs under (a network namespace); `pythonpath`: the
-        sensorpipe package to run instead of this checkout's (an earlier release)."""
+        sensorpipe package to run instead of this checkout's (an earlier release); `log`: the
+        name of its log file in the rig's folder."""
         if pythonpath is not None:
             env = {**(env or {}), "PYTHONPATH": str(pythonpath)}
-        p = self._spawn("consumer", [*(prefix or []), sys.executable, "-m", "sensorpipe", "consumer", *args], env)
+        p = self._spawn(log, [*(prefix or []), sys.executable, "-m", "sensorpipe", "consumer", *args], env)
         self.consumers.append(p)
         return p
 
     def _spawn(self, what: str, cmd: list[str], env: dict[str, str] | None) -> subprocess.Popen[bytes]:
         with self._log(what) as log:
-            return subprocess.Popen(cmd, env=self._env(env), stdout=log, stderr=log)
+            return subprocess.Popen(cmd, env=self.env(env), stdout=log, stderr=log)
 
     def stored(self) -> int:
         return int(scalar(self.dsn, "SELECT count(*) FROM metrics"))
