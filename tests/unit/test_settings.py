@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from sensorpipe.runtime.kafka import LocalKafka, new_cluster_id
+from sensorpipe.runtime.postgres import listen_addresses
 from sensorpipe.settings import (
     AdminSettings,
     ApiSettings,
@@ -19,6 +20,7 @@ from sensorpipe.settings import (
     ProducerSettings,
     redact_dsn,
 )
+from sensorpipe.storage.writer import silence_limits
 
 
 def test_local_bootstrap_lists_every_node() -> None:
@@ -84,6 +86,34 @@ def test_three_node_properties_replicate() -> None:
     assert kv["default.replication.factor"] == "3"
     assert kv["min.insync.replicas"] == "2"
     assert kv["auto.create.topics.enable"] == "false"
+
+
+def test_brokers_listen_on_and_advertise_another_host() -> None:
+    s = KafkaSettings(bootstrap_servers=None, host="10.231.7.1", port=39092)
+    kv = dict(
+        line.split("=", 1) for line in LocalKafka(s, Path("/state"), Path("/libs")).server_properties(1).splitlines()
+    )
+    assert kv["listeners"] == "PLAINTEXT://10.231.7.1:39092,CONTROLLER://10.231.7.1:39093"
+    assert kv["advertised.listeners"] == "PLAINTEXT://10.231.7.1:39092"
+    assert kv["controller.quorum.voters"] == "1@10.231.7.1:39093"
+    assert s.bootstrap() == "10.231.7.1:39092"
+    with pytest.raises(ValidationError, match="IPv4"):
+        KafkaSettings(host="broker.example")
+
+
+def test_postgres_listens_also_on_another_address() -> None:
+    assert listen_addresses(DatabaseSettings(port=56632)) == "127.0.0.1"
+    assert listen_addresses(DatabaseSettings(port=56632, listen_also="10.231.7.1")) == "127.0.0.1,10.231.7.1"
+    with pytest.raises(ValidationError, match="IPv4"):
+        DatabaseSettings(listen_also="*")
+
+
+def test_a_silent_database_connection_times_out() -> None:
+    limits = silence_limits(15_000)
+    assert limits["tcp_user_timeout"] == 15_000
+    # idle wait: the first probe and its unanswered retries end within the timeout
+    assert limits["keepalives_idle"] + limits["keepalives_interval"] * limits["keepalives_count"] <= 15
+    assert silence_limits(2_000)["keepalives_idle"] >= 1
 
 
 def test_consumer_poll_interval_must_cover_the_session() -> None:

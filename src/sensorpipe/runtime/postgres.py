@@ -45,6 +45,11 @@ host all all ::1/128 scram-sha-256
 HBA_SAMENET = "host all all samenet scram-sha-256\n"
 
 
+def listen_addresses(settings: DatabaseSettings) -> str:
+    """Loopback, and `listen_also` if set; never a wildcard."""
+    return ",".join(["127.0.0.1", *([str(settings.listen_also)] if settings.listen_also else [])])
+
+
 def find_bindir() -> Path:
     """The folder holding `postgres`, `initdb` and `pg_ctl`: pg_config first, then Debian's paths."""
     candidates: list[Path] = []
@@ -202,7 +207,7 @@ class LocalPostgres:
         s = self.settings
         opts = {
             "port": str(s.port),
-            "listen_addresses": ",".join(["127.0.0.1", *([str(s.listen_also)] if s.listen_also else [])]),
+            "listen_addresses": listen_addresses(s),
             "unix_socket_directories": "",
             "max_connections": "200",
             "shared_buffers": "512MB",
