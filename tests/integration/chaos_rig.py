@@ -27,6 +27,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from sensorpipe.proof.audit import AuditReport, audit
+from sensorpipe.runtime.kafka import admin_client
 
 from .conftest import REPO, Topics
 from .helpers import scalar, wait_until
@@ -130,6 +131,15 @@ class Rig:
             return {tp.partition: max(tp.offset, 0) for tp in c.committed(tps, timeout=10)}
         finally:
             c.close()
+
+    def members(self) -> list[tuple[str, list[int]]]:
+        """The group's members: each one's client host and the partitions it holds."""
+        admin = admin_client(self.bootstrap)
+        desc = admin.describe_consumer_groups([self.group], request_timeout=10)[self.group].result()
+        return [
+            (m.host, sorted(tp.partition for tp in (m.assignment.topic_partitions if m.assignment else [])))
+            for m in desc.members
+        ]
 
     def lag(self) -> int:
         """Messages on the topic not yet covered by the group's committed offsets."""

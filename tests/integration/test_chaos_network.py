@@ -120,6 +120,17 @@ def ns_in_transaction(rig: Rig, net: NetStack) -> bool:
     return int(scalar(rig.dsn, sql, (net.ns.ns_ip,))) > 0
 
 
+def rejoined_after(rig: Rig, net: NetStack) -> float:
+    """Seconds until the namespace's consumer holds partitions in the group again."""
+    t0 = time.monotonic()
+
+    def back() -> bool:
+        return any(net.ns.ns_ip in host and parts for host, parts in rig.members())
+
+    wait_until(back, 90, "the cut member to rejoin the group with partitions", step=0.5)
+    return round(time.monotonic() - t0, 1)
+
+
 def wait_in_transaction(rig: Rig, net: NetStack) -> None:
     wait_until(lambda: ns_in_transaction(rig, net), 30, "the namespace's consumer to hold a transaction", step=0.02)
 
@@ -216,9 +227,11 @@ def test_partition_from_the_broker_past_the_session(nrig: Rig, net: NetStack) ->
     net.ns.heal()
     advanced = sorted(p for p in after if after[p] > before[p])
     assert advanced == list(range(12)), f"only partitions {advanced} moved on while one member was cut off"
-    time.sleep(SESSION_S + 4)  # the old member learns it was fenced and rejoins
+    rejoined = rejoined_after(nrig, net)  # fenced, the old member joins again
     assert cut.poll() is None and other.poll() is None, "a consumer died"
-    nrig.figures.update(partitioned_s=held, partitions_served_by_the_other_member=len(advanced))
+    nrig.figures.update(
+        partitioned_s=held, partitions_served_by_the_other_member=len(advanced), rejoined_after_s=rejoined
+    )
     report = nrig.finish()
     assert_clean(report)
 
@@ -238,9 +251,11 @@ def test_one_sided_partition_from_the_coordinator_in_a_transaction(nrig: Rig, ne
     time.sleep(held)
     reached_db = ns_in_transaction(nrig, net) or _ns_sessions(nrig, net) > 0
     net.ns.heal()
-    time.sleep(SESSION_S + 4)
+    rejoined = rejoined_after(nrig, net)
     assert cut.poll() is None and other.poll() is None, "a consumer died"
-    nrig.figures.update(partitioned_s=held, one_sided=True, database_still_reached=reached_db)
+    nrig.figures.update(
+        partitioned_s=held, one_sided=True, database_still_reached=reached_db, rejoined_after_s=rejoined
+    )
     report = nrig.finish()
     assert_clean(report)
     assert reached_db, "the cut consumer had no database session left"

@@ -31,7 +31,7 @@ from sensorpipe.api.app import ApiConfig
 from sensorpipe.runtime.supervisor import Platform
 from sensorpipe.storage.migrate import available, migrate
 
-from .chaos_rig import FULL, Rig, assert_clean, wait_exit
+from .chaos_rig import FULL, RATE, Rig, assert_clean, wait_exit
 from .conftest import REPO, Topics, api_config
 from .helpers import scalar, wait_until
 
@@ -108,7 +108,11 @@ def _upgrade(rig: Rig, old_release: Path, start_api: Callable[[ApiConfig], str])
     assert _schema_version(rig.dsn) == latest
     new = rig.consumer()
     rolling = rig.consumer(pythonpath=old_release, log="consumer-old")
-    time.sleep(30 if FULL else 12)  # both releases in the group, under load
+    t0 = time.monotonic()
+    # both releases in the group, under load, until the backlog is down to a second of load
+    wait_until(lambda: rig.lag() < RATE, 120, "the mixed group to drain the backlog", step=0.5)
+    drained = round(time.monotonic() - t0, 1)
+    time.sleep(20 if FULL else 5)
     assert new.poll() is None and rolling.poll() is None, "a consumer died in the mixed group"
     old_log = (rig.work / "consumer-old.log").read_text(errors="replace")
     assert old_log.count("assigned [") >= 2, "the old consumer got no partitions in the mixed group"
@@ -120,6 +124,7 @@ def _upgrade(rig: Rig, old_release: Path, start_api: Callable[[ApiConfig], str])
         migrations_after=latest,
         stored_by_the_old_release=stored_by_old,
         backlog_at_upgrade=backlog,
+        backlog_drained_after_s=drained,
     )
     report = rig.finish()
     assert_clean(report)
