@@ -159,16 +159,24 @@ class DelayRelay:
         except OSError:
             w.close()
             return
-        held: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
-        await asyncio.gather(self._hold(r, held), self._release(held, tw), self._pass(tr, w))
+        ask: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+        answer: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+        await asyncio.gather(
+            self._hold(r, ask, delayed=True), self._release(ask, tw), self._hold(tr, answer), self._release(answer, w)
+        )
 
-    async def _hold(self, r: asyncio.StreamReader, held: asyncio.Queue[tuple[float, bytes] | None]) -> None:
-        """Read the client's bytes as they come, each chunk due a delay after its arrival."""
+    async def _hold(
+        self, r: asyncio.StreamReader, held: asyncio.Queue[tuple[float, bytes] | None], *, delayed: bool = False
+    ) -> None:
+        """Read one side's bytes as they come; each chunk is due at once or, if `delayed`, a
+        delay after its arrival (never before the chunk ahead of it)."""
         due = 0.0
         try:
             while data := await r.read(65536):
-                jitter = self.rng.uniform(-self.jitter_s, self.jitter_s)
-                due = max(due, time.monotonic() + self.delay_s + jitter)
+                if delayed:
+                    jitter = self.rng.uniform(-self.jitter_s, self.jitter_s)
+                    due = max(due, time.monotonic() + self.delay_s + jitter)
+                    self.chunks += 1
                 held.put_nowait((due, data))
         except (ConnectionError, OSError):
             pass
@@ -180,17 +188,6 @@ class DelayRelay:
             while (item := await held.get()) is not None:
                 due, data = item
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
-                self.chunks += 1
-                w.write(data)
-                await w.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            w.close()
-
-    async def _pass(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        try:
-            while data := await r.read(65536):
                 w.write(data)
                 await w.drain()
         except (ConnectionError, OSError):
