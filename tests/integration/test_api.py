@@ -13,7 +13,7 @@ import httpx
 import psycopg
 import pytest
 import schemathesis
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, Producer, TopicPartition
 from hypothesis import HealthCheck, given, settings
 from prometheus_client.parser import text_string_to_metric_families
 from schemathesis.checks import positive_data_acceptance
@@ -409,19 +409,29 @@ def test_pipeline_lag_matches_a_consumer_at_a_known_offset(api: Api) -> None:
 
 
 def test_pipeline_lag_seconds_is_the_age_of_the_oldest_unconsumed_message(platform: Platform) -> None:
-    """Messages stamped 3 h, 2 h and 1 h ago on one partition: with the group's offset at the
-    first of them, then at the second, lag in seconds is that message's age. The monitor peeks
+    """Three messages on one partition, 2 s apart, stamped by the broker on append whatever
+    time the producer gives them: with the group's offset at the first of them, then at the
+    second, lag in seconds is that message's age by the broker's stamp. The monitor peeks
     once per committed offset, so the move proves it reads the new one, not its memory."""
     suffix = uuid.uuid4().hex[:8]
     topic, group = f"lagage_{suffix}", f"g-lagage-{suffix}"
     kafka = platform.kafka_settings.model_copy(update={"topic": topic, "dlq_topic": f"{topic}.dlq"})
     ensure_topics(kafka, topic=topic, dlq_topic=f"{topic}.dlq", partitions=1)
-    now = time.time()
-    stamps = [now - 3 * 3600, now - 2 * 3600, now - 3600]
+    stamps: list[tuple[int, float]] = []
+
+    def stamped(_err: object, m: Any) -> None:
+        kind, ts_ms = m.timestamp()
+        stamps.append((kind, ts_ms / 1000))
+
     p = Producer({"bootstrap.servers": kafka.bootstrap()})
-    for ts in stamps:
-        p.produce(topic, key=b"sensor-00001", value=b"{}", timestamp=int(ts * 1000))
-    assert p.flush(30) == 0
+    for i in range(3):
+        # a producer clock three hours behind: the broker's stamp replaces it
+        behind = int((time.time() - 3 * 3600) * 1000)
+        p.produce(topic, key=b"sensor-00001", value=b"{}", timestamp=behind, on_delivery=stamped)
+        assert p.flush(30) == 0
+        if i < 2:
+            time.sleep(2)
+    assert [kind for kind, _ in stamps] == [TIMESTAMP_LOG_APPEND_TIME] * 3
     committer = Consumer({"bootstrap.servers": kafka.bootstrap(), "group.id": group, "enable.auto.commit": False})
     monitor = PipelineMonitor(kafka.bootstrap(), topic, f"{topic}.dlq", group, lambda: None)
     try:
@@ -429,8 +439,8 @@ def test_pipeline_lag_seconds_is_the_age_of_the_oldest_unconsumed_message(platfo
             committer.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
             (part,) = monitor.sample().partitions
             assert (part.committed, part.lag) == (offset, 3 - offset)
-            age = time.time() - stamps[offset]
-            assert age - 5 <= part.lag_seconds <= age + 5, (offset, part.lag_seconds, age)
+            age = time.time() - stamps[offset][1]
+            assert age - 1 <= part.lag_seconds <= age + 0.5, (offset, part.lag_seconds, age)
     finally:
         monitor.stop()
         committer.close()
