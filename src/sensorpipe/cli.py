@@ -453,6 +453,74 @@ def bench(
     _say(f"wrote {report} and {out / 'bench.json'}")
 
 
+dlq_app = typer.Typer(
+    help="Dead letters: list them, show one with its original message, redrive the ones that now pass.",
+    no_args_is_help=True,
+)
+app.add_typer(dlq_app, name="dlq")
+
+_REASON = typer.Option(help="Only this reason (as `dlq list` shows it).")
+_SINCE = typer.Option(help="Only those dead-lettered since: an ISO time, or a span ago (15m, 2h, 7d).")
+
+
+def _since(text: str | None) -> Any:
+    from sensorpipe.dlq.main import parse_since
+
+    try:
+        return None if text is None else parse_since(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--since") from e
+
+
+@dlq_app.command("list")
+def dlq_list(
+    reason: Annotated[str | None, _REASON] = None,
+    since: Annotated[str | None, _SINCE] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many, newest first.")] = 50,
+) -> None:
+    """List dead letters, newest first, with the count of each reason."""
+    from sensorpipe.dlq.main import list_dead
+
+    list_dead(DatabaseSettings(), reason, _since(since), limit)
+
+
+@dlq_app.command("show")
+def dlq_show(
+    position: Annotated[str, typer.Argument(help="Source position PARTITION@OFFSET, from `dlq list`.")],
+) -> None:
+    """Show one dead letter, its reason, and its original key, headers and value."""
+    from sensorpipe.dlq.main import parse_position, show_dead
+
+    try:
+        where = parse_position(position)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="POSITION") from e
+    if not show_dead(DatabaseSettings(), KafkaSettings(), where):
+        _say(f"no dead letter at {position}")
+        raise typer.Exit(1)
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    reason: Annotated[str | None, _REASON] = None,
+    since: Annotated[str | None, _SINCE] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="At most this many, newest first.")] = 1000,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Judge them again; produce nothing.")] = False,
+) -> None:
+    """Judge dead letters again and produce those that now pass back to the main topic."""
+    from sensorpipe.dlq.main import redrive_dead
+    from sensorpipe.settings import ConsumerSettings
+
+    outcomes = redrive_dead(
+        DatabaseSettings(), KafkaSettings(), ConsumerSettings(), reason, _since(since), limit, dry_run
+    )
+    verdicts: dict[str, int] = {}
+    for o in outcomes:
+        verdicts[o.verdict] = verdicts.get(o.verdict, 0) + 1
+    _say(", ".join(f"{v} {n}" for v, n in sorted(verdicts.items())) or "no dead letter matched")
+    raise typer.Exit(1 if verdicts.get("not acknowledged") else 0)
+
+
 def main() -> None:
     """Run the CLI; usage errors and platform problems each print one clear line."""
     try:

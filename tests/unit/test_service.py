@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -86,6 +87,7 @@ class FakeProducer:
     def __init__(self, log: list[str]) -> None:
         self.sent: list[dict[str, Any]] = []
         self.unacked = 0
+        self.acked = 0
         self.log = log
         self._pending: list[Any] = []
 
@@ -96,8 +98,26 @@ class FakeProducer:
     def flush(self, timeout: float = -1) -> int:
         if self._pending:
             self.log.append("dlq acked" if not self.unacked else "dlq unacked")
+        if not self.unacked:  # the broker's acknowledgements, each with its position
+            for cb in self._pending:
+                cb(None, _Acked(0, self.acked))
+                self.acked += 1
         self._pending.clear()
         return self.unacked
+
+
+@dataclass
+class _Acked:
+    """A delivered message as a delivery report gives it: its partition and offset."""
+
+    _partition: int
+    _offset: int
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
 
 
 class FakeWriter:
@@ -204,6 +224,7 @@ def test_poison_is_dead_lettered_with_its_reason_before_any_row_is_written() -> 
     assert rig.log[:2] == ["dlq acked", "rows"]
     dead = [d for w in rig.writers for _, ds, _ in w.parts for d in ds]
     assert [(d.kafka_partition, d.kafka_offset) for d in dead] == [(0, 2)]  # recorded with the rows
+    assert [(d.dlq_partition, d.dlq_offset) for d in dead] == [(0, 0)]  # where the broker put it
     assert rig.consumer.stored == [{0: 3, 1: 4}]
 
 

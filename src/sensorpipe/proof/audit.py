@@ -4,6 +4,8 @@
   deliberate poison is checked separately against the dead letters it should have become;
 - phantom: stored events that no producer attempted (only meaningful when the ledgers cover
   every producer of the store; with `since`, only rows processed after that time count);
+  an event a redrive produced back from the dead letters (`sensorpipe dlq redrive`) is
+  accounted for by its dead letter, not phantom;
 - duplicate rows: an event id more than once in `metrics` or `processed_events`;
 - order: a sensor's stored rows, in ingest order, whose `seq` does not increase;
 - with `since` (a demo's own run), duplicates and order are judged on the rows stored since
@@ -31,7 +33,7 @@ import psycopg
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from sensorpipe.storage import audit as q
-from sensorpipe.storage import retention
+from sensorpipe.storage import deadletters, retention
 
 
 @dataclass
@@ -175,6 +177,7 @@ def audit(dsn: str, bootstrap: str, topic: str, ledger_paths: list[Path], since:
         violations = q.order_violations(conn, since)
         dead = q.dead_letters(conn)
         s, d, r, c = q.counters(conn)
+        redriven = deadletters.redriven_ids(conn)
     lost = led.acked - stored
     on_topic = locate_losses(bootstrap, topic, lost)
     if on_topic:
@@ -185,7 +188,7 @@ def audit(dsn: str, bootstrap: str, topic: str, ledger_paths: list[Path], since:
         on_topic = {eid: pos for eid, pos in on_topic.items() if eid not in refused}
     else:
         refused = set()
-    phantom = stored - led.attempted if ledger_paths else set()
+    phantom = stored - led.attempted - redriven if ledger_paths else set()
     labelled: Counter[str] = Counter()
     for label, reason, n in dead:
         if label and label == reason:

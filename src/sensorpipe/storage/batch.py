@@ -88,6 +88,9 @@ class DeadLetter:
     reason: str
     detail: str
     poison_label: str | None
+    # its position on the dead-letter topic, once the broker has acknowledged it there
+    dlq_partition: int | None = None
+    dlq_offset: int | None = None
 
 
 @dataclass(frozen=True)

@@ -220,8 +220,8 @@ SELECT coalesce(sum(d), 0)::int8, coalesce(sum(cf), 0)::int8, coalesce(sum(r), 0
 """
 
 _WRITE_DEAD = """
-INSERT INTO dead_letters (kafka_partition, kafka_offset, reason, detail, poison_label)
-SELECT * FROM unnest(%s::int4[], %s::int8[], %s::text[], %s::text[], %s::text[])
+INSERT INTO dead_letters (kafka_partition, kafka_offset, reason, detail, poison_label, dlq_partition, dlq_offset)
+SELECT * FROM unnest(%s::int4[], %s::int8[], %s::text[], %s::text[], %s::text[], %s::int4[], %s::int8[])
 ON CONFLICT (kafka_partition, kafka_offset) DO NOTHING
 """
 
@@ -485,5 +485,7 @@ def _write_dead(conn: psycopg.Connection[tuple[Any, ...]], dead: list[DeadLetter
                 [d.reason for d in dead],
                 [d.detail for d in dead],
                 [d.poison_label for d in dead],
+                [d.dlq_partition for d in dead],
+                [d.dlq_offset for d in dead],
             ),
         )

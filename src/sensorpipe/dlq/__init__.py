@@ -1,0 +1,1 @@
+"""`sensorpipe dlq`: browse dead letters and redrive the ones that now pass."""

@@ -1,0 +1,80 @@
+"""A dead letter's original message, read back from the dead-letter topic by its position.
+
+Read-only (no group, nothing committed) and bounded: at most `max_bytes` of one message are
+fetched, and a value larger than that is refused. `render` shows a value as escaped text
+when it is UTF-8, and as a hex dump otherwise.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, TopicPartition
+
+from sensorpipe.settings import KafkaSettings
+
+MAX_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Original:
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]
+
+
+class PayloadError(RuntimeError):
+    """The message is not where the dead letter says (removed by retention) or too large."""
+
+
+def read(kafka: KafkaSettings, topic: str, partition: int, offset: int, max_bytes: int = MAX_BYTES) -> Original:
+    c = Consumer(
+        {
+            **kafka.client_config(),
+            "group.id": f"sensorpipe-dlq-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "fetch.max.bytes": max_bytes,
+            "max.partition.fetch.bytes": max_bytes,
+            "log_level": 0,
+        }
+    )
+    try:
+        c.assign([TopicPartition(topic, partition, offset)])
+        for _ in range(20):  # 10 s at most
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error() is not None or m.offset() != offset:
+                break
+            value = m.value()
+            if value is not None and len(value) > max_bytes:
+                raise PayloadError(f"the message at {topic}/{partition}@{offset} is over {max_bytes} bytes")
+            return Original(m.key(), value, _headers(m.headers()))
+        raise PayloadError(f"no message at {topic}/{partition}@{offset} (removed by the topic's retention?)")
+    finally:
+        c.close()
+
+
+def _headers(
+    raw: dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]] | None,
+) -> list[tuple[str, bytes | None]]:
+    pairs = raw.items() if isinstance(raw, dict) else (raw or [])
+    return [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs]
+
+
+def render(data: bytes | None, width: int = 16) -> str:
+    """Escaped text for UTF-8, a hex dump (offset, hex, printable ASCII) for anything else."""
+    if data is None:
+        return "(null)"
+    try:
+        return data.decode("utf-8").encode("unicode_escape").decode("ascii")
+    except UnicodeDecodeError:
+        pass
+    lines = []
+    for i in range(0, len(data), width):
+        chunk = data[i : i + width]
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{i:08x}  {chunk.hex(' '):<{width * 3}} {text}")
+    return "\n".join(lines)
