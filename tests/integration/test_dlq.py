@@ -14,11 +14,14 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from sensorpipe.api.app import ApiConfig
 from sensorpipe.contracts import events as ev
 from sensorpipe.dlq import payload
 from sensorpipe.dlq.main import redrive_dead
@@ -27,7 +30,7 @@ from sensorpipe.proof.audit import audit
 from sensorpipe.settings import ConsumerSettings, DatabaseSettings, KafkaSettings
 from sensorpipe.storage import deadletters as store
 
-from .conftest import Topics
+from .conftest import Topics, api_config
 from .helpers import Ev, make_events, produce, scalar, wait_until
 
 BROKEN = b"\xff\xfe{not json"
@@ -76,7 +79,9 @@ def _ledger(tmp: Path, good: list[Ev], ahead: list[Ev]) -> Path:
     return path
 
 
-def test_dead_letters_are_listed_shown_and_redriven(topics: Topics, db_dsn: str, tmp_path: Path) -> None:
+def test_dead_letters_are_listed_shown_and_redriven(
+    topics: Topics, db_dsn: str, tmp_path: Path, start_api: Callable[[ApiConfig], str]
+) -> None:
     good = make_events(4, 50)
     ahead = make_events(2, 5, ts_ms=good[0].ts_ms + 600_000)  # ten minutes ahead
     poison = [(ev.H_POISON, ev.Reason.TIMESTAMP_OUT_OF_WINDOW.value.encode())]
@@ -94,6 +99,24 @@ def test_dead_letters_are_listed_shown_and_redriven(topics: Topics, db_dsn: str,
         consumer.wait(60)
     _list_and_show(narrow, db_dsn)
     _redrive(topics, db_dsn, tmp_path, good, ahead)
+    _served(start_api(api_config(db_dsn, topics)), db_dsn, ahead)
+
+
+def _served(url: str, dsn: str, ahead: list[Ev]) -> None:
+    """The API's dead letters and event lookup over what the test left."""
+    page = httpx.get(f"{url}/api/dead-letters", params={"reason": "not_utf8"}, timeout=10).json()
+    (broken,) = page["data"]
+    assert {r["reason"]: r["count"] for r in page["reasons"]} == {"timestamp_out_of_window": len(ahead), "not_utf8": 1}
+    detail = httpx.get(f"{url}/api/dead-letters/{broken['partition']}/{broken['offset']}", timeout=30).json()
+    assert detail["value"]["text"] is None and detail["value"]["hex"] == BROKEN.hex()
+    assert ["sensorpipe.reason", {"text": "not_utf8", "hex": b"not_utf8".hex(), "size": 8}] in detail["headers"]
+    redriven = httpx.get(f"{url}/api/dead-letters", params={"reason": "timestamp_out_of_window"}, timeout=10).json()
+    assert {d["redriven_event_id"] for d in redriven["data"]} == {e.event_id for e in ahead}
+    found = httpx.get(f"{url}/api/events/{ahead[0].event_id}", timeout=10).json()
+    assert found["reading"]["seq"] == ahead[0].seq
+    assert [c["kind"] for c in found["ignored"]] == ["duplicate"]  # the second redrive's copy
+    for path, code in (("/api/dead-letters/3/999999", 404), ("/api/dead-letters?reason=bogus", 422)):
+        assert httpx.get(f"{url}{path}", timeout=10).status_code == code, path
 
 
 def _list_and_show(env: dict[str, str], dsn: str) -> None:
@@ -146,7 +169,7 @@ def _redrive(topics: Topics, dsn: str, tmp: Path, good: list[Ev], ahead: list[Ev
 def _resend(dsn: str, kafka: KafkaSettings, consumer: ConsumerSettings, before: list[store.StoredDeadLetter]) -> None:
     """Redrive the same dead letters again, as if the first redrive had died after producing."""
     r = Redrive(
-        lambda p, o: payload.read(kafka, kafka.dlq_topic, p, o),
+        lambda p, o: payload.read(kafka.client_config(), kafka.dlq_topic, p, o),
         ev.EventDecoder(consumer.max_message_bytes),
         window(7 * 86_400, consumer.future_window_s),
     )

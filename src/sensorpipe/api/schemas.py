@@ -5,6 +5,7 @@ holds finite values, and empty aggregates are null, never NaN."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -85,12 +86,59 @@ class SensorsPage(BaseModel):
     next_cursor: str | None
 
 
+class IgnoredCopyPublic(BaseModel):
+    partition: int
+    offset: int
+    kind: Literal["duplicate", "conflict"] = Field(description="duplicate: same content; conflict: other content.")
+    seen_at: datetime
+
+
 class EventPublic(BaseModel):
     event_id: str
     partition: int
     offset: int
     processed_at: datetime
     reading: ReadingPublic | None = Field(description="Null once retention dropped the reading.")
+    ignored: list[IgnoredCopyPublic] = Field(
+        default_factory=list,
+        description="Copies of this id that were not stored, newest first (at most 100, kept for the dedupe window).",
+    )
+
+
+class DeadLetterPublic(BaseModel):
+    partition: int = Field(description="Source partition on the main topic.")
+    offset: int = Field(description="Source offset on the main topic.")
+    reason: str
+    detail: str
+    poison_label: str | None = Field(description="The producer's deliberate-poison label, if any.")
+    dead_at: datetime
+    dlq_partition: int | None = Field(description="Where its copy sits on the dead-letter topic (null: unknown).")
+    dlq_offset: int | None
+    redriven_at: datetime | None
+    redriven_event_id: str | None
+
+
+class ReasonCount(BaseModel):
+    reason: str
+    count: int
+
+
+class DeadLettersPage(BaseModel):
+    data: list[DeadLetterPublic] = Field(description="Newest first.")
+    reasons: list[ReasonCount] = Field(description="Every reason in the store with its count, largest first.")
+
+
+class BytesPublic(BaseModel):
+    text: str | None = Field(description="The bytes as text, when they are UTF-8 (escaped for display).")
+    hex: str = Field(description="The bytes in hexadecimal.")
+    size: int
+
+
+class DeadLetterDetail(DeadLetterPublic):
+    key: BytesPublic | None = Field(description="The original message's key; null if it had none.")
+    value: BytesPublic | None = Field(description="The original value; null if it had none or is unknown.")
+    headers: list[tuple[str, BytesPublic | None]]
+    payload_error: str | None = Field(description="Why the original could not be read back, if it could not.")
 
 
 class PartitionPublic(BaseModel):

@@ -76,7 +76,7 @@ def show_dead(db: DatabaseSettings, kafka: KafkaSettings, position: tuple[int, i
         return True
     out.print(f"copy on {kafka.dlq_topic} {d.dlq_partition}@{d.dlq_offset}")
     try:
-        original = payload.read(kafka, kafka.dlq_topic, d.dlq_partition, d.dlq_offset)
+        original = payload.read(kafka.client_config(), kafka.dlq_topic, d.dlq_partition, d.dlq_offset)
     except payload.PayloadError as e:
         out.print(f"payload: {e}")
         return True
@@ -97,7 +97,7 @@ def redrive_dead(
     dry_run: bool,
 ) -> list[Outcome]:
     redrive = Redrive(
-        read=partial(payload.read, kafka, kafka.dlq_topic),
+        read=partial(payload.read, kafka.client_config(), kafka.dlq_topic),
         decoder=ev.EventDecoder(consumer.max_message_bytes),
         window=window(db.retention_days * 86_400, consumer.future_window_s),
     )

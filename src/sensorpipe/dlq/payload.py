@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, TopicPartition
 
-from sensorpipe.settings import KafkaSettings
-
 MAX_BYTES = 1 << 20
 
 
@@ -28,14 +26,18 @@ class PayloadError(RuntimeError):
     """The message is not where the dead letter says (removed by retention) or too large."""
 
 
-def read(kafka: KafkaSettings, topic: str, partition: int, offset: int, max_bytes: int = MAX_BYTES) -> Original:
+def read(
+    client: dict[str, str | int | float | bool], topic: str, partition: int, offset: int, max_bytes: int = MAX_BYTES
+) -> Original:
+    """`client`: the Kafka client settings (bootstrap servers, security protocol)."""
     c = Consumer(
         {
-            **kafka.client_config(),
+            **client,
             "group.id": f"sensorpipe-dlq-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "fetch.max.bytes": max_bytes,
+            "message.max.bytes": max_bytes,
             "max.partition.fetch.bytes": max_bytes,
             "log_level": 0,
         }
@@ -64,14 +66,20 @@ def _headers(
     return [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs]
 
 
+def printable(data: bytes) -> str | None:
+    """The bytes as escaped text if they are UTF-8, else None."""
+    try:
+        return data.decode("utf-8").encode("unicode_escape").decode("ascii")
+    except UnicodeDecodeError:
+        return None
+
+
 def render(data: bytes | None, width: int = 16) -> str:
     """Escaped text for UTF-8, a hex dump (offset, hex, printable ASCII) for anything else."""
     if data is None:
         return "(null)"
-    try:
-        return data.decode("utf-8").encode("unicode_escape").decode("ascii")
-    except UnicodeDecodeError:
-        pass
+    if (text := printable(data)) is not None:
+        return text
     lines = []
     for i in range(0, len(data), width):
         chunk = data[i : i + width]

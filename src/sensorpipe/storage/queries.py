@@ -356,6 +356,22 @@ async def event(conn: psycopg.AsyncConnection[Any], event_id: str) -> Row | None
     }
 
 
+IGNORED_MAX = 100
+
+_IGNORED = """
+SELECT kafka_partition, kafka_offset, kind, seen_at FROM ignored_deliveries
+WHERE event_id = %s ORDER BY seen_at DESC, kafka_partition, kafka_offset LIMIT %s
+"""
+
+
+async def ignored_copies(conn: psycopg.AsyncConnection[Any], event_id: str) -> list[Row]:
+    """The newest copies of this id that were not stored (duplicates, conflicts), at most
+    IGNORED_MAX; kept for the dedupe window."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_IGNORED, (event_id, IGNORED_MAX))
+        return await cur.fetchall()
+
+
 async def _hot_event(conn: psycopg.AsyncConnection[Any], event_id: str) -> Row | None:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(

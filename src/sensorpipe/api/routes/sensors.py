@@ -70,10 +70,12 @@ async def get_sensor(db: Db, sensor_id: Annotated[str, PathParam(max_length=MAX_
 
 
 async def get_event(db: Db, event_id: Annotated[str, PathParam(max_length=MAX_ID_LEN)]) -> s.EventPublic:
-    """A processed event: where it came from and the stored reading."""
+    """A processed event: where it came from, the stored reading, and the copies of it that
+    were not stored (duplicates and conflicts)."""
     check_ids([event_id])
     async with db.connection() as c:
         r = await queries.event(c, event_id)
+        ignored = await queries.ignored_copies(c, event_id) if r is not None else []
     if r is None:
         raise HTTPException(404, f"event {event_id!r} was not processed (or is older than retention)")
     reading = None
@@ -87,6 +89,12 @@ async def get_event(db: Db, event_id: Annotated[str, PathParam(max_length=MAX_ID
         offset=r["kafka_offset"],
         processed_at=r["processed_at"],
         reading=reading,
+        ignored=[
+            s.IgnoredCopyPublic(
+                partition=i["kafka_partition"], offset=i["kafka_offset"], kind=i["kind"], seen_at=i["seen_at"]
+            )
+            for i in ignored
+        ],
     )
 
 

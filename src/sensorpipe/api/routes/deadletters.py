@@ -1,0 +1,100 @@
+"""Dead letters: browsed by reason and time, and one with its original message, read back
+from the dead-letter topic by position (bounded in size, read-only)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi import Path as PathParam
+from pydantic import AwareDatetime
+
+from sensorpipe.api import schemas as s
+from sensorpipe.api.deps import Svc, SyncDb
+from sensorpipe.api.params import ERRORS
+from sensorpipe.contracts.events import Reason
+from sensorpipe.dlq import payload
+from sensorpipe.storage import deadletters as store
+from sensorpipe.storage.deadletters import StoredDeadLetter
+
+PAYLOAD_MAX = 65_536  # bytes of one original message the API reads back
+REASON_PATTERN = "^(" + "|".join(r.value for r in Reason) + ")$"
+
+
+def public(d: StoredDeadLetter) -> s.DeadLetterPublic:
+    return s.DeadLetterPublic(
+        partition=d.kafka_partition,
+        offset=d.kafka_offset,
+        reason=d.reason,
+        detail=d.detail,
+        poison_label=d.poison_label,
+        dead_at=d.dead_at,
+        dlq_partition=d.dlq_partition,
+        dlq_offset=d.dlq_offset,
+        redriven_at=d.redriven_at,
+        redriven_event_id=d.redriven_event_id,
+    )
+
+
+def get_dead_letters(
+    db: SyncDb,
+    reason: Annotated[str | None, Query(pattern=REASON_PATTERN)] = None,
+    since: Annotated[AwareDatetime | None, Query(description="ISO 8601 with a zone.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> s.DeadLettersPage:
+    """The newest dead letters (by reason and time, if asked), and the count of each reason."""
+    with db.connection() as c:
+        rows = store.page(c, reason=reason, since=since, limit=limit)
+        counts = store.reasons(c)
+    return s.DeadLettersPage(
+        data=[public(d) for d in rows], reasons=[s.ReasonCount(reason=r, count=n) for r, n in counts]
+    )
+
+
+def _bytes(data: bytes | None) -> s.BytesPublic | None:
+    return None if data is None else s.BytesPublic(text=payload.printable(data), hex=data.hex(), size=len(data))
+
+
+def get_dead_letter(
+    db: SyncDb,
+    svc: Svc,
+    partition: Annotated[int, PathParam(ge=0, le=100_000)],
+    offset: Annotated[int, PathParam(ge=0, le=2**63 - 1)],
+) -> s.DeadLetterDetail:
+    """One dead letter, with its original key, headers and value from the dead-letter topic."""
+    with db.connection() as c:
+        d = store.one(c, partition, offset)
+    if d is None:
+        raise HTTPException(404, f"no dead letter from partition {partition} offset {offset}")
+    base = public(d).model_dump()
+    if d.dlq_partition is None or d.dlq_offset is None:
+        return s.DeadLetterDetail(
+            **base, key=None, value=None, headers=[], payload_error="dead-lettered before positions were recorded"
+        )
+    cfg = svc.cfg
+    client: dict[str, str | int | float | bool] = {
+        "bootstrap.servers": cfg.bootstrap,
+        "security.protocol": cfg.security_protocol,
+    }
+    try:
+        o = payload.read(client, cfg.dlq_topic, d.dlq_partition, d.dlq_offset, PAYLOAD_MAX)
+    except payload.PayloadError as e:
+        return s.DeadLetterDetail(**base, key=None, value=None, headers=[], payload_error=str(e))
+    headers = [(k, _bytes(v)) for k, v in o.headers]
+    return s.DeadLetterDetail(**base, key=_bytes(o.key), value=_bytes(o.value), headers=headers, payload_error=None)
+
+
+def router() -> APIRouter:
+    r = APIRouter()
+    not_found = {**ERRORS, 404: {"model": s.Problem}}
+    r.add_api_route(
+        "/api/dead-letters", get_dead_letters, response_model=s.DeadLettersPage, responses=ERRORS, tags=["dead letters"]
+    )
+    r.add_api_route(
+        "/api/dead-letters/{partition}/{offset}",
+        get_dead_letter,
+        response_model=s.DeadLetterDetail,
+        responses=not_found,
+        tags=["dead letters"],
+    )
+    return r
