@@ -99,6 +99,38 @@ test("invalid values show errors: the client's, then the API's own", async ({ pa
   await expect(page.getByTestId("error-burst_duration_s")).toContainText("shorter than burst_every_s");
 });
 
+test("a poison message appears in the dead-letter browser with its reason and payload", async ({ page }) => {
+  const mark = process.env.E2E_POISON_MARK ?? "";
+  expect(mark).not.toBe("");
+  await page.goto("/?view=deadletters");
+  const row = page.getByTestId("dead-letters").locator("tbody tr", { hasText: "malformed_json" });
+  await expect(row).toHaveCount(1, { timeout: 30_000 });
+  await row.getByRole("button").click();
+  await expect(page.getByTestId("dead-letter")).toContainText("malformed_json");
+  await expect(page.getByTestId("text-value")).toContainText(mark);
+  await expect(page.getByTestId("hex-value")).toContainText("7b 22 73 65"); // {"se
+  await expect(page.getByTestId("dead-headers")).toContainText("sensorpipe.reason");
+  await page.screenshot({ path: path.join(SHOTS, "deadletters.png"), fullPage: true });
+});
+
+test("the event lookup finds a stored id and reports the duplicate that was sent", async ({ page }) => {
+  const id = process.env.E2E_EVENT_ID ?? "";
+  expect(id).not.toBe("");
+  await page.goto("/?view=events");
+  await page.getByTestId("event-id").fill(id);
+  await page.getByRole("button", { name: "Look up" }).click();
+  await expect(page.getByTestId("event-found")).toContainText("seq 0, value 42.5");
+  const copies = page.getByTestId("event-ignored").locator("tbody tr");
+  await expect(copies).toHaveCount(1);
+  await expect(copies.first()).toContainText("duplicate");
+  await page.getByTestId("event-id").fill("no-such-event");
+  await page.getByRole("button", { name: "Look up" }).click();
+  await expect(page.getByTestId("event-missing")).toBeVisible();
+  await page.getByTestId("event-id").fill(id);
+  await page.getByRole("button", { name: "Look up" }).click();
+  await page.screenshot({ path: path.join(SHOTS, "events.png"), fullPage: true });
+});
+
 test("the layout works at 390 px", async ({ page }) => {
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto("/?view=overview");

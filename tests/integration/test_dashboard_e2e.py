@@ -9,20 +9,43 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 import orjson
 
+from sensorpipe.contracts.events import encode_event
 from sensorpipe.runtime.supervisor import Platform
 
 from .conftest import REPO, Topics
+from .helpers import produce, scalar, wait_until
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _poison_and_duplicate(topics: Topics, dsn: str) -> dict[str, str]:
+    """A poison message with a mark of its own, and an event sent twice; returns what the
+    browser tests look for, once the consumer has dead-lettered the one and stored the other."""
+    mark = f"e2e-{uuid.uuid4().hex[:8]}"
+    event_id = str(uuid.uuid4())
+    value = encode_event("sensor-e2e", event_id, int(time.time() * 1000), 42.5, 0)
+    poison = b'{"sensor_id": "sensor-e2e", "note": "' + mark.encode() + b'" not json'
+    msgs = [(b"sensor-e2e", poison, None), (b"sensor-e2e", value, None), (b"sensor-e2e", value, None)]
+    produce(topics.settings.bootstrap(), topics.main, msgs)
+    wait_until(
+        lambda: scalar(dsn, "SELECT count(*) FROM dead_letters WHERE reason = 'malformed_json'") == 1, 60, "the poison"
+    )
+    wait_until(
+        lambda: scalar(dsn, "SELECT count(*) FROM ignored_deliveries WHERE event_id = %s", (event_id,)) == 1,
+        60,
+        "the duplicate",
+    )
+    return {"E2E_POISON_MARK": mark, "E2E_EVENT_ID": event_id}
 
 
 def test_dashboard_end_to_end_in_chromium(platform: Platform, topics: Topics, db_dsn: str) -> None:
@@ -67,6 +90,7 @@ def test_dashboard_end_to_end_in_chromium(platform: Platform, topics: Topics, db
             ).stdout
         )["components"]
         assert {"api", "consumer-0", "producer"} <= set(status), status
+        marks = _poison_and_duplicate(topics, db_dsn)
         run = subprocess.run(
             ["npx", "playwright", "test"],
             cwd=REPO / "dashboard",
@@ -76,6 +100,7 @@ def test_dashboard_end_to_end_in_chromium(platform: Platform, topics: Topics, db
                 "API_PID": str(status["api"]["pid"]),
                 "CHROMIUM_PATH": chromium,
                 "E2E_SCREENSHOTS": str(REPO / "artifacts" / "e2e"),
+                **marks,
             },
             capture_output=True,
             text=True,
@@ -85,6 +110,7 @@ def test_dashboard_end_to_end_in_chromium(platform: Platform, topics: Topics, db
         assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
         shots = {p.name for p in (REPO / "artifacts" / "e2e").glob("*.png")}
         assert {"overview.png", "explorer.png", "sensors.png", "kafka.png", "config.png"} <= shots
+        assert {"deadletters.png", "events.png"} <= shots
     finally:
         subprocess.run(
             [sys.executable, "-m", "sensorpipe", "down", "--purge"],

@@ -109,7 +109,8 @@ def _served(url: str, dsn: str, ahead: list[Ev]) -> None:
     assert {r["reason"]: r["count"] for r in page["reasons"]} == {"timestamp_out_of_window": len(ahead), "not_utf8": 1}
     detail = httpx.get(f"{url}/api/dead-letters/{broken['partition']}/{broken['offset']}", timeout=30).json()
     assert detail["value"]["text"] is None and detail["value"]["hex"] == BROKEN.hex()
-    assert ["sensorpipe.reason", {"text": "not_utf8", "hex": b"not_utf8".hex(), "size": 8}] in detail["headers"]
+    reason = {"name": "sensorpipe.reason", "value": {"text": "not_utf8", "hex": b"not_utf8".hex(), "size": 8}}
+    assert reason in detail["headers"]
     redriven = httpx.get(f"{url}/api/dead-letters", params={"reason": "timestamp_out_of_window"}, timeout=10).json()
     assert {d["redriven_event_id"] for d in redriven["data"]} == {e.event_id for e in ahead}
     found = httpx.get(f"{url}/api/events/{ahead[0].event_id}", timeout=10).json()

@@ -10,6 +10,11 @@ export type AggregatePage = Schemas["AggregatePage"];
 export type SensorsPage = Schemas["SensorsPage"];
 export type Sensor = Schemas["SensorPublic"];
 export type ConfigPublic = Schemas["ConfigPublic"];
+export type DeadLettersPage = Schemas["DeadLettersPage"];
+export type DeadLetter = Schemas["DeadLetterPublic"];
+export type DeadLetterDetail = Schemas["DeadLetterDetail"];
+export type BytesPublic = Schemas["BytesPublic"];
+export type EventPublic = Schemas["EventPublic"];
 export type PipelineConfig = Schemas["PipelineConfig"];
 export type ConfigHistoryPage = Schemas["ConfigHistoryPage"];
 

@@ -6,6 +6,9 @@ export const queryKeys = {
     ["readings", f] as const,
   aggregate: (f: { sensors: string[]; start: string; end: string; bucket: string }) => ["aggregate", f] as const,
   sensors: (f: { q: string; sort: string; order: string; cursor?: string | null }) => ["sensors", f] as const,
+  deadLetters: (f: { reason: string }) => ["dead-letters", f] as const,
+  deadLetter: (partition: number, offset: number) => ["dead-letters", "one", partition, offset] as const,
+  event: (id: string) => ["event", id] as const,
   config: () => ["producer-config"] as const,
   configHistory: () => ["producer-config", "history"] as const,
 };

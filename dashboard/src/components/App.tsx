@@ -5,6 +5,8 @@ import { useCallback, useEffect, useState } from "react";
 import { ApiBanner } from "@/components/ApiBanner";
 import { Nav } from "@/components/Nav";
 import { ConfigForm } from "@/features/config/ConfigForm";
+import { DeadLetters } from "@/features/deadletters/DeadLetters";
+import { EventLookup } from "@/features/events/EventLookup";
 import { Explorer } from "@/features/explorer/Explorer";
 import { Kafka } from "@/features/kafka/Kafka";
 import { Overview } from "@/features/overview/Overview";
@@ -55,6 +57,8 @@ export function App() {
         {state?.view === "sensors" ? (
           <Sensors onOpen={(id) => update({ ...state, view: "explorer", sensors: [id] })} />
         ) : null}
+        {state?.view === "deadletters" ? <DeadLetters /> : null}
+        {state?.view === "events" ? <EventLookup /> : null}
         {state?.view === "kafka" ? <Kafka /> : null}
         {state?.view === "config" ? <ConfigForm /> : null}
       </main>

@@ -4,6 +4,8 @@ const LABELS: Record<View, string> = {
   overview: "Overview",
   explorer: "Metrics explorer",
   sensors: "Sensors",
+  deadletters: "Dead letters",
+  events: "Event lookup",
   kafka: "Kafka",
   config: "Producer configuration",
 };

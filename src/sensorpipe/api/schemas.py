@@ -134,10 +134,15 @@ class BytesPublic(BaseModel):
     size: int
 
 
+class HeaderPublic(BaseModel):
+    name: str
+    value: BytesPublic | None
+
+
 class DeadLetterDetail(DeadLetterPublic):
     key: BytesPublic | None = Field(description="The original message's key; null if it had none.")
     value: BytesPublic | None = Field(description="The original value; null if it had none or is unknown.")
-    headers: list[tuple[str, BytesPublic | None]]
+    headers: list[HeaderPublic] = Field(description="The original headers, then those the consumer added.")
     payload_error: str | None = Field(description="Why the original could not be read back, if it could not.")
 
 

@@ -80,7 +80,7 @@ def get_dead_letter(
         o = payload.read(client, cfg.dlq_topic, d.dlq_partition, d.dlq_offset, PAYLOAD_MAX)
     except payload.PayloadError as e:
         return s.DeadLetterDetail(**base, key=None, value=None, headers=[], payload_error=str(e))
-    headers = [(k, _bytes(v)) for k, v in o.headers]
+    headers = [s.HeaderPublic(name=k, value=_bytes(v)) for k, v in o.headers]
     return s.DeadLetterDetail(**base, key=_bytes(o.key), value=_bytes(o.value), headers=headers, payload_error=None)
 
 
