@@ -99,6 +99,20 @@ test("invalid values show errors: the client's, then the API's own", async ({ pa
   await expect(page.getByTestId("error-burst_duration_s")).toContainText("shorter than burst_every_s");
 });
 
+test("the demo scenarios are one click each on the form", async ({ page }) => {
+  await page.goto("/?view=config");
+  await expect(page.getByTestId("config-version")).toContainText("Version");
+  await page.getByTestId("scenario-slowdown").click();
+  await expect(page.getByTestId("saved")).toBeVisible();
+  await expect(page.getByTestId("history").locator("li").first()).toContainText("slowdown 2000 ms");
+  await expect(page.getByLabel("consumer_batch_max", { exact: true })).toHaveValue("500");
+  await page.getByTestId("scenario-duplicates").click();
+  await expect(page.getByTestId("history").locator("li").first()).toContainText("duplicates 0.1, poison");
+  await expect(page.getByTestId("history").locator("li").first()).toContainText("slowdown 0 ms");
+  await page.getByTestId("scenario-normal").click();
+  await expect(page.getByTestId("history").locator("li").first()).toContainText("duplicates 0, poison");
+});
+
 test("a poison message appears in the dead-letter browser with its reason and payload", async ({ page }) => {
   const mark = process.env.E2E_POISON_MARK ?? "";
   expect(mark).not.toBe("");
@@ -129,6 +143,17 @@ test("the event lookup finds a stored id and reports the duplicate that was sent
   await page.getByTestId("event-id").fill(id);
   await page.getByRole("button", { name: "Look up" }).click();
   await page.screenshot({ path: path.join(SHOTS, "events.png"), fullPage: true });
+});
+
+test("the dark theme follows the system's preference", async ({ page }) => {
+  await page.emulateMedia({ colorScheme: "dark" });
+  await page.goto("/?view=overview");
+  await expect.poll(() => tileValue(page, "stored-total")).toBeGreaterThan(0);
+  const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  expect(bg).toBe("rgb(18, 21, 27)");
+  await page.screenshot({ path: path.join(SHOTS, "overview-dark.png"), fullPage: true });
+  await page.emulateMedia({ colorScheme: "light" });
+  expect(await page.evaluate(() => getComputedStyle(document.body).backgroundColor)).toBe("rgb(246, 247, 249)");
 });
 
 test("the layout works at 390 px", async ({ page }) => {

@@ -110,7 +110,7 @@ def test_dashboard_end_to_end_in_chromium(platform: Platform, topics: Topics, db
         assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
         shots = {p.name for p in (REPO / "artifacts" / "e2e").glob("*.png")}
         assert {"overview.png", "explorer.png", "sensors.png", "kafka.png", "config.png"} <= shots
-        assert {"deadletters.png", "events.png"} <= shots
+        assert {"deadletters.png", "events.png", "overview-dark.png"} <= shots
     finally:
         subprocess.run(
             [sys.executable, "-m", "sensorpipe", "down", "--purge"],

@@ -34,6 +34,10 @@ export function Chart({ x, series, height = 240, label, summary }: Props) {
     if (!el) return;
     void import("uplot").then(({ default: UPlot }) => {
       if (disposed) return;
+      // the theme's colours (light or dark), as the stylesheet sets them
+      const css = getComputedStyle(document.documentElement);
+      const ink = css.getPropertyValue("--muted").trim() || "#5b6475";
+      const line = css.getPropertyValue("--line").trim() || "#d9dee7";
       plot.current?.destroy();
       plot.current = new UPlot(
         {
@@ -42,7 +46,7 @@ export function Chart({ x, series, height = 240, label, summary }: Props) {
           scales: { x: { time: true } },
           cursor: { drag: { x: true, y: false } },
           series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, dash: s.dash, fill: s.fill, width: 1.5 }))],
-          axes: [{}, { size: 60 }],
+          axes: [{ stroke: ink, grid: { stroke: line } }, { size: 60, stroke: ink, grid: { stroke: line } }],
         },
         [x, ...series.map((s) => s.values)] as uPlot.AlignedData,
         el,

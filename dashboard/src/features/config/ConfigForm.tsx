@@ -6,6 +6,14 @@ import { TOKEN_KEY, useConfig, useConfigHistory, useSaveConfig } from "@/hooks/u
 import { time } from "@/lib/format";
 import { apiFieldErrors, CONFIG_FIELDS, fieldLabel, fieldSchema, toConfig, validateConfig } from "@/lib/validate";
 
+/** The seed's three demo scenarios, as changes to the stored configuration (`sensorpipe demo`
+uses the same knobs: 10% duplicates; a consumer slowed by 2 s per batch of at most 500). */
+export const SCENARIOS: { name: string; label: string; values: Record<string, string> }[] = [
+  { name: "normal", label: "Normal", values: { duplicate_ratio: "0", consumer_slowdown_ms: "0", consumer_batch_max: "" } },
+  { name: "duplicates", label: "Duplicate delivery", values: { duplicate_ratio: "0.1", consumer_slowdown_ms: "0", consumer_batch_max: "" } },
+  { name: "slowdown", label: "Consumer slowdown", values: { duplicate_ratio: "0", consumer_slowdown_ms: "2000", consumer_batch_max: "500" } },
+];
+
 export function ConfigForm() {
   const current = useConfig();
   const history = useConfigHistory();
@@ -21,6 +29,10 @@ export function ConfigForm() {
 
   const submit = async (e: React.FormEvent) => {
     e.preventDefault();
+    await store(values);
+  };
+
+  const store = async (values: Record<string, string>) => {
     const local = validateConfig(values);
     setErrors(local);
     if (Object.keys(local).length) return;
@@ -49,6 +61,14 @@ export function ConfigForm() {
       <p data-testid="config-version">
         {current.data ? `Version ${current.data.version}, stored ${time(current.data.updated_at)} by ${current.data.updated_by}` : "No configuration stored yet: the producer runs on its flags."}
       </p>
+      <div className="row" role="group" aria-label="Scenarios">
+        {SCENARIOS.map((sc) => (
+          <button key={sc.name} type="button" data-testid={`scenario-${sc.name}`} disabled={save.isPending}
+            onClick={() => { const next = { ...values, ...sc.values }; setEdits(next); void store(next); }}>
+            {sc.label}
+          </button>
+        ))}
+      </div>
       <form onSubmit={(e) => void submit(e)} noValidate className="config-form">
         {CONFIG_FIELDS.map((f) => {
           const s = fieldSchema(f);
