@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 import uuid
 from collections.abc import Iterator
@@ -164,6 +166,25 @@ def test_readings_filter_by_sensor_and_range(api: Api) -> None:
     assert {d["sensor_id"] for d in data} == {"sensor-00003"}
     assert all(lo <= datetime.fromisoformat(d["timestamp"]) < hi for d in data)
     assert [d["seq"] for d in data] == list(range(10, 20))
+
+
+def test_readings_csv_holds_exactly_the_rows_of_the_range(api: Api) -> None:
+    lo, hi = api.t0 + timedelta(minutes=10), api.t0 + timedelta(minutes=45)
+    for sensors in ([], ["sensor-00003", "sensor-00004"]):
+        r = get(api, "/api/readings.csv", sensor_id=sensors, start=lo.isoformat(), end=hi.isoformat())
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+        assert r.headers["x-row-cap"] == "1000000" and "attachment" in r.headers["content-disposition"]
+        header, *rows = list(csv.reader(io.StringIO(r.text)))
+        assert header == ["timestamp", "sensor_id", "event_id", "value", "seq"]
+        with psycopg.connect(api.dsn) as conn:
+            want = conn.execute(
+                "SELECT ts, sensor_id, event_id, value, seq FROM metrics WHERE ts >= %s AND ts < %s"
+                ' AND (cardinality(%s::text[]) = 0 OR sensor_id = ANY(%s::text[])) ORDER BY ts, event_id COLLATE "C"',
+                (lo, hi, sensors, sensors),
+            ).fetchall()
+        got = [(datetime.fromisoformat(t), sid, eid, float(v), int(q)) for t, sid, eid, v, q in rows]
+        assert got == [tuple(w) for w in want] and len(got) > 0
+    assert get(api, "/api/readings.csv", start=hi.isoformat(), end=lo.isoformat()).status_code == 400
 
 
 def _cache_counts(api: Api) -> dict[str, float]:

@@ -10,3 +10,7 @@ export const seconds = (s: number | null | undefined): string => {
 
 export const time = (iso: string | null | undefined): string =>
   iso ? new Date(iso).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z") : "–";
+
+/** A reading's time to the millisecond, readable: 2026-11-29 16:53:35.297Z. */
+export const timeMs = (iso: string | null | undefined): string =>
+  iso ? new Date(iso).toISOString().replace("T", " ") : "–";

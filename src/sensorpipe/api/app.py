@@ -24,7 +24,7 @@ from sensorpipe.api.config import ApiConfig
 from sensorpipe.api.deps import Services, WriteLimiter
 from sensorpipe.api.disk import DiskWatch
 from sensorpipe.api.gate import Gate
-from sensorpipe.api.routes import config, deadletters, ops, readings, sensors
+from sensorpipe.api.routes import config, deadletters, export, ops, readings, sensors
 from sensorpipe.runtime.pipeline import PipelineMonitor
 from sensorpipe.runtime.process import freeze_startup_heap
 from sensorpipe.storage import queries, summaries
@@ -189,8 +189,8 @@ def create_app(cfg: ApiConfig) -> FastAPI:
     app.add_exception_handler(psycopg.errors.QueryCanceled, _too_slow)
     app.add_exception_handler(psycopg.OperationalError, _db_down)
     app.add_exception_handler(PoolTimeout, _db_down)
-    routers = (readings.router(), sensors.router(), deadletters.router(), ops.pipeline_router(), config.router())
-    for router in (*routers, ops.health_router()):
+    routers = [readings.router(), export.router(), sensors.router(), deadletters.router(), ops.pipeline_router()]
+    for router in (*routers, config.router(), ops.health_router()):
         app.include_router(router)
     if cfg.dashboard_dir is not None and (cfg.dashboard_dir / "index.html").is_file():
         app.mount("/", StaticFiles(directory=cfg.dashboard_dir, html=True), name="dashboard")

@@ -5,8 +5,9 @@ import { Chart } from "@/components/Chart";
 import { Pager } from "@/components/Pager";
 import { useAggregate, useReadings } from "@/hooks/useReadings";
 import { useSensors } from "@/hooks/useSensors";
-import { autoBucket } from "@/lib/bucket";
-import { num, time } from "@/lib/format";
+import { autoBucket, BUCKETS } from "@/lib/bucket";
+import { num, time, timeMs } from "@/lib/format";
+import { withBreaks } from "@/lib/gaps";
 import { PRESETS, resolveRange, type Preset, type UrlState } from "@/lib/url";
 
 const COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b"];
@@ -47,33 +48,47 @@ export function Explorer({ state, onChange }: Props) {
     onChange({ ...state, sensors });
   };
 
-  const chart = useMemo(() => {
+  // One chart per selected sensor (small multiples), each on its own scale; gaps are breaks.
+  const charts = useMemo(() => {
     const rows = agg.data?.data ?? [];
-    const times = [...new Set(rows.map((r) => Date.parse(r.bucket) / 1000))].sort((a, b) => a - b);
-    const index = new Map(times.map((t, i) => [t, i]));
+    const bucketS = BUCKETS.find(([name]) => name === bucket)?.[1] ?? 60;
     const groups = state.sensors.length ? state.sensors : [null];
-    const series = groups.flatMap((sid, k) => {
-      const avg: (number | null)[] = times.map(() => null);
-      const min: (number | null)[] = times.map(() => null);
-      const max: (number | null)[] = times.map(() => null);
-      for (const r of rows) {
-        if ((r.sensor_id ?? null) !== sid) continue;
-        const i = index.get(Date.parse(r.bucket) / 1000);
-        if (i === undefined) continue;
-        avg[i] = r.avg;
-        min[i] = r.min;
-        max[i] = r.max;
-      }
+    return groups.map((sid, k) => {
+      const mine = rows.filter((r) => (r.sensor_id ?? null) === sid);
+      // the range's two ends as empty points: the axis spans what was asked, not only the data
+      const lo = Date.parse(start) / 1000;
+      const hi = Date.parse(end) / 1000;
+      const at = mine.map((r) => Date.parse(r.bucket) / 1000);
+      const head = at.length === 0 || (at[0] ?? lo) > lo ? [lo] : [];
+      const tail = at.length === 0 || (at[at.length - 1] ?? hi) < hi ? [hi] : [];
+      const times = [...head, ...at, ...tail];
+      const cols = [mine.map((r) => r.avg), mine.map((r) => r.min), mine.map((r) => r.max)].map((c) => [
+        ...head.map(() => null),
+        ...c,
+        ...tail.map(() => null),
+      ]);
+      const broken = withBreaks(times, cols, bucketS);
       const color = COLORS[k % COLORS.length] ?? "#333";
       const name = sid ?? "all sensors";
-      return [
-        { label: `${name} avg`, values: avg, color },
-        { label: `${name} min`, values: min, color, dash: [4, 4] },
-        { label: `${name} max`, values: max, color, dash: [4, 4] },
-      ];
+      const [avg = [], min = [], max = []] = broken.columns;
+      return {
+        name,
+        times: broken.times,
+        rows: mine,
+        series: [
+          { label: `${name} avg`, values: avg, color },
+          { label: `${name} min`, values: min, color, dash: [4, 4] },
+          { label: `${name} max`, values: max, color, dash: [4, 4] },
+        ],
+      };
     });
-    return { times, series, rows };
-  }, [agg.data, state.sensors]);
+  }, [agg.data, state.sensors, bucket, start, end]);
+
+  const csvHref = useMemo(() => {
+    const p = new URLSearchParams({ start, end });
+    for (const id of state.sensors) p.append("sensor_id", id);
+    return `/api/readings.csv?${p.toString()}`;
+  }, [start, end, state.sensors]);
 
   const toLocal = (iso: string) => new Date(iso).toISOString().slice(0, 16);
 
@@ -116,13 +131,19 @@ export function Explorer({ state, onChange }: Props) {
           <p>Selected: {state.sensors.length ? state.sensors.join(", ") : "all sensors (one series)"}</p>
         </fieldset>
       </div>
-      <Chart
-        x={chart.times}
-        series={chart.series}
-        label={`Values per ${bucket} bucket`}
-        summary={`${chart.rows.length} buckets of ${bucket} from ${time(start)} to ${time(end)}; ` +
-          chart.rows.slice(-5).map((r) => `${r.sensor_id ?? "all"} ${time(r.bucket)} avg ${num(r.avg, 2)} min ${num(r.min, 2)} max ${num(r.max, 2)}`).join("; ")}
-      />
+      <div className={charts.length > 1 ? "multiples" : undefined}>
+        {charts.map((c) => (
+          <Chart
+            key={c.name}
+            x={c.times}
+            series={c.series}
+            label={`Values per ${bucket} bucket: ${c.name}`}
+            summary={`${c.rows.length} buckets of ${bucket} from ${time(start)} to ${time(end)}; ` +
+              c.rows.slice(-5).map((r) => `${time(r.bucket)} avg ${num(r.avg, 2)} min ${num(r.min, 2)} max ${num(r.max, 2)}`).join("; ")}
+            height={charts.length > 1 ? 180 : undefined}
+          />
+        ))}
+      </div>
       <p className="muted" data-testid="resolution">
         Bucket {bucket} (automatic), resolution {RESOLUTION[agg.data?.resolution ?? ""] ?? "–"} (from{" "}
         {agg.data?.source ?? "–"}). Drag on the chart to zoom; double-click to reset.
@@ -136,14 +157,17 @@ export function Explorer({ state, onChange }: Props) {
           <tbody>
             {(readings.data?.data ?? []).map((r) => (
               <tr key={r.event_id}>
-                <td data-col="timestamp">{r.timestamp}</td><td data-col="sensor">{r.sensor_id}</td>
+                <td data-col="timestamp"><time dateTime={r.timestamp}>{timeMs(r.timestamp)}</time></td><td data-col="sensor">{r.sensor_id}</td>
                 <td>{num(r.value, 3)}</td><td>{r.seq}</td><td className="mono">{r.event_id}</td>
               </tr>
             ))}
           </tbody>
         </table>
       </div>
-      <Pager cursors={cursors} next={readings.data?.next_cursor} onChange={setCursors} />
+      <div className="row">
+        <Pager cursors={cursors} next={readings.data?.next_cursor} onChange={setCursors} />
+        <a className="button" href={csvHref} download data-testid="csv">Download CSV of the range</a>
+      </div>
     </section>
   );
 }
