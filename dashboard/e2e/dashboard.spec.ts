@@ -63,8 +63,8 @@ test("explorer filters by sensor and time range, and keeps them in the URL", asy
 });
 
 test("several sensors get a chart each, and the CSV download holds exactly the rows of the range", async ({ page }) => {
-  // ends 10 s ago: the consumer has stored everything stamped before that
-  const end = new Date(Date.now() - 10_000);
+  // ends 3 s ago: the consumer has stored everything stamped before that
+  const end = new Date(Date.now() - 3_000);
   const start = new Date(end.getTime() - 5 * 60 * 1000);
   const sensors = ["sensor-00003", "sensor-00004"];
   const q = sensors.map((s) => `sensor=${s}`).join("&");
@@ -94,6 +94,21 @@ test("several sensors get a chart each, and the CSV download holds exactly the r
   expect(ids.length).toBeGreaterThan(0);
   expect(lines.slice(1).map((l) => l.split(",")[2])).toEqual(ids);
   await page.screenshot({ path: path.join(SHOTS, "explorer-multiples.png"), fullPage: true });
+});
+
+test("a sensor that stops sending turns silent, and the quietest come first", async ({ page }) => {
+  const quiet = process.env.E2E_QUIET_SENSOR ?? "";
+  expect(quiet).not.toBe("");
+  await page.goto("/?view=sensors");
+  await expect(page.getByTestId("sensors").locator("tbody tr").first()).toHaveAttribute("data-status", /live|late|silent/);
+  // sent four times a second apart, then nothing: silent past 10 usual intervals (+15 s)
+  await expect(page.getByTestId("sensors").locator("tbody tr").first()).toContainText(quiet, { timeout: 60_000 });
+  await expect(page.getByTestId("sensors").locator("tbody tr").first()).toHaveAttribute("data-status", "silent", {
+    timeout: 60_000,
+  });
+  const live = page.getByTestId("sensors").locator('tbody tr[data-status="live"]');
+  await expect(live.first()).toBeVisible(); // the simulated sensors still send
+  await page.screenshot({ path: path.join(SHOTS, "sensors-silent.png"), fullPage: true });
 });
 
 test("sensors table opens a sensor in the explorer", async ({ page }) => {

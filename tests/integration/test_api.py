@@ -403,6 +403,11 @@ def test_sensors_list_detail_and_events(api: Api) -> None:
     assert (one["count"], one["last_seq"], one["seq_gaps"], one["order_violations"]) == (PER_SENSOR, 99, 0, 0)
     assert get(api, "/api/sensors/sensor-99999").status_code == 404
     assert get(api, "/api/sensors", q="00004").json()["data"][0]["sensor_id"] == "sensor-00004"
+    worst = get(api, "/api/sensors", sort="quiet", order="desc", limit=4).json()
+    assert len(worst["data"]) == 4 and worst["next_cursor"] is None  # one page, worst first
+    ratios = [d["quiet_s"] / (d["interval_s"] or 10.0) for d in worst["data"]]
+    assert ratios == sorted(ratios, reverse=True)
+    assert all(d["status"] in ("live", "late", "silent") and d["quiet_s"] >= 0 for d in worst["data"])
     eid = scalar(api.dsn, "SELECT event_id FROM metrics WHERE sensor_id = 'sensor-00001' AND seq = 7")
     ev = get(api, f"/api/events/{eid}").json()
     assert ev["reading"]["sensor_id"] == "sensor-00001" and ev["reading"]["seq"] == 7

@@ -45,7 +45,14 @@ def _poison_and_duplicate(topics: Topics, dsn: str) -> dict[str, str]:
         60,
         "the duplicate",
     )
-    return {"E2E_POISON_MARK": mark, "E2E_EVENT_ID": event_id}
+    # A sensor that sends four times, a second apart, then stops: it turns late, then silent.
+    for seq in range(4):
+        quiet = encode_event("sensor-quiet", str(uuid.uuid4()), int(time.time() * 1000), 1.0, seq)
+        produce(topics.settings.bootstrap(), topics.main, [(b"sensor-quiet", quiet, None)])
+        time.sleep(1)
+    events = "SELECT coalesce(max(events), 0) FROM sensor_stats WHERE sensor_id = 'sensor-quiet'"
+    wait_until(lambda: scalar(dsn, events) == 4, 60, "the quiet sensor's events")
+    return {"E2E_POISON_MARK": mark, "E2E_EVENT_ID": event_id, "E2E_QUIET_SENSOR": "sensor-quiet"}
 
 
 def test_dashboard_end_to_end_in_chromium(platform: Platform, topics: Topics, db_dsn: str) -> None:
@@ -110,7 +117,7 @@ def test_dashboard_end_to_end_in_chromium(platform: Platform, topics: Topics, db
         assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
         shots = {p.name for p in (REPO / "artifacts" / "e2e").glob("*.png")}
         assert {"overview.png", "explorer.png", "sensors.png", "kafka.png", "config.png"} <= shots
-        assert {"deadletters.png", "events.png", "overview-dark.png"} <= shots
+        assert {"deadletters.png", "events.png", "overview-dark.png", "sensors-silent.png"} <= shots
     finally:
         subprocess.run(
             [sys.executable, "-m", "sensorpipe", "down", "--purge"],

@@ -2,7 +2,7 @@ import { keepPreviousData, useQuery } from "@tanstack/react-query";
 import { api, unwrap } from "@/api/client";
 import { queryKeys } from "@/api/queryKeys";
 
-type Sort = "sensor_id" | "events" | "last_seen" | "last_value" | "seq_gaps" | "order_violations";
+type Sort = "quiet" | "sensor_id" | "events" | "last_seen" | "last_value" | "seq_gaps" | "order_violations";
 
 export function useSensors(q: string, sort: Sort, order: "asc" | "desc", cursor: string | null, limit = 50) {
   return useQuery({

@@ -79,6 +79,11 @@ class SensorPublic(BaseModel):
     last_seq: int
     seq_gaps: int
     order_violations: int
+    interval_s: float | None = Field(description="Its usual interval: mean time between stored batches; null: unknown.")
+    quiet_s: float = Field(description="Seconds since it was last stored.")
+    status: Literal["live", "late", "silent"] = Field(
+        description="live; late past 3 usual intervals (+5 s); silent past 10 (+15 s): a no-data alarm."
+    )
 
 
 class SensorsPage(BaseModel):

@@ -297,11 +297,28 @@ SENSOR_SORTS = {
     "seq_gaps": "seq_gaps",
     "order_violations": "order_violations",
 }
-_SENSOR_COLS = """sensor_id, events, last_value, last_ts, last_seq, seq_gaps, order_violations,
-                  updated_at AS last_seen"""
+# A sensor's usual interval is the mean time between its stored batches since it was first
+# seen; `quiet_s` how long it has sent nothing; `quiet_ratio` the two compared (the fleet's
+# worst-first order), with DEFAULT_INTERVAL_S where the interval is unknown.
+DEFAULT_INTERVAL_S = 10.0
+_INTERVAL = "CASE WHEN events > 1 THEN extract(epoch FROM updated_at - first_seen) / (events - 1) END"
+_QUIET = "extract(epoch FROM clock_timestamp() - updated_at)"
+_SENSOR_COLS = f"""sensor_id, events, last_value, last_ts, last_seq, seq_gaps, order_violations,
+                  updated_at AS last_seen, {_INTERVAL} AS interval_s, {_QUIET} AS quiet_s"""
+_QUIET_RATIO = f"{_QUIET} / greatest(coalesce({_INTERVAL}, {DEFAULT_INTERVAL_S}), 0.05)"
+
+
+def _quiet_list_sql(desc: bool, with_query: bool) -> str:
+    """Sensors by quiet time against their usual interval (worst first with `desc`): one page,
+    as a ratio against the clock has no stable keyset."""
+    where = "WHERE strpos(sensor_id, %(q)s) > 0" if with_query else ""
+    order = "DESC" if desc else "ASC"
+    return f"SELECT {_SENSOR_COLS} FROM sensor_stats {where} ORDER BY {_QUIET_RATIO} {order}, sensor_id LIMIT %(limit)s"  # noqa: S608
 
 
 def _sensor_list_sql(sort: str, desc: bool, with_cursor: bool, with_query: bool) -> str:
+    if sort == "quiet":
+        return _quiet_list_sql(desc, with_query)
     col = SENSOR_SORTS[sort]  # a whitelisted column name, never user text
     op, order = ("<", "DESC") if desc else (">", "ASC")
     where = []

@@ -3,17 +3,18 @@
 import { useState } from "react";
 import { Pager } from "@/components/Pager";
 import { useSensors, type Sort } from "@/hooks/useSensors";
-import { num, time } from "@/lib/format";
+import { num, seconds, time } from "@/lib/format";
 
 const COLUMNS: [Sort, string][] = [
-  ["sensor_id", "Sensor"], ["last_value", "Last value"], ["last_seen", "Last seen"], ["events", "Count"],
+  ["quiet", "Status"], ["sensor_id", "Sensor"], ["last_value", "Last value"], ["last_seen", "Last seen"], ["events", "Count"],
   ["seq_gaps", "seq gaps"], ["order_violations", "Order violations"],
 ];
 
 export function Sensors({ onOpen }: { onOpen: (sensorId: string) => void }) {
   const [q, setQ] = useState("");
-  const [sort, setSort] = useState<Sort>("sensor_id");
-  const [order, setOrder] = useState<"asc" | "desc">("asc");
+  // worst first: the sensors quiet the longest against their usual interval
+  const [sort, setSort] = useState<Sort>("quiet");
+  const [order, setOrder] = useState<"asc" | "desc">("desc");
   const [cursors, setCursors] = useState<(string | null)[]>([null]);
   const { data } = useSensors(q, sort, order, cursors[cursors.length - 1] ?? null);
   const sortBy = (col: Sort) => {
@@ -44,7 +45,12 @@ export function Sensors({ onOpen }: { onOpen: (sensorId: string) => void }) {
           </thead>
           <tbody>
             {(data?.data ?? []).map((s) => (
-              <tr key={s.sensor_id}>
+              <tr key={s.sensor_id} data-status={s.status}>
+                <td>
+                  <span className={`status status-${s.status}`} title={`quiet ${seconds(s.quiet_s)}; usual interval ${seconds(s.interval_s)}`}>
+                    {s.status}
+                  </span>
+                </td>
                 <td><button type="button" className="link" onClick={() => onOpen(s.sensor_id)}>{s.sensor_id}</button></td>
                 <td>{num(s.last_value, 3)}</td><td>{time(s.last_seen)}</td><td>{num(s.count)}</td>
                 <td className={s.seq_gaps ? "warn" : undefined}>{num(s.seq_gaps)}</td>
@@ -54,6 +60,9 @@ export function Sensors({ onOpen }: { onOpen: (sensorId: string) => void }) {
           </tbody>
         </table>
       </div>
+      {sort === "quiet" ? (
+        <p className="muted">The {num(data?.data.length)} quietest against their usual interval; sort by another column to page through all.</p>
+      ) : null}
       <Pager cursors={cursors} next={data?.next_cursor} onChange={setCursors} />
     </section>
   );

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi import Path as PathParam
@@ -15,7 +15,20 @@ from sensorpipe.contracts.events import ID_PATTERN_PORTABLE, MAX_ID_LEN
 from sensorpipe.storage import queries
 
 
+def sensor_status(quiet_s: float, interval_s: float | None) -> Literal["live", "late", "silent"]:
+    """A per-sensor no-data alarm: quiet for several times its usual interval (a default
+    interval where it is unknown), with a grace for batching and lag."""
+    usual = interval_s if interval_s is not None else queries.DEFAULT_INTERVAL_S
+    if quiet_s <= 3 * usual + 5:
+        return "live"
+    if quiet_s <= 10 * usual + 15:
+        return "late"
+    return "silent"
+
+
 def sensor_public(r: dict[str, Any]) -> s.SensorPublic:
+    interval = None if r["interval_s"] is None else float(r["interval_s"])
+    quiet = max(0.0, float(r["quiet_s"]))
     return s.SensorPublic(
         sensor_id=r["sensor_id"],
         count=r["events"],
@@ -25,6 +38,9 @@ def sensor_public(r: dict[str, Any]) -> s.SensorPublic:
         last_seq=r["last_seq"],
         seq_gaps=r["seq_gaps"],
         order_violations=r["order_violations"],
+        interval_s=interval,
+        quiet_s=quiet,
+        status=sensor_status(quiet, interval),
     )
 
 
@@ -35,7 +51,11 @@ async def get_sensors(
         Query(max_length=MAX_ID_LEN, pattern=ID_PATTERN_PORTABLE, description="Substring of the sensor id."),
     ] = None,
     sort: Annotated[
-        str, Query(pattern="^(sensor_id|events|last_seen|last_value|seq_gaps|order_violations)$")
+        str,
+        Query(
+            pattern="^(sensor_id|events|last_seen|last_value|seq_gaps|order_violations|quiet)$",
+            description="quiet: quiet time against the usual interval, worst first with desc (one page, no cursor).",
+        ),
     ] = "sensor_id",
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -48,7 +68,7 @@ async def get_sensors(
         after = (parse_ts(val) if sort == "last_seen" else val, str(sid))
     async with db.connection() as c:
         rows = await queries.sensors(c, q, sort, order == "desc", limit + 1, after)
-    more = len(rows) > limit
+    more = len(rows) > limit and sort != "quiet"
     rows = rows[:limit]
     nxt = None
     if more and rows:
