@@ -301,8 +301,8 @@ SENSOR_SORTS = {
 # seen; `quiet_s` how long it has sent nothing; `quiet_ratio` the two compared (the fleet's
 # worst-first order), with DEFAULT_INTERVAL_S where the interval is unknown.
 DEFAULT_INTERVAL_S = 10.0
-_INTERVAL = "CASE WHEN events > 1 THEN extract(epoch FROM updated_at - first_seen) / (events - 1) END"
-_QUIET = "extract(epoch FROM clock_timestamp() - updated_at)"
+_INTERVAL = "CASE WHEN events > 1 THEN greatest(extract(epoch FROM updated_at - first_seen), 0) / (events - 1) END"
+_QUIET = "extract(epoch FROM now() - updated_at)"  # now(): one instant for the whole statement
 _SENSOR_COLS = f"""sensor_id, events, last_value, last_ts, last_seq, seq_gaps, order_violations,
                   updated_at AS last_seen, {_INTERVAL} AS interval_s, {_QUIET} AS quiet_s"""
 _QUIET_RATIO = f"{_QUIET} / greatest(coalesce({_INTERVAL}, {DEFAULT_INTERVAL_S}), 0.05)"
