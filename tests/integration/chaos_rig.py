@@ -27,6 +27,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from sensorpipe.proof.audit import AuditReport, audit
+from sensorpipe.proof.measure import topic_end
 from sensorpipe.runtime.kafka import admin_client
 
 from .conftest import REPO, Topics
@@ -142,17 +143,10 @@ class Rig:
         ]
 
     def lag(self) -> int:
-        """Messages on the topic not yet covered by the group's committed offsets."""
-        committed = self.committed()
-        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.group, "log_level": 0})
-        try:
-            total = 0
-            for p in range(12):
-                _low, high = c.get_watermark_offsets(TopicPartition(self.topics.main, p), timeout=10)
-                total += high - committed[p]
-            return total
-        finally:
-            c.close()
+        """Messages on the topic not yet covered by the group's committed offsets (the ends are
+        read after the offsets, so this never comes out below the true lag)."""
+        committed = sum(self.committed().values())
+        return topic_end(self.bootstrap, self.topics.main) - committed
 
     def running_consumers(self) -> list[subprocess.Popen[bytes]]:
         return [p for p in self.consumers if p.poll() is None]

@@ -461,7 +461,7 @@ def test_pipeline_lag_seconds_is_the_age_of_the_oldest_unconsumed_message(platfo
             time.sleep(2)
     assert [kind for kind, _ in stamps] == [TIMESTAMP_LOG_APPEND_TIME] * 3
     committer = Consumer({"bootstrap.servers": kafka.bootstrap(), "group.id": group, "enable.auto.commit": False})
-    monitor = PipelineMonitor(kafka.bootstrap(), topic, f"{topic}.dlq", group, lambda: None)
+    monitor = PipelineMonitor(kafka.client_config(), topic, f"{topic}.dlq", group, lambda: None)
     try:
         for offset in (0, 1):
             committer.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)

@@ -95,7 +95,9 @@ def _stamped_by(rig: Rig) -> set[str]:
 def test_producers_with_skewed_clocks(rig: Rig) -> None:
     assert _stamped_by(rig) == {"LogAppendTime"}, "the topics take the producers' record times"
     rig.consumer()
-    monitor = PipelineMonitor(rig.bootstrap, rig.topics.main, rig.topics.dlq, rig.group, lambda: None, 0.25)
+    monitor = PipelineMonitor(
+        {"bootstrap.servers": rig.bootstrap}, rig.topics.main, rig.topics.dlq, rig.group, lambda: None, 0.25
+    )
     monitor.start()
     try:
         phases = {offset: _accepted_phase(rig, monitor, offset) for offset in ACCEPTED}

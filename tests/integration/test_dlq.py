@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from sensorpipe.api.app import ApiConfig
 from sensorpipe.contracts import events as ev
@@ -27,6 +27,7 @@ from sensorpipe.dlq import payload
 from sensorpipe.dlq.main import redrive_dead
 from sensorpipe.dlq.redrive import Redrive, window
 from sensorpipe.proof.audit import audit
+from sensorpipe.proof.measure import topic_end
 from sensorpipe.settings import ConsumerSettings, DatabaseSettings, KafkaSettings
 from sensorpipe.storage import deadletters as store
 
@@ -58,14 +59,6 @@ def _consumer(env: dict[str, str], tmp: Path) -> subprocess.Popen[bytes]:
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "sensorpipe", "dlq", *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=False)
-
-
-def _end(topics: Topics) -> int:
-    c = Consumer({"bootstrap.servers": topics.settings.bootstrap(), "group.id": "dlq-ends", "log_level": 0})
-    try:
-        return sum(c.get_watermark_offsets(TopicPartition(topics.main, p), timeout=10)[1] for p in range(12))
-    finally:
-        c.close()
 
 
 def _ledger(tmp: Path, good: list[Ev], ahead: list[Ev]) -> Path:
@@ -143,10 +136,10 @@ def _list_and_show(env: dict[str, str], dsn: str) -> None:
 def _redrive(topics: Topics, dsn: str, tmp: Path, good: list[Ev], ahead: list[Ev]) -> None:
     wide = _env(topics, dsn, tmp)  # the consumer admits a day ahead again
     db, kafka, consumer_settings = DatabaseSettings(url=dsn), topics.settings, ConsumerSettings()
-    end = _end(topics)
+    end = topic_end(topics.settings.bootstrap(), topics.main)
     dry = redrive_dead(db, kafka, consumer_settings, None, None, 100, dry_run=True)
     assert sorted(o.verdict for o in dry) == ["passes"] * len(ahead) + ["still poison"]
-    assert _end(topics) == end, "a dry run produced something"
+    assert topic_end(topics.settings.bootstrap(), topics.main) == end, "a dry run produced something"
     with psycopg.connect(dsn) as conn:
         before = store.page(conn)  # as a redrive that died before marking them would have seen them
     done = redrive_dead(db, kafka, consumer_settings, None, None, 100, dry_run=False)

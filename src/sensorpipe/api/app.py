@@ -25,6 +25,7 @@ from sensorpipe.api.deps import Services, WriteLimiter
 from sensorpipe.api.disk import DiskWatch
 from sensorpipe.api.gate import Gate
 from sensorpipe.api.routes import config, deadletters, export, ops, readings, sensors
+from sensorpipe.dlq import payload
 from sensorpipe.runtime.pipeline import PipelineMonitor
 from sensorpipe.runtime.process import freeze_startup_heap
 from sensorpipe.storage import queries, summaries
@@ -102,13 +103,12 @@ def _monitor(cfg: ApiConfig, sync_pool: ConnectionPool[Any]) -> PipelineMonitor:
             return None
 
     return PipelineMonitor(
-        cfg.bootstrap,
+        cfg.kafka_client(),
         cfg.topic,
         cfg.dlq_topic,
         cfg.group,
         stored_total,
         interval_s=cfg.monitor_interval_s,
-        security_protocol=cfg.security_protocol,
     )
 
 
@@ -159,6 +159,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         hour_cache=hour_cache,
         limiter=WriteLimiter(cfg.write_limit, cfg.write_window_s),
         registry=registry,
+        dlq_reader=payload.Reader(cfg.kafka_client(), cfg.dlq_topic, deadletters.PAYLOAD_MAX),
     )
 
     @asynccontextmanager
@@ -173,6 +174,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         finally:
             svc.disk_watch.stop()
             svc.monitor.stop()
+            svc.dlq_reader.close()
             await pool.close()
             sync_pool.close()
 

@@ -34,3 +34,7 @@ class ApiConfig:
     # The pipeline's clock (contracts.clock), the one producer and consumer stamp and retain
     # by: "now" for default ranges and for which tier still covers a range.
     clock: Callable[[], float] = time.time
+
+    def kafka_client(self) -> dict[str, str | int | float | bool]:
+        """What every Kafka client of the API is configured with, whatever else it adds."""
+        return {"bootstrap.servers": self.bootstrap, "security.protocol": self.security_protocol}

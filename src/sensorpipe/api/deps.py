@@ -20,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from sensorpipe.api import hours
 from sensorpipe.api.config import ApiConfig
 from sensorpipe.api.disk import DiskWatch
+from sensorpipe.dlq import payload
 from sensorpipe.runtime.pipeline import PipelineMonitor
 from sensorpipe.storage import queries
 
@@ -114,7 +115,8 @@ Admin = Annotated[str, Depends(require_admin)]
 @dataclass(frozen=True)
 class Services:
     """What the routes share, built once by `create_app`: the configuration, the samplers of
-    the pipeline and the disk, the hour cache, the write limiter and the metrics registry."""
+    the pipeline and the disk, the hour cache, the write limiter, the metrics registry, and
+    the reader of the dead-letter topic."""
 
     cfg: ApiConfig
     monitor: PipelineMonitor
@@ -122,6 +124,7 @@ class Services:
     hour_cache: hours.HourCache
     limiter: WriteLimiter
     registry: CollectorRegistry
+    dlq_reader: payload.Reader  # dead letters' originals, read back by position
 
     def now(self) -> datetime:
         """The pipeline's clock (contracts.clock): "now" for default ranges and for which tier

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from functools import partial
 
 import psycopg
 from confluent_kafka import Producer
@@ -96,15 +95,19 @@ def redrive_dead(
     limit: int,
     dry_run: bool,
 ) -> list[Outcome]:
+    reader = payload.Reader(kafka.client_config(), kafka.dlq_topic)
     redrive = Redrive(
-        read=partial(payload.read, kafka.client_config(), kafka.dlq_topic),
+        read=reader.read,
         decoder=ev.EventDecoder(consumer.max_message_bytes),
         window=window(db.retention_days * 86_400, consumer.future_window_s),
     )
     producer = Producer({**kafka.client_config(), "enable.idempotence": True, "acks": "all", "log_level": 0})
-    with psycopg.connect(db.dsn()) as conn:
-        dead = store.page(conn, reason=reason, since=since, pending_only=True, limit=limit)
-        outcomes = redrive.run(conn, dead, producer, kafka.topic, dry_run)
+    try:
+        with psycopg.connect(db.dsn()) as conn:
+            dead = store.page(conn, reason=reason, since=since, pending_only=True, limit=limit)
+            outcomes = redrive.run(conn, dead, producer, kafka.topic, dry_run)
+    finally:
+        reader.close()
     table = Table(
         "source", "reason", "verdict", "event id", "detail", title="redrive" + (" (dry run)" if dry_run else "")
     )

@@ -7,6 +7,8 @@ when it is UTF-8, and as a hex dump otherwise.
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -26,37 +28,66 @@ class PayloadError(RuntimeError):
     """The message is not where the dead letter says (removed by retention) or too large."""
 
 
-def read(
-    client: dict[str, str | int | float | bool], topic: str, partition: int, offset: int, max_bytes: int = MAX_BYTES
-) -> Original:
-    """`client`: the Kafka client settings (bootstrap servers, security protocol)."""
-    c = Consumer(
-        {
-            **client,
-            "group.id": f"sensorpipe-dlq-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "fetch.max.bytes": max_bytes,
-            "message.max.bytes": max_bytes,
-            "max.partition.fetch.bytes": max_bytes,
-            "log_level": 0,
-        }
-    )
-    try:
-        c.assign([TopicPartition(topic, partition, offset)])
-        for _ in range(20):  # 10 s at most
-            m = c.poll(0.5)
+Client = dict[str, str | int | float | bool]
+
+
+class Reader:
+    """One read-only consumer kept open for reads by position, one at a time (it is shared by
+    the API's threads, so reads take a lock): its connections and metadata outlive a read, so
+    a read is a fetch, not a connect. No group is joined and nothing is committed."""
+
+    def __init__(self, client: Client, topic: str, max_bytes: int = MAX_BYTES) -> None:
+        """`client`: the Kafka client settings (bootstrap servers, security protocol)."""
+        self.topic, self.max_bytes = topic, max_bytes
+        self._lock = threading.Lock()
+        self._consumer = Consumer(
+            {
+                **client,
+                "group.id": f"sensorpipe-dlq-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "fetch.max.bytes": max_bytes,
+                "message.max.bytes": max_bytes,
+                "max.partition.fetch.bytes": max_bytes,
+                "log_level": 0,
+            }
+        )
+
+    def read(self, partition: int, offset: int, timeout_s: float = 10.0) -> Original:
+        with self._lock:
+            self._consumer.assign([TopicPartition(self.topic, partition, offset)])
+            try:
+                return self._fetch(partition, offset, timeout_s)
+            finally:
+                self._consumer.unassign()
+
+    def _fetch(self, partition: int, offset: int, timeout_s: float) -> Original:
+        where = f"{self.topic}/{partition}@{offset}"
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            m = self._consumer.poll(min(0.5, left))
             if m is None:
                 continue
-            if m.error() is not None or m.offset() != offset:
+            if m.error() is not None or m.partition() != partition or m.offset() != offset:
                 break
             value = m.value()
-            if value is not None and len(value) > max_bytes:
-                raise PayloadError(f"the message at {topic}/{partition}@{offset} is over {max_bytes} bytes")
+            if value is not None and len(value) > self.max_bytes:
+                raise PayloadError(f"the message at {where} is over {self.max_bytes} bytes")
             return Original(m.key(), value, _headers(m.headers()))
-        raise PayloadError(f"no message at {topic}/{partition}@{offset} (removed by the topic's retention?)")
+        raise PayloadError(f"no message at {where} (removed by the topic's retention?)")
+
+    def close(self) -> None:
+        with self._lock:
+            self._consumer.close()
+
+
+def read(client: Client, topic: str, partition: int, offset: int, max_bytes: int = MAX_BYTES) -> Original:
+    """One read by position with a consumer of its own (for the CLI's one-off reads)."""
+    reader = Reader(client, topic, max_bytes)
+    try:
+        return reader.read(partition, offset)
     finally:
-        c.close()
+        reader.close()
 
 
 def _headers(

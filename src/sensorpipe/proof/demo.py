@@ -151,7 +151,12 @@ def run_demo(
     dsn = db.dsn()
     out_dir.mkdir(parents=True, exist_ok=True)
     monitor = PipelineMonitor(
-        kafka.bootstrap(), kafka.topic, kafka.dlq_topic, consumer.group_id, lambda: _counters(dsn)[0], interval_s=1.0
+        kafka.client_config(),
+        kafka.topic,
+        kafka.dlq_topic,
+        consumer.group_id,
+        lambda: _counters(dsn)[0],
+        interval_s=1.0,
     )
     run = DemoRun(scenario, DemoResult(scenario.value, datetime.now(UTC).isoformat(), duration_s, rate, sensors))
     run.ledger = out_dir / f"ledger-{scenario.value}-{int(time.time())}.csv"

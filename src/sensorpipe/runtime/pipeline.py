@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,22 +77,21 @@ class _PartState:
 class PipelineMonitor:
     def __init__(
         self,
-        bootstrap: str,
+        client: Mapping[str, str | int | float | bool],
         topic: str,
         dlq_topic: str,
         group: str,
         stored_total: Callable[[], int | None],
         interval_s: float = 1.0,
         stall_after_s: float = 15.0,
-        security_protocol: str = "PLAINTEXT",
     ) -> None:
+        """`client`: the Kafka client settings (bootstrap servers, security protocol)."""
         self.topic, self.dlq_topic, self.group = topic, dlq_topic, group
         self.stored_total = stored_total
         self.interval_s = interval_s
         self.stall_after_s = stall_after_s
         conf: dict[str, str | int | float | bool] = {
-            "bootstrap.servers": bootstrap,
-            "security.protocol": security_protocol,
+            **client,
             "log_level": 0,
             "socket.timeout.ms": 3000,
         }

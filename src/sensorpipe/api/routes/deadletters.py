@@ -71,13 +71,8 @@ def get_dead_letter(
         return s.DeadLetterDetail(
             **base, key=None, value=None, headers=[], payload_error="dead-lettered before positions were recorded"
         )
-    cfg = svc.cfg
-    client: dict[str, str | int | float | bool] = {
-        "bootstrap.servers": cfg.bootstrap,
-        "security.protocol": cfg.security_protocol,
-    }
     try:
-        o = payload.read(client, cfg.dlq_topic, d.dlq_partition, d.dlq_offset, PAYLOAD_MAX)
+        o = svc.dlq_reader.read(d.dlq_partition, d.dlq_offset)
     except payload.PayloadError as e:
         return s.DeadLetterDetail(**base, key=None, value=None, headers=[], payload_error=str(e))
     headers = [s.HeaderPublic(name=k, value=_bytes(v)) for k, v in o.headers]
