@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 SP    := $(VENV)/bin/sensorpipe
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint typecheck unit dashboard-check deploy-check integration chaos bench soak clean
+.PHONY: help setup run test lint typecheck unit dashboard-check deploy-check integration chaos screenshots bench soak clean
 
 help: ## Show this help
 	@grep -hE '^[a-z][a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ integration: setup ## Integration tests against a real Kafka broker and PostgreS
 
 chaos: setup ## The full fault suite under load, each run ends with the audit; figures in .state/chaos
 	SENSORPIPE_CHAOS=full $(PY) -m pytest tests/integration/test_chaos*.py -q -s -p no:randomly
+
+screenshots: setup ## The browser tests alone, writing their screenshots to docs/screenshots (the README's)
+	SENSORPIPE_E2E_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest tests/integration/test_dashboard_e2e.py -q
 
 bench: setup ## Benchmarks on the local stack (about 22 minutes here); writes BENCHMARKS.md
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || { echo "bench needs wrk: apt-get install wrk"; exit 1; }

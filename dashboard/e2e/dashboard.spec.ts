@@ -35,6 +35,26 @@ test("overview shows the disk budget, each share's use and no alarm", async ({ p
   await expect(panel.getByRole("alert")).toHaveCount(0);
 });
 
+test("overview draws throughput, freshness and lag per partition, and raises a silent-sensor alarm", async ({ page }) => {
+  const quiet = process.env.E2E_QUIET_SENSOR ?? "";
+  expect(quiet).not.toBe("");
+  await page.goto("/?view=overview");
+  // the stored rate is drawn from the API's history once it holds two points
+  await expect(page.getByRole("img", { name: /^Throughput: .* stored [1-9][0-9,]*\/s/ })).toBeVisible({ timeout: 30_000 });
+  await expect(page.getByRole("img", { name: /^Freshness: now p50 [0-9,]+ ms, p99 [0-9,]+ ms/ })).toBeVisible({
+    timeout: 30_000,
+  });
+  const heat = page.getByTestId("lag-heatmap");
+  await expect(heat.locator("ol li")).toHaveCount(12);
+  await expect(heat.getByRole("img")).toHaveAttribute("aria-label", /in messages: worst now: partition \d+ at [0-9,]+/);
+  await heat.getByRole("button", { name: "seconds" }).click();
+  await expect(heat.getByRole("img")).toHaveAttribute("aria-label", /in seconds: worst now: partition \d+ at [0-9.]+ s/);
+  // sent four times a second apart, then nothing: silent past 10 usual intervals (+15 s)
+  await expect(page.getByTestId("alarm-silent_sensors")).toContainText(quiet, { timeout: 60_000 });
+  await expect(page.getByTestId("alarms").getByRole("alert")).toHaveCount(0); // nothing critical: no stall, no outage
+  await page.screenshot({ path: path.join(SHOTS, "overview-alarms.png"), fullPage: true });
+});
+
 test("explorer filters by sensor and time range, and keeps them in the URL", async ({ page }) => {
   const end = new Date();
   const start = new Date(end.getTime() - 10 * 60 * 1000);
@@ -96,29 +116,95 @@ test("several sensors get a chart each, and the CSV download holds exactly the r
   await page.screenshot({ path: path.join(SHOTS, "explorer-multiples.png"), fullPage: true });
 });
 
+test("a gap in a sensor's readings is drawn as a break", async ({ page }) => {
+  const sensor = process.env.E2E_GAP_SENSOR ?? "";
+  const start = process.env.E2E_GAP_START ?? "";
+  const end = process.env.E2E_GAP_END ?? "";
+  expect(sensor && start && end).toBeTruthy();
+  await page.goto(`/?view=explorer&sensor=${sensor}&range=custom&start=${start}&end=${end}`);
+  const figure = page.getByRole("figure", { name: new RegExp(`^Values per \\S+ bucket: ${sensor}$`) });
+  await expect(figure).toBeVisible();
+  // Ink of the series' colour in the first, middle and last thirds of the plotting area
+  // (the canvas less uPlot's 60 px y axis), each trimmed by a tenth at both edges: data in
+  // the outer thirds, none in the middle one, where the sensor sent nothing.
+  const ink = () =>
+    figure.locator("canvas").evaluate((c: HTMLCanvasElement) => {
+      const ctx = c.getContext("2d");
+      if (!ctx) return [-1, -1, -1];
+      const dpr = window.devicePixelRatio || 1;
+      const left = Math.round(60 * dpr);
+      const third = (c.width - left) / 3;
+      const px = ctx.getImageData(0, 0, c.width, c.height).data;
+      return [0, 1, 2].map((k) => {
+        let n = 0;
+        for (let x = Math.ceil(left + third * (k + 0.1)); x < left + third * (k + 0.9); x++) {
+          for (let y = 0; y < c.height; y++) {
+            const i = (y * c.width + x) * 4;
+            const [r, g, b] = [px[i] ?? 0, px[i + 1] ?? 0, px[i + 2] ?? 0];
+            if (b > 140 && r < 90 && g > 80 && g < 160) n++; // #1f77b4, the first sensor's colour
+          }
+        }
+        return n;
+      });
+    });
+  await expect.poll(async () => (await ink())[0], { timeout: 30_000 }).toBeGreaterThan(0);
+  const [before, during, after] = await ink();
+  expect(before).toBeGreaterThan(0);
+  expect(after).toBeGreaterThan(0);
+  expect(during).toBe(0);
+  await page.screenshot({ path: path.join(SHOTS, "explorer-gap.png"), fullPage: true });
+});
+
 test("a sensor that stops sending turns silent, and the quietest come first", async ({ page }) => {
   const quiet = process.env.E2E_QUIET_SENSOR ?? "";
   expect(quiet).not.toBe("");
   await page.goto("/?view=sensors");
   await expect(page.getByTestId("sensors").locator("tbody tr").first()).toHaveAttribute("data-status", /live|late|silent/);
   // sent four times a second apart, then nothing: silent past 10 usual intervals (+15 s)
-  await expect(page.getByTestId("sensors").locator("tbody tr").first()).toContainText(quiet, { timeout: 60_000 });
-  await expect(page.getByTestId("sensors").locator("tbody tr").first()).toHaveAttribute("data-status", "silent", {
-    timeout: 60_000,
-  });
+  const rows = page.getByTestId("sensors").locator("tbody tr");
+  await expect(rows.filter({ hasText: quiet })).toHaveAttribute("data-status", "silent", { timeout: 60_000 });
+  await expect(rows.first()).toHaveAttribute("data-status", "silent");
   const live = page.getByTestId("sensors").locator('tbody tr[data-status="live"]');
   await expect(live.first()).toBeVisible(); // the simulated sensors still send
+  // worst first: the stopped sensor (and any other silent one, like the test's gapped sensor)
+  // comes before every live one
+  const order = await rows.evaluateAll((trs) => trs.map((tr) => [tr.textContent ?? "", tr.getAttribute("data-status")]));
+  const quietAt = order.findIndex(([text]) => text?.includes(quiet));
+  const firstLive = order.findIndex(([, status]) => status === "live");
+  expect(quietAt).toBeGreaterThanOrEqual(0);
+  expect(quietAt).toBeLessThan(firstLive);
   await page.screenshot({ path: path.join(SHOTS, "sensors-silent.png"), fullPage: true });
 });
 
-test("sensors table opens a sensor in the explorer", async ({ page }) => {
+test("sensors table opens a sensor's page, with its last hour drawn in the row", async ({ page }) => {
   await page.goto("/?view=sensors");
   await page.getByTestId("sensor-filter").fill("00007");
   await expect(page.getByTestId("sensors").locator("tbody tr")).toHaveCount(1);
+  await expect(page.getByRole("img", { name: /^sensor-00007, last hour: [1-9]\d* of 60 minutes, last -?[0-9.]+$/ })).toBeVisible();
   await page.screenshot({ path: path.join(SHOTS, "sensors.png"), fullPage: true });
   await page.getByRole("button", { name: "sensor-00007" }).click();
+  await expect(page).toHaveURL(/view=sensor&/);
+  await expect(page).toHaveURL(/sensor=sensor-00007/);
+  await expect(page.getByTestId("sensor-stats")).toContainText(/[0-9,]+ events; last value/);
+  await expect(page.getByTestId("last-events").locator("tbody tr")).toHaveCount(20);
+  await page.getByRole("button", { name: "Open in the explorer" }).click();
   await expect(page).toHaveURL(/view=explorer/);
   await expect(page).toHaveURL(/sensor=sensor-00007/);
+});
+
+test("a sensor's page lists its seq gap with its time, and draws the gap as a break", async ({ page }) => {
+  const sensor = process.env.E2E_GAP_SENSOR ?? "";
+  expect(sensor).not.toBe("");
+  await page.goto(`/?view=sensor&sensor=${sensor}&range=1h`);
+  const gaps = page.getByTestId("seq-gaps").locator("tbody tr");
+  await expect(gaps).toHaveCount(1);
+  // the readings of the middle three minutes never came: seq jumps by 91, after 89 comes 180
+  await expect(gaps.first()).toContainText(/\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}Z\s*180\s*89\s*90/);
+  await expect(page.getByTestId("order-violations").locator("tbody tr")).toHaveText(["none"]);
+  await expect(page.getByTestId("sensor-status")).toHaveText(/late|silent/);
+  // its values, drawn once the buckets are in: the two thirds with readings
+  await expect(page.getByRole("img", { name: new RegExp(`^Values per \\S+ bucket: ${sensor}: [1-9]\\d* buckets`) })).toBeVisible();
+  await page.screenshot({ path: path.join(SHOTS, "sensor.png"), fullPage: true });
 });
 
 test("kafka view shows partitions and members", async ({ page }) => {
@@ -173,6 +259,11 @@ test("a poison message appears in the dead-letter browser with its reason and pa
   await page.goto("/?view=deadletters");
   const row = page.getByTestId("dead-letters").locator("tbody tr", { hasText: "malformed_json" });
   await expect(row).toHaveCount(1, { timeout: 30_000 });
+  // counted by reason over time: the one malformed message, in the last 24 hours' buckets
+  const timeline = page.getByTestId("dlq-timeline");
+  await expect(timeline.getByRole("img")).toHaveAttribute("aria-label", /in the last 24 h, in buckets of 15 min: .*malformed_json 1\b/);
+  await timeline.getByRole("button", { name: "1 h" }).click();
+  await expect(timeline.getByRole("img")).toHaveAttribute("aria-label", /in the last 1 h, in buckets of 1 min: .*malformed_json 1\b/);
   await row.getByRole("button").click();
   await expect(page.getByTestId("dead-letter")).toContainText("malformed_json");
   await expect(page.getByTestId("text-value")).toContainText(mark);

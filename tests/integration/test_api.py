@@ -29,7 +29,7 @@ from sensorpipe.contracts.events import H_POISON
 from sensorpipe.runtime.bootstrap import ensure_topics
 from sensorpipe.runtime.pipeline import PipelineMonitor
 from sensorpipe.runtime.supervisor import Platform
-from sensorpipe.settings import LOOPBACK_HOSTS, ConsumerSettings, DatabaseSettings
+from sensorpipe.settings import LOOPBACK_HOSTS, ConsumerSettings, DatabaseSettings, KafkaSettings
 from sensorpipe.storage import summaries
 from sensorpipe.storage.migrate import migrate
 
@@ -434,6 +434,151 @@ def test_pipeline_lag_matches_a_consumer_at_a_known_offset(api: Api) -> None:
     assert sum(p["high_watermark"] for p in body["partitions"]) == SENSORS * PER_SENSOR + 2 + 40
     assert body["dlq_messages"] == 2
     assert len(body["trend"]) >= 2
+
+
+def _config_for(dsn: str, kafka: KafkaSettings, group: str) -> ApiConfig:
+    return ApiConfig(
+        dsn=dsn, bootstrap=kafka.bootstrap(), topic=kafka.topic, dlq_topic=kafka.dlq_topic, group=group,
+        admin_token=TOKEN, statement_timeout_ms=5000, cors_origins=[], dashboard_dir=None, monitor_interval_s=0.5,
+    )  # fmt: skip
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
+def _fresh_store(platform: Platform, name: str) -> tuple[str, KafkaSettings, str]:
+    """A database, topics and a group of their own, for a test whose data must not mix with the module's."""
+    assert platform.pg is not None
+    dsn = platform.pg.create_database(f"{name}_{uuid.uuid4().hex[:8]}")
+    migrate(dsn)
+    suffix = uuid.uuid4().hex[:8]
+    kafka = platform.kafka_settings.model_copy(
+        update={"topic": f"{name}_{suffix}", "dlq_topic": f"{name}_{suffix}.dlq"}
+    )
+    ensure_topics(kafka, topic=kafka.topic, dlq_topic=kafka.dlq_topic)
+    return dsn, kafka, f"g-{name}-{suffix}"
+
+
+def _consume(kafka: KafkaSettings, group: str, dsn: str, until_rows: int, ignored: int = 0) -> None:
+    """The real consumer, stepped until `until_rows` rows are stored and `ignored` copies ignored."""
+    svc = ConsumerService(
+        kafka, ConsumerSettings(group_id=group, batch_wait_ms=100, metrics_port=0), DatabaseSettings(url=dsn),
+        ConsumerMetrics(),
+    )  # fmt: skip
+    svc.start()
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and (
+            scalar(dsn, "SELECT count(*) FROM metrics") < until_rows
+            or scalar(dsn, "SELECT count(*) FROM ignored_deliveries") < ignored
+        ):
+            svc.step()
+    finally:
+        svc.close()
+
+
+def test_a_sensor_report_finds_its_seq_gaps_order_violations_and_conflicts(platform: Platform) -> None:
+    """seq 0 1 2 5 6 4 7 (2 to 5 and 4 to 7 skip two each; 4 arrives after 6), and seq 1's id
+    sent again with another value (a conflict): the report lists each with its time, and the
+    newest events."""
+    dsn, kafka, group = _fresh_store(platform, "report")
+    t0 = int(time.time() * 1000) - 60_000
+    seqs = [0, 1, 2, 5, 6, 4, 7]
+    events = [Ev("report-1", str(uuid.uuid4()), t0 + 1000 * i, float(q), q) for i, q in enumerate(seqs)]
+    conflict = Ev("report-1", events[1].event_id, events[1].ts_ms, 99.0, 1)
+    produce_events(kafka.bootstrap(), kafka.topic, [*events, conflict])
+    _consume(kafka, group, dsn, len(events), ignored=1)
+    cfg = _config_for(dsn, kafka, group)
+    server = ApiServer(cfg)
+    try:
+        url = f"{server.url}/api/sensors/report-1/report"
+        r = httpx.get(url, timeout=10).json()
+        # as the consumer counts them: each row against the one stored before it
+        assert r["sensor"]["seq_gaps"] == 2 and r["sensor"]["order_violations"] == 1
+        assert [(g["seq"], g["previous_seq"], g["missing"]) for g in r["seq_gaps"]] == [(7, 4, 2), (5, 2, 2)]
+        assert r["seq_gaps"][1]["event_id"] == events[3].event_id
+        (late,) = r["order_violations"]
+        assert (late["seq"], late["after_seq"], late["event_id"]) == (4, 6, events[5].event_id)
+        assert datetime.fromisoformat(late["timestamp"]).timestamp() * 1000 == events[5].ts_ms
+        (c,) = r["conflicts"]
+        assert c["event_id"] == events[1].event_id
+        assert [e["seq"] for e in r["last_events"]] == [7, 4, 6, 5, 2, 1, 0]  # newest event time first
+        assert [e["value"] for e in r["last_events"]][-2] == 1.0, "the conflicting copy was not stored"
+        narrow = httpx.get(url, params={"limit": 1, "start": iso(t0 + 4500), "end": iso(t0 + 7000)}, timeout=10).json()
+        assert [e["seq"] for e in narrow["last_events"]] == [7]
+        # from t0 + 4.5 s: seq 4 (its row is the range's first) and 7, a gap in the range
+        assert [g["seq"] for g in narrow["seq_gaps"]] == [7] and narrow["order_violations"] == []
+        assert httpx.get(f"{server.url}/api/sensors/nobody/report", timeout=10).status_code == 404
+        too_wide = {"start": iso(t0 - 3 * 86_400_000), "end": iso(t0)}
+        assert httpx.get(url, params=too_wide, timeout=10).status_code == 400
+    finally:
+        server.stop()
+
+
+def test_sparklines_are_each_sensors_minute_means(api: Api) -> None:
+    """One reading a minute per sensor: each minute's mean is that reading, null where none."""
+    ids = ["sensor-00001", "sensor-00004"]
+    body = get(api, "/api/sparklines", sensor_id=ids, minutes=180).json()
+    assert set(body["data"]) == set(ids) and body["minutes"] == 180
+    start = datetime.fromisoformat(body["start"])
+    for sid in ids:
+        line = body["data"][sid]
+        assert len(line) == 180
+        rows = get(api, "/api/readings", sensor_id=sid, start=start.isoformat(), limit=1000).json()["data"]
+        expected: list[float | None] = [None] * 180
+        for row in rows:
+            at = datetime.fromisoformat(row["timestamp"])
+            expected[int((at - start).total_seconds()) // 60] = row["value"]
+        assert line == expected
+        assert sum(v is not None for v in line) == PER_SENSOR
+    assert get(api, "/api/sparklines", minutes=1).status_code == 422
+
+
+def test_pipeline_history_and_alarms_follow_a_backlog_as_it_builds_and_drains(platform: Platform) -> None:
+    """A topic of its own: 600 events wait with no consumer (lag per partition, produced per
+    second, a no-consumer alarm), then a consumer stores them (stored per second, freshness,
+    lag back to 0), then one sensor goes quiet for an hour (a silent-sensor alarm)."""
+    dsn, kafka, group = _fresh_store(platform, "hist")
+    server = ApiServer(_config_for(dsn, kafka, group))
+
+    def read(path: str, **params: object) -> Any:
+        return httpx.get(f"{server.url}{path}", params=params, timeout=10).json()  # type: ignore[arg-type]
+
+    def last(column: list[Any]) -> Any:
+        return column[-1] if column else None
+
+    try:
+        now_ms = int(time.time() * 1000)
+        events = [Ev(f"hist-{i % 30:03d}", str(uuid.uuid4()), now_ms + i, float(i), i // 30) for i in range(600)]
+        produce_events(kafka.bootstrap(), kafka.topic, events)
+        wait_until(lambda: sum(last(s) or 0 for s in read("/api/pipeline/history")["lag"]) == 600, 30, "lag of 600")
+        h = read("/api/pipeline/history", seconds=60, points=30)
+        n = len(h["at"])
+        assert 0 < n <= 30 and h["partitions"] == list(range(12))
+        assert all(len(h[k]) == n for k in ("produced_per_s", "stored_per_s", "freshness_p99_ms"))
+        assert all(len(series) == n for series in (*h["lag"], *h["lag_seconds"]))
+        assert sum(v * h["step_s"] for v in h["produced_per_s"] if v) == pytest.approx(600, rel=0.05)
+        wait_until(lambda: "no_consumer" in [a["kind"] for a in read("/api/alarms")["alarms"]], 20, "no-consumer alarm")
+        _consume(kafka, group, dsn, 600)
+        wait_until(lambda: sum(last(s) or 0 for s in read("/api/pipeline/history")["lag"]) == 0, 30, "lag back to 0")
+        h = read("/api/pipeline/history", seconds=120)
+        assert sum(v * h["step_s"] for v in h["stored_per_s"] if v) == pytest.approx(600, rel=0.05)
+        fresh = [v for v in h["freshness_p99_ms"] if v is not None]
+        assert fresh and all(0 <= v < 120_000 for v in fresh), fresh
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("UPDATE sensor_stats SET updated_at = now() - interval '1 hour' WHERE sensor_id = 'hist-007'")
+        wait_until(
+            lambda: any(
+                "hist-007" in a["detail"] for a in read("/api/alarms")["alarms"] if a["kind"] == "silent_sensors"
+            ),
+            20,
+            "a silent-sensor alarm",
+        )
+        for bad in ({"seconds": 5}, {"points": 0}, {"seconds": "x"}):
+            assert httpx.get(f"{server.url}/api/pipeline/history", params=bad).status_code == 422  # type: ignore[arg-type]
+    finally:
+        server.stop()
 
 
 def test_pipeline_lag_seconds_is_the_age_of_the_oldest_unconsumed_message(platform: Platform) -> None:

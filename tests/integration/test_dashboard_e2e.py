@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -52,7 +53,34 @@ def _poison_and_duplicate(topics: Topics, dsn: str) -> dict[str, str]:
         time.sleep(1)
     events = "SELECT coalesce(max(events), 0) FROM sensor_stats WHERE sensor_id = 'sensor-quiet'"
     wait_until(lambda: scalar(dsn, events) == 4, 60, "the quiet sensor's events")
-    return {"E2E_POISON_MARK": mark, "E2E_EVENT_ID": event_id, "E2E_QUIET_SENSOR": "sensor-quiet"}
+    return {
+        "E2E_POISON_MARK": mark,
+        "E2E_EVENT_ID": event_id,
+        "E2E_QUIET_SENSOR": "sensor-quiet",
+        **_sensor_with_a_gap(topics, dsn),
+    }
+
+
+def _sensor_with_a_gap(topics: Topics, dsn: str) -> dict[str, str]:
+    """A sensor with readings every 2 s over the first and last thirds of a 9-minute range,
+    and none in the middle third: the chart must break there. Its seq skips the 90 readings
+    of the middle third, one seq gap for its page to show."""
+    end_ms = int(time.time() * 1000) // 1000 * 1000
+    start_ms = end_ms - 9 * 60_000
+    middle = range(start_ms + 180_000, start_ms + 360_000)
+    msgs = [
+        (b"sensor-gap", encode_event("sensor-gap", str(uuid.uuid4()), t, 50.0 + (seq % 7), seq), None)
+        for seq, t in enumerate(range(start_ms, end_ms, 2000))
+        if t not in middle
+    ]
+    produce(topics.settings.bootstrap(), topics.main, msgs)
+    stored = "SELECT coalesce(max(events), 0) FROM sensor_stats WHERE sensor_id = 'sensor-gap'"
+    wait_until(lambda: scalar(dsn, stored) == len(msgs), 60, "the gapped sensor's events")
+
+    def iso(ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+    return {"E2E_GAP_SENSOR": "sensor-gap", "E2E_GAP_START": iso(start_ms), "E2E_GAP_END": iso(end_ms)}
 
 
 def test_dashboard_end_to_end_in_chromium(platform: Platform, topics: Topics, db_dsn: str) -> None:
@@ -62,6 +90,8 @@ def test_dashboard_end_to_end_in_chromium(platform: Platform, topics: Topics, db
     assert (out_dir / "index.html").is_file(), "the dashboard is not built: run `make setup`"
     assert shutil.which("npx"), "npx (Node.js 20) is required for the browser tests"
 
+    # `make screenshots` points this at docs/screenshots, where the README's are kept
+    shots_dir = Path(os.environ.get("SENSORPIPE_E2E_SCREENSHOTS", str(REPO / "artifacts" / "e2e")))
     state = platform.state_dir.parent / f"e2e-{uuid.uuid4().hex[:8]}"
     port = _free_port()
     env = {
@@ -98,6 +128,7 @@ def test_dashboard_end_to_end_in_chromium(platform: Platform, topics: Topics, db
         )["components"]
         assert {"api", "consumer-0", "producer"} <= set(status), status
         marks = _poison_and_duplicate(topics, db_dsn)
+        started = time.time()
         run = subprocess.run(
             ["npx", "playwright", "test"],
             cwd=REPO / "dashboard",
@@ -106,7 +137,7 @@ def test_dashboard_end_to_end_in_chromium(platform: Platform, topics: Topics, db
                 "BASE_URL": f"http://127.0.0.1:{port}",
                 "API_PID": str(status["api"]["pid"]),
                 "CHROMIUM_PATH": chromium,
-                "E2E_SCREENSHOTS": str(REPO / "artifacts" / "e2e"),
+                "E2E_SCREENSHOTS": str(shots_dir),
                 **marks,
             },
             capture_output=True,
@@ -115,9 +146,10 @@ def test_dashboard_end_to_end_in_chromium(platform: Platform, topics: Topics, db
             check=False,
         )
         assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
-        shots = {p.name for p in (REPO / "artifacts" / "e2e").glob("*.png")}
+        shots = {p.name for p in shots_dir.glob("*.png") if p.stat().st_mtime >= started}  # this run's
         assert {"overview.png", "explorer.png", "sensors.png", "kafka.png", "config.png"} <= shots
         assert {"deadletters.png", "events.png", "overview-dark.png", "sensors-silent.png"} <= shots
+        assert {"overview-alarms.png", "explorer-gap.png", "sensor.png"} <= shots
     finally:
         subprocess.run(
             [sys.executable, "-m", "sensorpipe", "down", "--purge"],

@@ -109,7 +109,17 @@ def _served(url: str, dsn: str, ahead: list[Ev]) -> None:
     found = httpx.get(f"{url}/api/events/{ahead[0].event_id}", timeout=10).json()
     assert found["reading"]["seq"] == ahead[0].seq
     assert [c["kind"] for c in found["ignored"]] == ["duplicate"]  # the second redrive's copy
-    for path, code in (("/api/dead-letters/3/999999", 404), ("/api/dead-letters?reason=bogus", 422)):
+    line = httpx.get(f"{url}/api/dead-letters/timeline", params={"hours": 2}, timeout=10).json()
+    assert line["step_s"] == 60 and len(line["at"]) == 120 and line["at"] == sorted(line["at"])
+    assert {r: sum(c) for r, c in line["counts"].items()} == {"timestamp_out_of_window": len(ahead), "not_utf8": 1}
+    assert all(len(c) == len(line["at"]) for c in line["counts"].values())
+    assert sum(line["counts"]["not_utf8"][-10:]) == 1, "dead-lettered minutes ago: in the last buckets"
+    bad = ("/api/dead-letters/timeline?hours=0", "/api/dead-letters/timeline?hours=100000")
+    for path, code in (
+        ("/api/dead-letters/3/999999", 404),
+        ("/api/dead-letters?reason=bogus", 422),
+        *((b, 422) for b in bad),
+    ):
         assert httpx.get(f"{url}{path}", timeout=10).status_code == code, path
 
 

@@ -3,6 +3,8 @@ import type { components, paths } from "./schema";
 
 export type Schemas = components["schemas"];
 export type Pipeline = Schemas["PipelinePublic"];
+export type PipelineHistory = Schemas["PipelineHistoryPublic"];
+export type Alarm = Schemas["AlarmPublic"];
 export type Summary = Schemas["SummaryPublic"];
 export type Reading = Schemas["ReadingPublic"];
 export type ReadingsPage = Schemas["ReadingsPage"];

@@ -10,6 +10,7 @@ import { EventLookup } from "@/features/events/EventLookup";
 import { Explorer } from "@/features/explorer/Explorer";
 import { Kafka } from "@/features/kafka/Kafka";
 import { Overview } from "@/features/overview/Overview";
+import { SensorPage } from "@/features/sensors/SensorPage";
 import { Sensors } from "@/features/sensors/Sensors";
 import { parseState, serializeState, type UrlState, type View } from "@/lib/url";
 
@@ -55,7 +56,10 @@ export function App() {
         {state?.view === "overview" ? <Overview /> : null}
         {state?.view === "explorer" ? <Explorer state={state} onChange={update} /> : null}
         {state?.view === "sensors" ? (
-          <Sensors onOpen={(id) => update({ ...state, view: "explorer", sensors: [id] })} />
+          <Sensors onOpen={(id) => update({ ...state, view: "sensor", sensors: [id] })} />
+        ) : null}
+        {state?.view === "sensor" ? (
+          <SensorPage state={state} onChange={update} onExplore={(id) => update({ ...state, view: "explorer", sensors: [id] })} />
         ) : null}
         {state?.view === "deadletters" ? <DeadLetters /> : null}
         {state?.view === "events" ? <EventLookup /> : null}

@@ -1,6 +1,7 @@
 import type { View } from "@/lib/url";
 
-const LABELS: Record<View, string> = {
+/** The views in the nav; a sensor's own page is reached from the Sensors view. */
+const LABELS: Record<Exclude<View, "sensor">, string> = {
   overview: "Overview",
   explorer: "Metrics explorer",
   sensors: "Sensors",
@@ -13,8 +14,9 @@ const LABELS: Record<View, string> = {
 export function Nav({ view, onChange }: { view: View; onChange: (v: View) => void }) {
   return (
     <nav className="nav" aria-label="Views">
-      {(Object.keys(LABELS) as View[]).map((v) => (
-        <button key={v} type="button" aria-current={v === view ? "page" : undefined} onClick={() => onChange(v)}>
+      {(Object.keys(LABELS) as (keyof typeof LABELS)[]).map((v) => (
+        <button key={v} type="button" aria-current={v === view || (v === "sensors" && view === "sensor") ? "page" : undefined}
+          onClick={() => onChange(v)}>
           {LABELS[v]}
         </button>
       ))}

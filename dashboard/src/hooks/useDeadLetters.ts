@@ -20,6 +20,16 @@ export function useDeadLetters(reason: string) {
   });
 }
 
+/** Dead letters by reason over the last `hours`, every bucket of the range; every 30 s. */
+export function useDeadLetterTimeline(hours: number) {
+  return useQuery({
+    queryKey: queryKeys.deadLetterTimeline(hours),
+    queryFn: async () => unwrap(await api.GET("/api/dead-letters/timeline", { params: { query: { hours } } })),
+    placeholderData: keepPreviousData,
+    refetchInterval: 30_000,
+  });
+}
+
 /** One dead letter with its original message; read once (the original does not change). */
 export function useDeadLetter(at: { partition: number; offset: number } | null) {
   return useQuery({

@@ -1,6 +1,6 @@
 /** The explorer's filters live in the URL, so a view can be shared. */
-export type View = "overview" | "explorer" | "sensors" | "deadletters" | "events" | "kafka" | "config";
-export const VIEWS: View[] = ["overview", "explorer", "sensors", "deadletters", "events", "kafka", "config"];
+export type View = "overview" | "explorer" | "sensors" | "sensor" | "deadletters" | "events" | "kafka" | "config";
+export const VIEWS: View[] = ["overview", "explorer", "sensors", "sensor", "deadletters", "events", "kafka", "config"];
 export const PRESETS = { "5m": 300, "1h": 3600, "24h": 86400, "7d": 604800 } as const;
 export type Preset = keyof typeof PRESETS;
 

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -24,6 +25,7 @@ from sensorpipe.api.config import ApiConfig
 from sensorpipe.api.deps import Services, WriteLimiter
 from sensorpipe.api.disk import DiskWatch
 from sensorpipe.api.gate import Gate
+from sensorpipe.api.history import PipelineHistory, StoreReading
 from sensorpipe.api.routes import config, deadletters, export, ops, readings, sensors
 from sensorpipe.dlq import payload
 from sensorpipe.runtime.pipeline import PipelineMonitor
@@ -112,6 +114,27 @@ def _monitor(cfg: ApiConfig, sync_pool: ConnectionPool[Any]) -> PipelineMonitor:
     )
 
 
+def _history(
+    cfg: ApiConfig, sync_pool: ConnectionPool[Any], monitor: PipelineMonitor, disk: DiskWatch
+) -> PipelineHistory:
+    def read_store(since: float) -> StoreReading | None:
+        at = datetime.fromtimestamp(since, UTC)
+        now = datetime.fromtimestamp(cfg.clock(), UTC)
+        try:
+            with sync_pool.connection(timeout=2) as conn:
+                counts = summaries.counters(conn)
+                fresh = summaries.freshness(conn, at, now - timedelta(days=1), now + timedelta(seconds=1))
+                silent, examples = summaries.silent_sensors(conn)
+        except (psycopg.Error, PoolTimeout) as e:
+            log.info("store not read for the history: %s", e)
+            return None
+        return StoreReading(int(counts.get("stored", 0)), int(counts.get("duplicates", 0)), fresh, silent, examples)
+
+    return PipelineHistory(
+        lambda: monitor.latest, read_store, lambda: disk.latest, interval_s=max(1.0, 2 * cfg.monitor_interval_s)
+    )
+
+
 def _middleware(app: FastAPI, cfg: ApiConfig, registry: CollectorRegistry) -> None:
     """Outermost last: Observe, then the gate, then CORS."""
     if cfg.cors_origins:
@@ -152,10 +175,13 @@ def create_app(cfg: ApiConfig) -> FastAPI:
     pool, sync_pool = _pools(cfg)
     hour_cache = hours.HourCache(cfg.hour_cache_bytes)
     registry.register(hours.CacheCollector(hour_cache))
+    monitor = _monitor(cfg, sync_pool)
+    disk_watch = DiskWatch(cfg.state_dir, lambda: sync_pool.connection(timeout=2), registry, cfg.disk_floor)
     svc = Services(
         cfg=cfg,
-        monitor=_monitor(cfg, sync_pool),
-        disk_watch=DiskWatch(cfg.state_dir, lambda: sync_pool.connection(timeout=2), registry, cfg.disk_floor),
+        monitor=monitor,
+        disk_watch=disk_watch,
+        history=_history(cfg, sync_pool, monitor, disk_watch),
         hour_cache=hour_cache,
         limiter=WriteLimiter(cfg.write_limit, cfg.write_window_s),
         registry=registry,
@@ -168,10 +194,12 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         sync_pool.open(wait=False)
         svc.monitor.start()
         svc.disk_watch.start()
+        svc.history.start()
         freeze_startup_heap()  # full collections had been the aggregate benchmark's p99
         try:
             yield
         finally:
+            svc.history.stop()
             svc.disk_watch.stop()
             svc.monitor.stop()
             svc.dlq_reader.close()

@@ -20,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from sensorpipe.api import hours
 from sensorpipe.api.config import ApiConfig
 from sensorpipe.api.disk import DiskWatch
+from sensorpipe.api.history import PipelineHistory
 from sensorpipe.dlq import payload
 from sensorpipe.runtime.pipeline import PipelineMonitor
 from sensorpipe.storage import queries
@@ -115,12 +116,13 @@ Admin = Annotated[str, Depends(require_admin)]
 @dataclass(frozen=True)
 class Services:
     """What the routes share, built once by `create_app`: the configuration, the samplers of
-    the pipeline and the disk, the hour cache, the write limiter, the metrics registry, and
+    the pipeline, its history and the disk, the hour cache, the write limiter, the metrics registry, and
     the reader of the dead-letter topic."""
 
     cfg: ApiConfig
     monitor: PipelineMonitor
     disk_watch: DiskWatch
+    history: PipelineHistory
     hour_cache: hours.HourCache
     limiter: WriteLimiter
     registry: CollectorRegistry

@@ -9,7 +9,6 @@ PostgreSQL's share with only today's rows left it pauses too.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -22,6 +21,7 @@ import psycopg
 from prometheus_client import CollectorRegistry, Gauge
 from psycopg_pool import PoolTimeout
 
+from sensorpipe.api.sampler import Sampler
 from sensorpipe.contracts import disk as local_disk
 from sensorpipe.contracts.disk import check_floor, human
 from sensorpipe.storage import retention
@@ -79,8 +79,7 @@ class DiskWatch:
         self.connect = connect
         self.interval_s = interval_s
         self.latest: DiskStatus | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._sampler = Sampler("disk-watch", interval_s, self._step)
 
         def gauge(name: str, doc: str, *labels: str) -> Gauge:
             return Gauge(f"sensorpipe_{name}", doc, list(labels), registry=registry)
@@ -96,22 +95,14 @@ class DiskWatch:
             self._g_alarm.labels(kind=kind).set(0)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="disk-watch", daemon=True)
-        self._thread.start()
+        self._sampler.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._sampler.stop()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.latest = self.sample()
-                self._export(self.latest)
-            except Exception as e:
-                log.warning("disk sample failed: %s", e)
-            self._stop.wait(self.interval_s)
+    def _step(self) -> None:
+        self.latest = self.sample()
+        self._export(self.latest)
 
     def sample(self) -> DiskStatus:
         planned = local_disk.read_plan(self.state_dir) if self.state_dir is not None else None

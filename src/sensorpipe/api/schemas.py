@@ -86,6 +86,58 @@ class SensorPublic(BaseModel):
     )
 
 
+class SeqGapPublic(BaseModel):
+    timestamp: datetime
+    seq: int
+    previous_seq: int = Field(description="The seq stored just before it: previous_seq + 1 .. seq - 1 never arrived.")
+    missing: int
+    event_id: str
+
+
+class OrderViolationPublic(BaseModel):
+    timestamp: datetime
+    seq: int
+    after_seq: int = Field(description="The seq stored just before it, which it is not past.")
+    event_id: str
+
+
+class ConflictPublic(BaseModel):
+    event_id: str
+    partition: int
+    offset: int
+    seen_at: datetime
+
+
+class StoredEventPublic(BaseModel):
+    timestamp: datetime
+    event_id: str
+    value: float
+    seq: int
+    partition: int
+    offset: int
+    stored_at: datetime
+
+
+class SensorReport(BaseModel):
+    """One sensor over a range of event time: its record, and what went wrong in the range."""
+
+    sensor: SensorPublic
+    start: datetime
+    end: datetime
+    seq_gaps: list[SeqGapPublic] = Field(description="Newest first; at most `limit`.")
+    order_violations: list[OrderViolationPublic]
+    conflicts: list[ConflictPublic]
+    last_events: list[StoredEventPublic]
+
+
+class Sparklines(BaseModel):
+    """Each sensor's mean per minute: `data[sensor][i]` for the minute starting at `start + 60 i`."""
+
+    start: datetime
+    minutes: int
+    data: dict[str, list[float | None]] = Field(description="null: no reading in that minute.")
+
+
 class SensorsPage(BaseModel):
     data: list[SensorPublic]
     next_cursor: str | None
@@ -223,6 +275,54 @@ class PipelinePublic(BaseModel):
     stalled_partitions: list[int]
     error: str | None
     disk: DiskPublic | None = Field(default=None, description="The disk budget, its use and its alarms.")
+
+
+class PipelineHistoryPublic(BaseModel):
+    """The last minutes of the pipeline, one list per measure, each point at `at[i]`."""
+
+    at: list[float] = Field(description="Each point's time (epoch seconds), oldest first.")
+    step_s: float = Field(description="Seconds each point covers: the recording interval times the points merged.")
+    keep_s: float = Field(description="How far back the API keeps its history.")
+    produced_per_s: list[float | None]
+    stored_per_s: list[float | None]
+    duplicates_per_s: list[float | None] = Field(description="Copies of stored events ignored per second.")
+    dead_lettered_per_s: list[float | None]
+    freshness_p50_ms: list[float | None] = Field(description="Event time to stored, median, of the events stored then.")
+    freshness_p99_ms: list[float | None]
+    partitions: list[int]
+    lag: list[list[int | None]] = Field(description="Per partition (in `partitions` order), its lag at each point.")
+    lag_seconds: list[list[float | None]] = Field(
+        description="Per partition, the age of its oldest unconsumed message."
+    )
+
+
+class DeadLetterTimeline(BaseModel):
+    """Dead letters by reason over time: `counts[reason][i]` in the bucket starting at `at[i]`."""
+
+    step_s: int
+    at: list[int] = Field(description="Each bucket's start (epoch seconds), oldest first, every bucket of the range.")
+    counts: dict[str, list[int]]
+
+
+class AlarmPublic(BaseModel):
+    kind: Literal[
+        "kafka_unreachable",
+        "store_unreachable",
+        "stalled_partitions",
+        "no_consumer",
+        "silent_sensors",
+        "dead_letter_rate",
+        "disk_floor",
+        "disk_over_budget",
+        "disk_near_budget",
+    ]
+    severity: Literal["critical", "warning"]
+    detail: str
+
+
+class AlarmsPublic(BaseModel):
+    at: float
+    alarms: list[AlarmPublic] = Field(description="What needs an operator now, critical first; empty when all is well.")
 
 
 class ConfigPublic(BaseModel):

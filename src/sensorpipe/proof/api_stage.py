@@ -36,6 +36,7 @@ def api_stage(b: Bench) -> res.ApiResult:
         t0 = time.perf_counter()
         bq.load_readings(dsn, rows, sensors=2000)
         load_s = time.perf_counter() - t0
+    event_id = bq.load_console_extras(dsn, "sensor-00042")
     k = b.topic("api")
     port = free_port()
     env = b.env(k, dsn, SENSORPIPE_API_PORT=str(port), SENSORPIPE_API_DASHBOARD_DIR="/nonexistent")
@@ -56,6 +57,7 @@ def api_stage(b: Bench) -> res.ApiResult:
         "aggregate (a different sensor each request, 24 h, 1 m)": (url, rotate),
         "summary (24 h)": (f"{url}/api/summary?{q}", None),
         "pipeline": (f"{url}/api/pipeline", None),
+        **_console_targets(url, event_id),
     }
     endpoints: dict[str, res.Wrk] = {}
     secs = 10 if b.quick else 20
@@ -69,6 +71,25 @@ def api_stage(b: Bench) -> res.ApiResult:
     api.send_signal(signal.SIGTERM)
     api.wait(30)
     return res.ApiResult(rows=rows, load_seconds=round(load_s, 1), endpoints=endpoints, api_process=cost)
+
+
+def _console_targets(url: str, event_id: str) -> dict[str, tuple[str, str | None]]:
+    """The operations console's endpoints: the overview's history and alarms, the fleet worst
+    first with its sparklines, a sensor's page, the dead letters and the event lookup."""
+    hour = f"start={z(datetime.now(UTC) - timedelta(hours=2))}&end={z(datetime.now(UTC) - timedelta(hours=1))}"
+    fifty = "&".join(f"sensor_id=sensor-{i:05d}" for i in range(50))
+    report = _ROTATE_SENSORS.replace("QUERY", f"/api/sensors/sensor-%05d/report?{hour}")
+    return {
+        "pipeline history (15 min)": (f"{url}/api/pipeline/history", None),
+        "alarms": (f"{url}/api/alarms", None),
+        "sensors, quietest first (2,000 sensors)": (f"{url}/api/sensors?sort=quiet&order=desc&limit=50", None),
+        "sparklines (50 sensors, 1 h)": (f"{url}/api/sparklines?{fifty}", None),
+        "sensor report (a different sensor each request, 1 h)": (url, report),
+        "dead letters (newest 100 of 20,000)": (f"{url}/api/dead-letters", None),
+        "dead-letter timeline (24 h)": (f"{url}/api/dead-letters/timeline", None),
+        "event lookup": (f"{url}/api/events/{event_id}", None),
+        "readings.csv (1 sensor, 1 h)": (f"{url}/api/readings.csv?sensor_id=sensor-00042&{hour}", None),
+    }
 
 
 def api_live(b: Bench, dsn: str, url: str, seconds: int, rate: int = 5000) -> tuple[str, res.Wrk]:

@@ -15,7 +15,8 @@ TARGETS = {
     "consumer": "≥ 50,000 events/s with dedupe, ≥ 0.3 × plain COPY, ≥ 30 × naive; replay ≥ 100,000/s; RSS ≤ 300 MB",
     "e2e": "at 20,000 events/s p99 event→queryable ≤ 1 s and lag bounded; CPU per event ≤ 2 × the transport floor "
     "measured in the same run",
-    "api": "aggregate p99 ≤ 50 ms; summary and pipeline p99 ≤ 100 ms (10 M readings, concurrency 10); readings of "
+    "api": "aggregate and the console's endpoints p99 ≤ 50 ms; summary and pipeline p99 ≤ 100 ms (10 M readings, "
+    "concurrency 10); readings of "
     "a compacted hour p99 ≤ 2 × the hot rows'",
     "storage": "PostgreSQL hot rows ≤ 200 bytes per event, all in; compacted days ≤ 40; compaction ≥ 200,000 events/s",
 }
@@ -308,15 +309,31 @@ def _api(a: res.ApiResult) -> list[str]:
         "| endpoint | p50 ms | p90 ms | p99 ms | req/s | non-2xx |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    limits = {"aggregate": 50, "summary": 100, "pipeline": 100}
     marks = []
     for name, x in a.endpoints.items():
         out.append(f"| {name} | {x.p50_ms} | {x.p90_ms} | {x.p99_ms} | {x.requests_per_s} | {x.non_2xx} |")
-        limit = next((v for k, v in limits.items() if name.startswith(k)), None)
+        limit = next((v for k, v in API_LIMITS if name.startswith(k)), None)
         if limit is not None:
             marks.append(f"- {name} p99 ≤ {limit} ms: {mark((x.p99_ms or 1e9) <= limit)}")
     out += ["", *marks, *_compacted_reads(a), ""]
     return out
+
+
+# p99 targets by endpoint name (the first prefix that matches): the console's endpoints
+# (issue 21) at 50 ms, then the older ones.
+API_LIMITS = [
+    ("pipeline history", 50),
+    ("alarms", 50),
+    ("sensors", 50),
+    ("sparklines", 50),
+    ("sensor report", 50),
+    ("dead", 50),
+    ("event lookup", 50),
+    ("readings.csv", 50),
+    ("aggregate", 50),
+    ("summary", 100),
+    ("pipeline", 100),
+]
 
 
 def _compacted_reads(a: res.ApiResult) -> list[str]:

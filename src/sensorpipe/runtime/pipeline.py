@@ -62,6 +62,7 @@ class Sample:
     trend: list[tuple[float, int]]
     drain_seconds: float | None
     error: str | None = None
+    dlq_end: int = 0  # the sum of the DLQ topic's high watermarks: its rate is the dead-letter rate
 
     @property
     def stalled(self) -> list[int]:
@@ -182,7 +183,8 @@ class PipelineMonitor:
         while self._trend and self._trend[0][0] < now - TREND_S:
             self._trend.popleft()
         state, members = self._group()
-        dlq = sum(hi - lo for lo, hi in self._watermarks(self.dlq_topic).values())
+        dlq_marks = self._watermarks(self.dlq_topic).values()
+        dlq = sum(hi - lo for lo, hi in dlq_marks)
         stored = self.stored_total()
         sum_hw = sum(hi for _, hi in marks.values())
         sum_c = sum(c for c in committed.values() if c is not None)
@@ -209,6 +211,7 @@ class PipelineMonitor:
             stored_rate,
             list(self._trend),
             self._drain_estimate(now),
+            dlq_end=sum(hi for _, hi in dlq_marks),
         )
 
     def _drain_estimate(self, now: float) -> float | None:

@@ -207,6 +207,41 @@ def load_readings(dsn: str, rows: int, sensors: int) -> None:
         conn.execute("CHECKPOINT")
 
 
+# What the console's endpoints read besides readings: 20,000 dead letters spread over the
+# loaded 24 h in four reasons, and the dedupe rows of one sensor's events (the event lookup
+# reads processed_events first). Idempotent, so a reused load can run it again.
+_LOAD_DEAD = """
+INSERT INTO dead_letters (kafka_partition, kafka_offset, reason, detail, dead_at)
+SELECT i %% 12, 1000000000 + i,
+       (ARRAY['malformed_json', 'missing_field', 'bad_type', 'timestamp_out_of_window'])[i %% 4 + 1],
+       'loaded for the benchmark', now() - interval '24 hours' + i * (86400.0 / 20000) * interval '1 second'
+FROM generate_series(1, 20000) AS i
+ON CONFLICT DO NOTHING
+"""
+_LOAD_LOOKUP = """
+INSERT INTO processed_events (event_id, kafka_partition, kafka_offset, content_hash, event_ts)
+SELECT event_id, kafka_partition, kafka_offset, 0, ts FROM metrics WHERE sensor_id = %(sensor)s
+ON CONFLICT DO NOTHING
+"""
+
+
+def load_console_extras(dsn: str, sensor: str) -> str:
+    """Loads the dead letters and `sensor`'s dedupe rows; returns one of its event ids."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(_LOAD_DEAD)
+        conn.execute(_LOAD_LOOKUP, {"sensor": sensor})
+        conn.execute("VACUUM ANALYZE dead_letters")
+        conn.execute("VACUUM ANALYZE processed_events")
+        row = conn.execute(
+            "SELECT event_id FROM processed_events WHERE event_id IN "
+            "(SELECT event_id FROM metrics WHERE sensor_id = %s ORDER BY ts DESC LIMIT 1)",
+            (sensor,),
+        ).fetchone()
+    if row is None:
+        raise RuntimeError(f"no events of {sensor} were loaded")
+    return str(row[0])
+
+
 def loaded_rows(dsn: str) -> int:
     """Rows in a database left by an earlier run, or 0 when it does not exist."""
     try:

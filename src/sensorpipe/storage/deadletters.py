@@ -47,6 +47,13 @@ SELECT kafka_partition, kafka_offset, reason, detail, poison_label, dead_at, dlq
 FROM dead_letters WHERE kafka_partition = %s AND kafka_offset = %s
 """
 
+# Counts by reason in buckets of `step` seconds from `since` on (the dead_at index bounds the scan).
+_TIMELINE = """
+SELECT floor(extract(epoch FROM dead_at) / %(step)s)::int8 * %(step)s AS bucket, reason, count(*)::int8
+FROM dead_letters WHERE dead_at >= %(since)s
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
 _REASONS = "SELECT reason, count(*)::int8 FROM dead_letters GROUP BY reason ORDER BY 2 DESC, 1"
 
 # Only a dead letter not redriven yet is marked: a second redrive of it changes nothing.
@@ -79,6 +86,12 @@ def one(conn: psycopg.Connection[Any], partition: int, offset: int) -> StoredDea
 
 def reasons(conn: psycopg.Connection[Any]) -> list[tuple[str, int]]:
     return [(str(r), int(n)) for r, n in conn.execute(_REASONS).fetchall()]
+
+
+def timeline(conn: psycopg.Connection[Any], since: datetime, step_s: int) -> list[tuple[int, str, int]]:
+    """(bucket start in epoch seconds, reason, count) for each bucket of `step_s` with any."""
+    rows = conn.execute(_TIMELINE, {"since": since, "step": step_s}).fetchall()
+    return [(int(b), str(r), int(n)) for b, r, n in rows]
 
 
 def mark_redriven(conn: psycopg.Connection[Any], partition: int, offset: int, event_id: str) -> bool:

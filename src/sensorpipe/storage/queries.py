@@ -301,11 +301,15 @@ SENSOR_SORTS = {
 # seen; `quiet_s` how long it has sent nothing; `quiet_ratio` the two compared (the fleet's
 # worst-first order), with DEFAULT_INTERVAL_S where the interval is unknown.
 DEFAULT_INTERVAL_S = 10.0
-_INTERVAL = "CASE WHEN events > 1 THEN greatest(extract(epoch FROM updated_at - first_seen), 0) / (events - 1) END"
+# A sensor is late past LATE_FACTOR usual intervals plus LATE_GRACE_S, silent past
+# SILENT_FACTOR plus SILENT_GRACE_S: the graces cover batching and a little consumer lag.
+LATE_FACTOR, LATE_GRACE_S = 3, 5.0
+SILENT_FACTOR, SILENT_GRACE_S = 10, 15.0
+INTERVAL_SQL = "CASE WHEN events > 1 THEN greatest(extract(epoch FROM updated_at - first_seen), 0) / (events - 1) END"
 _QUIET = "extract(epoch FROM now() - updated_at)"  # now(): one instant for the whole statement
 _SENSOR_COLS = f"""sensor_id, events, last_value, last_ts, last_seq, seq_gaps, order_violations,
-                  updated_at AS last_seen, {_INTERVAL} AS interval_s, {_QUIET} AS quiet_s"""
-_QUIET_RATIO = f"{_QUIET} / greatest(coalesce({_INTERVAL}, {DEFAULT_INTERVAL_S}), 0.05)"
+                  updated_at AS last_seen, {INTERVAL_SQL} AS interval_s, {_QUIET} AS quiet_s"""
+_QUIET_RATIO = f"{_QUIET} / greatest(coalesce({INTERVAL_SQL}, {DEFAULT_INTERVAL_S}), 0.05)"
 
 
 def _quiet_list_sql(desc: bool, with_query: bool) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from sensorpipe.storage import compacted
+from sensorpipe.storage import compacted, queries
 from sensorpipe.storage.queries import MINUTE, Row
 
 # -- summary ----------------------------------------------------------------------------------
@@ -219,3 +219,55 @@ def _greatest(a: datetime | None, b: datetime | None) -> datetime | None:
 def counters(conn: psycopg.Connection[Any]) -> Row:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(_COUNTERS).fetchone() or {}
+
+
+# -- the overview's history (api.history) ------------------------------------------------------
+# Freshness (event time to stored) of the newest stored events by event time that were stored
+# since the last look: a backward scan of the time index, FRESHNESS_ROWS rows at most, so its
+# cost does not grow with the store. Under lag the consumer stores in event order per
+# partition, so the newest events by time are also the ones stored last. Events stamped after
+# `until` (the pipeline's now: a producer whose clock runs ahead) are left out, or they would
+# hide the others until time caught up with them.
+FRESHNESS_ROWS = 2000
+_FRESHNESS = """
+SELECT count(*) AS n,
+       percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - ts) * 1000) AS pct
+FROM (SELECT ts, ingested_at FROM metrics WHERE ts >= %(floor)s AND ts <= %(until)s
+      ORDER BY ts DESC LIMIT %(rows)s) newest
+WHERE ingested_at > %(since)s"""
+
+
+def freshness(
+    conn: psycopg.Connection[Any], since: datetime, floor: datetime, until: datetime
+) -> tuple[float, float] | None:
+    """p50 and p99 of event-to-stored in ms over the newest events stored after `since` (event
+    times from `floor`, which prunes the day partitions, to `until`), or None if none was."""
+    params = {"since": since, "floor": floor, "until": until, "rows": FRESHNESS_ROWS}
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(_FRESHNESS, params).fetchone()
+    if row is None or not row["n"]:
+        return None
+    p50, p99 = row["pct"]
+    return float(p50), float(p99)
+
+
+# A silent sensor, as `api.routes.sensors.sensor_status` judges one (queries.SILENT_*). One
+# scan of sensor_stats (a row per sensor).
+_SILENT = f"""
+SELECT count(*) OVER () AS n, sensor_id FROM sensor_stats
+WHERE extract(epoch FROM now() - updated_at)
+      > %(factor)s * coalesce({queries.INTERVAL_SQL}, %(default)s) + %(grace)s
+ORDER BY updated_at LIMIT %(examples)s"""  # noqa: S608 (static text)
+
+
+def silent_sensors(conn: psycopg.Connection[Any], examples: int = 5) -> tuple[int, list[str]]:
+    """How many sensors are silent, and the longest-silent few."""
+    params = {
+        "factor": queries.SILENT_FACTOR,
+        "default": queries.DEFAULT_INTERVAL_S,
+        "grace": queries.SILENT_GRACE_S,
+        "examples": examples,
+    }
+    with conn.cursor() as cur:
+        rows = cur.execute(_SILENT, params).fetchall()
+    return (int(rows[0][0]) if rows else 0), [r[1] for r in rows]

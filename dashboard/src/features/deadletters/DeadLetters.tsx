@@ -1,7 +1,8 @@
 "use client";
 
 import { useState } from "react";
-import { useDeadLetter, useDeadLetters } from "@/hooks/useDeadLetters";
+import { Chart } from "@/components/Chart";
+import { useDeadLetter, useDeadLetters, useDeadLetterTimeline } from "@/hooks/useDeadLetters";
 import { num, time } from "@/lib/format";
 import { Payload } from "./Payload";
 
@@ -47,6 +48,34 @@ function Detail({ at }: { at: At }) {
   );
 }
 
+const REASON_COLORS = ["#c0392b", "#b54708", "#8250df", "#1f6feb", "#2da44e", "#6e7781", "#bf3989", "#0a7b83"];
+const WINDOWS: [number, string][] = [[1, "1 h"], [24, "24 h"], [168, "7 days"]];
+
+/** Counts by reason over time, one line per reason. */
+function Timeline() {
+  const [hours, setHours] = useState(24);
+  const { data } = useDeadLetterTimeline(hours);
+  const reasons = Object.entries(data?.counts ?? {});
+  const total = reasons.reduce((a, [, c]) => a + c.reduce((x, y) => x + y, 0), 0);
+  return (
+    <section aria-label="Dead letters over time" data-testid="dlq-timeline">
+      <div role="group" aria-label="Window">
+        {WINDOWS.map(([h, label]) => (
+          <button key={h} type="button" aria-pressed={hours === h} onClick={() => setHours(h)}>{label}</button>
+        ))}
+      </div>
+      <Chart
+        x={data?.at ?? []}
+        series={reasons.map(([r, c], i) => ({ label: r, values: c, color: REASON_COLORS[i % REASON_COLORS.length] ?? "#333" }))}
+        label="Dead letters by reason"
+        summary={data ? `${num(total)} in the last ${hours} h, in buckets of ${data.step_s / 60} min: ` +
+          (reasons.map(([r, c]) => `${r} ${num(c.reduce((x, y) => x + y, 0))}`).join(", ") || "none") : "no data"}
+        height={160}
+      />
+    </section>
+  );
+}
+
 /** Dead letters by reason, newest first; one opens with its original message. */
 export function DeadLetters() {
   const [reason, setReason] = useState("");
@@ -55,6 +84,7 @@ export function DeadLetters() {
   return (
     <section aria-labelledby="dlq-title">
       <h2 id="dlq-title">Dead letters</h2>
+      <Timeline />
       <label>
         Reason{" "}
         <select data-testid="dlq-reason" value={reason} onChange={(e) => setReason(e.target.value)}>

@@ -7,7 +7,7 @@ import { useAggregate, useReadings } from "@/hooks/useReadings";
 import { useSensors } from "@/hooks/useSensors";
 import { autoBucket, BUCKETS } from "@/lib/bucket";
 import { num, time, timeMs } from "@/lib/format";
-import { withBreaks } from "@/lib/gaps";
+import { bucketSeries } from "@/lib/series";
 import { PRESETS, resolveRange, type Preset, type UrlState } from "@/lib/url";
 
 const COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b"];
@@ -55,32 +55,9 @@ export function Explorer({ state, onChange }: Props) {
     const groups = state.sensors.length ? state.sensors : [null];
     return groups.map((sid, k) => {
       const mine = rows.filter((r) => (r.sensor_id ?? null) === sid);
-      // the range's two ends as empty points: the axis spans what was asked, not only the data
-      const lo = Date.parse(start) / 1000;
-      const hi = Date.parse(end) / 1000;
-      const at = mine.map((r) => Date.parse(r.bucket) / 1000);
-      const head = at.length === 0 || (at[0] ?? lo) > lo ? [lo] : [];
-      const tail = at.length === 0 || (at[at.length - 1] ?? hi) < hi ? [hi] : [];
-      const times = [...head, ...at, ...tail];
-      const cols = [mine.map((r) => r.avg), mine.map((r) => r.min), mine.map((r) => r.max)].map((c) => [
-        ...head.map(() => null),
-        ...c,
-        ...tail.map(() => null),
-      ]);
-      const broken = withBreaks(times, cols, bucketS);
-      const color = COLORS[k % COLORS.length] ?? "#333";
       const name = sid ?? "all sensors";
-      const [avg = [], min = [], max = []] = broken.columns;
-      return {
-        name,
-        times: broken.times,
-        rows: mine,
-        series: [
-          { label: `${name} avg`, values: avg, color },
-          { label: `${name} min`, values: min, color, dash: [4, 4] },
-          { label: `${name} max`, values: max, color, dash: [4, 4] },
-        ],
-      };
+      const color = COLORS[k % COLORS.length] ?? "#333";
+      return { name, rows: mine, ...bucketSeries(mine, name, color, start, end, bucketS) };
     });
   }, [agg.data, state.sensors, bucket, start, end]);
 

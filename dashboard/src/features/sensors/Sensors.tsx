@@ -1,7 +1,9 @@
 "use client";
 
-import { useState } from "react";
+import { useMemo, useState } from "react";
 import { Pager } from "@/components/Pager";
+import { Sparkline } from "@/components/Sparkline";
+import { useSparklines } from "@/hooks/useSensorReport";
 import { useSensors, type Sort } from "@/hooks/useSensors";
 import { num, seconds, time } from "@/lib/format";
 
@@ -17,6 +19,8 @@ export function Sensors({ onOpen }: { onOpen: (sensorId: string) => void }) {
   const [order, setOrder] = useState<"asc" | "desc">("desc");
   const [cursors, setCursors] = useState<(string | null)[]>([null]);
   const { data } = useSensors(q, sort, order, cursors[cursors.length - 1] ?? null);
+  const ids = useMemo(() => (data?.data ?? []).map((s) => s.sensor_id), [data]);
+  const sparks = useSparklines(ids);
   const sortBy = (col: Sort) => {
     setCursors([null]);
     if (col === sort) setOrder(order === "asc" ? "desc" : "asc");
@@ -41,6 +45,7 @@ export function Sensors({ onOpen }: { onOpen: (sensorId: string) => void }) {
                   <button type="button" onClick={() => sortBy(col)}>{label}{col === sort ? (order === "asc" ? " ▲" : " ▼") : ""}</button>
                 </th>
               ))}
+              <th scope="col">Last hour</th>
             </tr>
           </thead>
           <tbody>
@@ -55,6 +60,7 @@ export function Sensors({ onOpen }: { onOpen: (sensorId: string) => void }) {
                 <td>{num(s.last_value, 3)}</td><td>{time(s.last_seen)}</td><td>{num(s.count)}</td>
                 <td className={s.seq_gaps ? "warn" : undefined}>{num(s.seq_gaps)}</td>
                 <td className={s.order_violations ? "alarm-text" : undefined}>{num(s.order_violations)}</td>
+                <td><Sparkline values={sparks.data?.data[s.sensor_id] ?? []} label={`${s.sensor_id}, last hour`} /></td>
               </tr>
             ))}
           </tbody>

@@ -3,6 +3,8 @@ from the dead-letter topic by position (bounded in size, read-only)."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
@@ -51,6 +53,28 @@ def get_dead_letters(
     )
 
 
+STEPS = (60, 300, 900, 3600, 21_600)  # bucket sizes, smallest first; at most TIMELINE_BUCKETS of them
+TIMELINE_BUCKETS = 120
+
+
+def get_dead_letter_timeline(
+    db: SyncDb, hours: Annotated[int, Query(ge=1, le=24 * 30, description="How far back.")] = 24
+) -> s.DeadLetterTimeline:
+    """Dead letters by reason over the last `hours`, in at most 120 buckets (1 minute to 6 hours)."""
+    step = next((st for st in STEPS if hours * 3600 / st <= TIMELINE_BUCKETS), STEPS[-1])
+    # dead_at is the database's wall clock (not the pipeline's, which a benchmark may compress)
+    end = int(time.time()) // step * step
+    first = end - (hours * 3600 // step - 1) * step
+    with db.connection() as c:
+        rows = store.timeline(c, datetime.fromtimestamp(first, UTC), step)
+    at = list(range(first, end + step, step))
+    counts: dict[str, list[int]] = {}
+    for bucket, reason, n in rows:
+        if first <= bucket <= end:
+            counts.setdefault(reason, [0] * len(at))[(bucket - first) // step] = n
+    return s.DeadLetterTimeline(step_s=step, at=at, counts=counts)
+
+
 def _bytes(data: bytes | None) -> s.BytesPublic | None:
     return None if data is None else s.BytesPublic(text=payload.printable(data), hex=data.hex(), size=len(data))
 
@@ -84,6 +108,13 @@ def router() -> APIRouter:
     not_found = {**ERRORS, 404: {"model": s.Problem}}
     r.add_api_route(
         "/api/dead-letters", get_dead_letters, response_model=s.DeadLettersPage, responses=ERRORS, tags=["dead letters"]
+    )
+    r.add_api_route(
+        "/api/dead-letters/timeline",
+        get_dead_letter_timeline,
+        response_model=s.DeadLetterTimeline,
+        responses=ERRORS,
+        tags=["dead letters"],
     )
     r.add_api_route(
         "/api/dead-letters/{partition}/{offset}",

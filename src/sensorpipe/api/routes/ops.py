@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 import psycopg
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import PoolTimeout
@@ -15,6 +15,7 @@ from psycopg_pool import PoolTimeout
 from sensorpipe.api import schemas as s
 from sensorpipe.api.deps import Db, Svc
 from sensorpipe.api.disk import as_dict as disk_dict
+from sensorpipe.api.params import ERRORS
 from sensorpipe.runtime.pipeline import as_dict
 from sensorpipe.storage import queries
 
@@ -31,6 +32,38 @@ async def get_pipeline(svc: Svc) -> Any:
         raise HTTPException(503, "no pipeline sample yet; Kafka may be starting", headers={"Retry-After": "1"})
     disk = svc.disk_watch.latest
     body = {**as_dict(sample), "disk": None if disk is None else disk_dict(disk)}
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+async def get_pipeline_history(
+    svc: Svc,
+    seconds: Annotated[int, Query(ge=10, le=3600, description="How far back (the API keeps `keep_s`).")] = 900,
+    points: Annotated[int, Query(ge=10, le=1000, description="At most this many points, merged.")] = 300,
+) -> Any:
+    """Throughput, freshness and per-partition lag over the last minutes, bounded in points."""
+    w = svc.history.window(seconds, points)
+    parts = sorted({k for p in w.points for k in p.lag})
+    body = {
+        "at": [p.at for p in w.points],
+        "step_s": w.step_s,
+        "keep_s": svc.history.keep_s,
+        "produced_per_s": [p.produced_per_s for p in w.points],
+        "stored_per_s": [p.stored_per_s for p in w.points],
+        "duplicates_per_s": [p.duplicates_per_s for p in w.points],
+        "dead_lettered_per_s": [p.dead_lettered_per_s for p in w.points],
+        "freshness_p50_ms": [p.freshness_p50_ms for p in w.points],
+        "freshness_p99_ms": [p.freshness_p99_ms for p in w.points],
+        "partitions": parts,
+        "lag": [[p.lag.get(k) for p in w.points] for k in parts],
+        "lag_seconds": [[p.lag_s.get(k) for p in w.points] for k in parts],
+    }
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+async def get_alarms(svc: Svc) -> Any:
+    """What needs an operator now: stalled partitions, no consumer, silent sensors, the
+    dead-letter rate, the disk, and whether Kafka and the database answer."""
+    body = {"at": time.time(), "alarms": [a.__dict__ for a in svc.history.alarms()]}
     return Response(orjson.dumps(body), media_type="application/json")
 
 
@@ -74,6 +107,14 @@ def pipeline_router() -> APIRouter:
         responses={503: {"model": s.Problem}},
         tags=["pipeline"],
     )
+    r.add_api_route(
+        "/api/pipeline/history",
+        get_pipeline_history,
+        response_model=s.PipelineHistoryPublic,
+        responses=ERRORS,
+        tags=["pipeline"],
+    )
+    r.add_api_route("/api/alarms", get_alarms, response_model=s.AlarmsPublic, tags=["pipeline"])
     return r
 
 

@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi import Path as PathParam
 
 from sensorpipe.api import schemas as s
-from sensorpipe.api.deps import Db
-from sensorpipe.api.params import ERRORS, check_ids, decode_cursor, encode_cursor, parse_ts
+from sensorpipe.api.deps import Db, Svc
+from sensorpipe.api.params import (
+    ERRORS,
+    End,
+    SensorIds,
+    Start,
+    check_ids,
+    decode_cursor,
+    encode_cursor,
+    parse_ts,
+    time_range,
+)
 from sensorpipe.contracts.events import ID_PATTERN_PORTABLE, MAX_ID_LEN
-from sensorpipe.storage import queries
+from sensorpipe.storage import queries, sensor_report
 
 
 def sensor_status(quiet_s: float, interval_s: float | None) -> Literal["live", "late", "silent"]:
     """A per-sensor no-data alarm: quiet for several times its usual interval (a default
     interval where it is unknown), with a grace for batching and lag."""
     usual = interval_s if interval_s is not None else queries.DEFAULT_INTERVAL_S
-    if quiet_s <= 3 * usual + 5:
+    if quiet_s <= queries.LATE_FACTOR * usual + queries.LATE_GRACE_S:
         return "live"
-    if quiet_s <= 10 * usual + 15:
+    if quiet_s <= queries.SILENT_FACTOR * usual + queries.SILENT_GRACE_S:
         return "late"
     return "silent"
 
@@ -89,6 +99,75 @@ async def get_sensor(db: Db, sensor_id: Annotated[str, PathParam(max_length=MAX_
     return sensor_public(r)
 
 
+REPORT_RANGE = timedelta(days=1)
+
+
+async def get_sparklines(
+    db: Db,
+    svc: Svc,
+    sensor_id: SensorIds = None,
+    minutes: Annotated[int, Query(ge=5, le=360, description="How many whole minutes, up to now.")] = 60,
+) -> s.Sparklines:
+    """The last minutes of each sensor asked for, a mean per minute, for the fleet's sparklines."""
+    ids = check_ids(sensor_id) or []
+    now = svc.now()
+    end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)  # the current minute included
+    start = end - timedelta(minutes=minutes)
+    data: dict[str, list[float | None]] = {i: [None] * minutes for i in ids}
+    if ids:
+        async with db.connection() as c:
+            rows = await sensor_report.sparklines(c, ids, start, end)
+        first = int(start.timestamp())
+        for sid, minute, avg in rows:
+            data[sid][(minute - first) // 60] = avg
+    return s.Sparklines(start=start, minutes=minutes, data=data)
+
+
+async def get_sensor_report(
+    db: Db,
+    svc: Svc,
+    sensor_id: Annotated[str, PathParam(max_length=MAX_ID_LEN)],
+    start: Start = None,
+    end: End = None,
+    limit: Annotated[int, Query(ge=1, le=200, description="At most this many of each list.")] = 50,
+) -> s.SensorReport:
+    """One sensor over a range (at most a day): its seq gaps and order violations with their
+    times, conflicts recorded against its events, and its newest events."""
+    check_ids([sensor_id])
+    lo, hi = time_range(start, end, timedelta(hours=1), REPORT_RANGE, svc.now())
+    async with db.connection() as c:
+        r = await queries.sensor(c, sensor_id)
+        if r is None:
+            raise HTTPException(404, f"no sensor {sensor_id!r} has been stored")
+        gaps, violations = await sensor_report.seq_events(c, sensor_id, lo, hi, limit)
+        conflicts = await sensor_report.conflicts(c, sensor_id, lo, hi, limit)
+        last = await sensor_report.last_events(c, sensor_id, lo, hi, min(limit, 20))
+    return s.SensorReport(
+        sensor=sensor_public(r),
+        start=lo,
+        end=hi,
+        seq_gaps=[
+            s.SeqGapPublic(timestamp=g["ts"], seq=g["seq"], previous_seq=g["prev_seq"],
+                           missing=g["seq"] - g["prev_seq"] - 1, event_id=g["event_id"])
+            for g in gaps
+        ],
+        order_violations=[
+            s.OrderViolationPublic(timestamp=v["ts"], seq=v["seq"], after_seq=v["prev_seq"], event_id=v["event_id"])
+            for v in violations
+        ],
+        conflicts=[
+            s.ConflictPublic(event_id=c["event_id"], partition=c["kafka_partition"], offset=c["kafka_offset"],
+                             seen_at=c["seen_at"])
+            for c in conflicts
+        ],
+        last_events=[
+            s.StoredEventPublic(timestamp=e["ts"], event_id=e["event_id"], value=e["value"], seq=e["seq"],
+                                partition=e["kafka_partition"], offset=e["kafka_offset"], stored_at=e["ingested_at"])
+            for e in last
+        ],
+    )  # fmt: skip
+
+
 async def get_event(db: Db, event_id: Annotated[str, PathParam(max_length=MAX_ID_LEN)]) -> s.EventPublic:
     """A processed event: where it came from, the stored reading, and the copies of it that
     were not stored (duplicates and conflicts)."""
@@ -121,9 +200,17 @@ async def get_event(db: Db, event_id: Annotated[str, PathParam(max_length=MAX_ID
 def router() -> APIRouter:
     r = APIRouter()
     not_found = {**ERRORS, 404: {"model": s.Problem}}
+    r.add_api_route("/api/sparklines", get_sparklines, response_model=s.Sparklines, responses=ERRORS, tags=["sensors"])
     r.add_api_route("/api/sensors", get_sensors, response_model=s.SensorsPage, responses=ERRORS, tags=["sensors"])
     r.add_api_route(
         "/api/sensors/{sensor_id}", get_sensor, response_model=s.SensorPublic, responses=not_found, tags=["sensors"]
+    )
+    r.add_api_route(
+        "/api/sensors/{sensor_id}/report",
+        get_sensor_report,
+        response_model=s.SensorReport,
+        responses=not_found,
+        tags=["sensors"],
     )
     r.add_api_route(
         "/api/events/{event_id}", get_event, response_model=s.EventPublic, responses=not_found, tags=["metrics"]
