@@ -11,6 +11,10 @@ describe("sparkPath", () => {
     expect(d).toContain("M30.0"); // the run after the gap starts at its own minute
   });
 
+  it("draws a lone minute as a dot", () => {
+    expect(sparkPath([null, 3, null, 4], 30, 10)).toBe("M10.0 9.0h1M30.0 1.0h1");
+  });
+
   it("draws nothing without readings, and a flat line for a constant", () => {
     expect(sparkPath([null, null], 40, 10)).toBe("");
     expect(sparkPath([5, 5], 40, 10)).toBe("M0.0 9.0L40.0 9.0");

@@ -12,7 +12,7 @@ export function Sparkline({ values, label, width = 120, height = 24 }: {
   return (
     <svg className="spark" width={width} height={height} viewBox={`0 0 ${width} ${height}`} role="img"
       aria-label={known.length ? `${label}: ${known.length} of ${values.length} minutes, last ${last?.toFixed(2)}` : `${label}: no readings`}>
-      <path d={path} fill="none" stroke="currentColor" strokeWidth={1.2} />
+      <path d={path} fill="none" stroke="currentColor" strokeWidth={1.2} strokeLinecap="round" />
     </svg>
   );
 }
@@ -25,16 +25,17 @@ export function sparkPath(values: (number | null)[], width: number, height: numb
   const span = Math.max(...known) - lo || 1;
   const step = values.length > 1 ? width / (values.length - 1) : 0;
   let d = "";
-  let pen = false;
+  let run = 0; // points in the current run of known values
   values.forEach((v, i) => {
     if (v === null) {
-      pen = false;
+      if (run === 1) d += "h1"; // a lone minute: a dot, not nothing
+      run = 0;
       return;
     }
     const x = (i * step).toFixed(1);
     const y = (height - 1 - ((v - lo) / span) * (height - 2)).toFixed(1);
-    d += `${pen ? "L" : "M"}${x} ${y}`;
-    pen = true;
+    d += `${run ? "L" : "M"}${x} ${y}`;
+    run += 1;
   });
-  return d;
+  return run === 1 ? `${d}h1` : d;
 }

@@ -27,6 +27,7 @@ from sensorpipe.api.disk import DiskWatch
 from sensorpipe.api.gate import Gate
 from sensorpipe.api.history import PipelineHistory, StoreReading
 from sensorpipe.api.routes import config, deadletters, export, ops, readings, sensors
+from sensorpipe.api.ttl import TtlCache
 from sensorpipe.dlq import payload
 from sensorpipe.runtime.pipeline import PipelineMonitor
 from sensorpipe.runtime.process import freeze_startup_heap
@@ -186,6 +187,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         limiter=WriteLimiter(cfg.write_limit, cfg.write_window_s),
         registry=registry,
         dlq_reader=payload.Reader(cfg.kafka_client(), cfg.dlq_topic, deadletters.PAYLOAD_MAX),
+        timelines=TtlCache(ttl_s=5.0, max_entries=16),
     )
 
     @asynccontextmanager

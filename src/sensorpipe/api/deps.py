@@ -21,6 +21,8 @@ from sensorpipe.api import hours
 from sensorpipe.api.config import ApiConfig
 from sensorpipe.api.disk import DiskWatch
 from sensorpipe.api.history import PipelineHistory
+from sensorpipe.api.schemas import DeadLetterTimeline
+from sensorpipe.api.ttl import TtlCache
 from sensorpipe.dlq import payload
 from sensorpipe.runtime.pipeline import PipelineMonitor
 from sensorpipe.storage import queries
@@ -116,8 +118,8 @@ Admin = Annotated[str, Depends(require_admin)]
 @dataclass(frozen=True)
 class Services:
     """What the routes share, built once by `create_app`: the configuration, the samplers of
-    the pipeline, its history and the disk, the hour cache, the write limiter, the metrics registry, and
-    the reader of the dead-letter topic."""
+    the pipeline, its history and the disk, the hour cache, the write limiter, the metrics registry,
+    the reader of the dead-letter topic, and the dead-letter timelines of the last seconds."""
 
     cfg: ApiConfig
     monitor: PipelineMonitor
@@ -127,6 +129,7 @@ class Services:
     limiter: WriteLimiter
     registry: CollectorRegistry
     dlq_reader: payload.Reader  # dead letters' originals, read back by position
+    timelines: TtlCache[int, DeadLetterTimeline]  # dead letters by reason over time, by hours asked
 
     def now(self) -> datetime:
         """The pipeline's clock (contracts.clock): "now" for default ranges and for which tier

@@ -95,8 +95,6 @@ class AuditReport:
     dropped_by_retention: int
     lost_in_kafka: int
     lost_in_consumer: int
-    # acknowledged, then dead-lettered as out of the accepted time window; never lost
-    refused_out_of_window: int
     phantom: int
     duplicate_rows_metrics: int
     duplicate_rows_processed: int
@@ -107,6 +105,9 @@ class AuditReport:
     duplicates_sent: int
     counters: dict[str, int]
     lost_sample: list[str]
+    # acknowledged, then dead-lettered as out of the accepted time window; never lost (with a
+    # default, so that results recorded before it was counted still load)
+    refused_out_of_window: int = 0
 
     @property
     def anomalies(self) -> list[str]:

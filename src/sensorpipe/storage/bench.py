@@ -212,8 +212,8 @@ def load_readings(dsn: str, rows: int, sensors: int) -> None:
 # reads processed_events first). Idempotent, so a reused load can run it again.
 _LOAD_DEAD = """
 INSERT INTO dead_letters (kafka_partition, kafka_offset, reason, detail, dead_at)
-SELECT i %% 12, 1000000000 + i,
-       (ARRAY['malformed_json', 'missing_field', 'bad_type', 'timestamp_out_of_window'])[i %% 4 + 1],
+SELECT mod(i, 12), 1000000000 + i,
+       (ARRAY['malformed_json', 'missing_field', 'wrong_type', 'timestamp_out_of_window'])[mod(i, 4) + 1],
        'loaded for the benchmark', now() - interval '24 hours' + i * (86400.0 / 20000) * interval '1 second'
 FROM generate_series(1, 20000) AS i
 ON CONFLICT DO NOTHING

@@ -47,11 +47,12 @@ SELECT kafka_partition, kafka_offset, reason, detail, poison_label, dead_at, dlq
 FROM dead_letters WHERE kafka_partition = %s AND kafka_offset = %s
 """
 
-# Counts by reason in buckets of `step` seconds from `since` on (the dead_at index bounds the scan).
+# Counts by reason in buckets of `step` seconds from `since` on (the dead_at index bounds the
+# scan); date_bin on the timestamp, as numeric arithmetic on its epoch costs several times more.
 _TIMELINE = """
-SELECT floor(extract(epoch FROM dead_at) / %(step)s)::int8 * %(step)s AS bucket, reason, count(*)::int8
+SELECT date_bin(%(step)s * interval '1 second', dead_at, timestamptz 'epoch') AS bucket, reason, count(*)::int8
 FROM dead_letters WHERE dead_at >= %(since)s
-GROUP BY 1, 2 ORDER BY 1, 2
+GROUP BY 1, 2
 """
 
 _REASONS = "SELECT reason, count(*)::int8 FROM dead_letters GROUP BY reason ORDER BY 2 DESC, 1"
@@ -88,10 +89,12 @@ def reasons(conn: psycopg.Connection[Any]) -> list[tuple[str, int]]:
     return [(str(r), int(n)) for r, n in conn.execute(_REASONS).fetchall()]
 
 
-def timeline(conn: psycopg.Connection[Any], since: datetime, step_s: int) -> list[tuple[int, str, int]]:
+async def timeline(conn: psycopg.AsyncConnection[Any], since: datetime, step_s: int) -> list[tuple[int, str, int]]:
     """(bucket start in epoch seconds, reason, count) for each bucket of `step_s` with any."""
-    rows = conn.execute(_TIMELINE, {"since": since, "step": step_s}).fetchall()
-    return [(int(b), str(r), int(n)) for b, r, n in rows]
+    async with conn.cursor() as cur:
+        await cur.execute(_TIMELINE, {"since": since, "step": step_s})
+        rows = await cur.fetchall()
+    return [(int(b.timestamp()), str(r), int(n)) for b, r, n in rows]
 
 
 def mark_redriven(conn: psycopg.Connection[Any], partition: int, offset: int, event_id: str) -> bool:
