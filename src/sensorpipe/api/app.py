@@ -188,6 +188,7 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         registry=registry,
         dlq_reader=payload.Reader(cfg.kafka_client(), cfg.dlq_topic, deadletters.PAYLOAD_MAX),
         timelines=TtlCache(ttl_s=5.0, max_entries=16),
+        sparklines=TtlCache(ttl_s=5.0, max_entries=16),
     )
 
     @asynccontextmanager

@@ -119,7 +119,8 @@ Admin = Annotated[str, Depends(require_admin)]
 class Services:
     """What the routes share, built once by `create_app`: the configuration, the samplers of
     the pipeline, its history and the disk, the hour cache, the write limiter, the metrics registry,
-    the reader of the dead-letter topic, and the dead-letter timelines of the last seconds."""
+    the reader of the dead-letter topic, and the dead-letter timelines and sparklines of the last
+    seconds."""
 
     cfg: ApiConfig
     monitor: PipelineMonitor
@@ -130,6 +131,7 @@ class Services:
     registry: CollectorRegistry
     dlq_reader: payload.Reader  # dead letters' originals, read back by position
     timelines: TtlCache[int, DeadLetterTimeline]  # dead letters by reason over time, by hours asked
+    sparklines: TtlCache[tuple[tuple[str, ...], int, datetime], bytes]  # bodies, by (ids, minutes, first minute)
 
     def now(self) -> datetime:
         """The pipeline's clock (contracts.clock): "now" for default ranges and for which tier

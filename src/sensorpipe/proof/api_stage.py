@@ -75,7 +75,9 @@ def api_stage(b: Bench) -> res.ApiResult:
 
 def _console_targets(url: str, event_id: str) -> dict[str, tuple[str, str | None]]:
     """The operations console's endpoints: the overview's history and alarms, the fleet worst
-    first with its sparklines, a sensor's page, the dead letters and the event lookup."""
+    first with its sparklines, a sensor's page, the dead letters and the event lookup. The
+    sparklines and the dead-letter timeline repeat one request, as a refreshing page does, and
+    the API keeps those answers 5 s."""
     hour = f"start={z(datetime.now(UTC) - timedelta(hours=2))}&end={z(datetime.now(UTC) - timedelta(hours=1))}"
     fifty = "&".join(f"sensor_id=sensor-{i:05d}" for i in range(50))
     report = _ROTATE_SENSORS.replace("QUERY", f"/api/sensors/sensor-%05d/report?{hour}")

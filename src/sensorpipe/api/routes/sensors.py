@@ -109,18 +109,23 @@ async def get_sparklines(
     sensor_id: SensorIds = None,
     minutes: Annotated[int, Query(ge=5, le=360, description="How many whole minutes, up to now.")] = 60,
 ) -> Response:
-    """The last minutes of each sensor asked for, a mean per minute, for the fleet's sparklines."""
+    """The last minutes of each sensor asked for, a mean per minute, for the fleet's sparklines;
+    an answer may be up to 5 s old (every viewer of a page of sensors shares one)."""
     ids = check_ids(sensor_id) or []
     now = svc.now()
     end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)  # the current minute included
     start = end - timedelta(minutes=minutes)
-    data = "{}"
-    if ids:
-        async with db.connection() as c:
-            data = await sensor_report.sparklines_json(c, ids, start, end - timedelta(minutes=1))
-    # the server writes `data` as s.Sparklines describes it (storage.sensor_report)
-    head = orjson.dumps({"start": start, "minutes": minutes})[:-1]
-    return Response(head + b',"data":' + data.encode() + b"}", media_type="application/json")
+    key = (tuple(ids), minutes, start)
+    body = svc.sparklines.get(key)
+    if body is None:
+        data = "{}"
+        if ids:
+            async with db.connection() as c:
+                data = await sensor_report.sparklines_json(c, ids, start, end - timedelta(minutes=1))
+        # the server writes `data` as s.Sparklines describes it (storage.sensor_report)
+        body = orjson.dumps({"start": start, "minutes": minutes})[:-1] + b',"data":' + data.encode() + b"}"
+        svc.sparklines.put(key, body)
+    return Response(body, media_type="application/json")
 
 
 async def get_sensor_report(
