@@ -549,6 +549,9 @@ def test_pipeline_history_and_alarms_follow_a_backlog_as_it_builds_and_drains(pl
         return column[-1] if column else None
 
     try:
+        # a first good sample of the new topic (its leaders may still be moving): the baseline the
+        # produced rate is taken against
+        wait_until(lambda: read("/api/pipeline/history")["partitions"] == list(range(12)), 30, "a first sample")
         now_ms = int(time.time() * 1000)
         events = [Ev(f"hist-{i % 30:03d}", str(uuid.uuid4()), now_ms + i, float(i), i // 30) for i in range(600)]
         produce_events(kafka.bootstrap(), kafka.topic, events)
