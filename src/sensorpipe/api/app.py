@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from cachetools import TTLCache
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -27,7 +28,6 @@ from sensorpipe.api.disk import DiskWatch
 from sensorpipe.api.gate import Gate
 from sensorpipe.api.history import PipelineHistory, StoreReading
 from sensorpipe.api.routes import config, deadletters, export, ops, readings, sensors
-from sensorpipe.api.ttl import TtlCache
 from sensorpipe.dlq import payload
 from sensorpipe.runtime.pipeline import PipelineMonitor
 from sensorpipe.runtime.process import freeze_startup_heap
@@ -187,8 +187,8 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         limiter=WriteLimiter(cfg.write_limit, cfg.write_window_s),
         registry=registry,
         dlq_reader=payload.Reader(cfg.kafka_client(), cfg.dlq_topic, deadletters.PAYLOAD_MAX),
-        timelines=TtlCache(ttl_s=5.0, max_entries=16),
-        sparklines=TtlCache(ttl_s=5.0, max_entries=16),
+        timelines=TTLCache(maxsize=16, ttl=5.0),
+        sparklines=TTLCache(maxsize=16, ttl=5.0),
     )
 
     @asynccontextmanager

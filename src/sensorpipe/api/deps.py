@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import psycopg
+from cachetools import TTLCache
 from fastapi import Depends, Header, HTTPException, Request
 from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -22,7 +23,6 @@ from sensorpipe.api.config import ApiConfig
 from sensorpipe.api.disk import DiskWatch
 from sensorpipe.api.history import PipelineHistory
 from sensorpipe.api.schemas import DeadLetterTimeline
-from sensorpipe.api.ttl import TtlCache
 from sensorpipe.dlq import payload
 from sensorpipe.runtime.pipeline import PipelineMonitor
 from sensorpipe.storage import queries
@@ -130,8 +130,10 @@ class Services:
     limiter: WriteLimiter
     registry: CollectorRegistry
     dlq_reader: payload.Reader  # dead letters' originals, read back by position
-    timelines: TtlCache[int, DeadLetterTimeline]  # dead letters by reason over time, by hours asked
-    sparklines: TtlCache[tuple[tuple[str, ...], int, datetime], bytes]  # bodies, by (ids, minutes, first minute)
+    # Answers that may be a few seconds old, bounded in entries; used from the event loop only
+    # (async routes), as TTLCache takes no lock.
+    timelines: TTLCache[int, DeadLetterTimeline]  # dead letters by reason over time, by hours asked
+    sparklines: TTLCache[tuple[tuple[str, ...], int, datetime], bytes]  # bodies, by (ids, minutes, first minute)
 
     def now(self) -> datetime:
         """The pipeline's clock (contracts.clock): "now" for default ranges and for which tier

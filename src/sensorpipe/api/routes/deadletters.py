@@ -79,7 +79,7 @@ async def get_dead_letter_timeline(
         if first <= bucket <= end:
             counts.setdefault(reason, [0] * len(at))[(bucket - first) // step] = n
     answer = s.DeadLetterTimeline(step_s=step, at=at, counts=counts)
-    svc.timelines.put(hours, answer)
+    svc.timelines[hours] = answer
     return answer
 
 

@@ -100,9 +100,6 @@ async def get_sensor(db: Db, sensor_id: Annotated[str, PathParam(max_length=MAX_
     return sensor_public(r)
 
 
-REPORT_RANGE = timedelta(days=1)
-
-
 async def get_sparklines(
     db: Db,
     svc: Svc,
@@ -124,8 +121,11 @@ async def get_sparklines(
                 data = await sensor_report.sparklines_json(c, ids, start, end - timedelta(minutes=1))
         # the server writes `data` as s.Sparklines describes it (storage.sensor_report)
         body = orjson.dumps({"start": start, "minutes": minutes})[:-1] + b',"data":' + data.encode() + b"}"
-        svc.sparklines.put(key, body)
+        svc.sparklines[key] = body
     return Response(body, media_type="application/json")
+
+
+REPORT_RANGE = timedelta(days=1)
 
 
 async def get_sensor_report(
