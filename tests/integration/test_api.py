@@ -7,7 +7,7 @@ import io
 import itertools
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,7 +25,7 @@ from sensorpipe.api.app import ApiConfig
 from sensorpipe.consumer.metrics import ConsumerMetrics
 from sensorpipe.consumer.service import ConsumerService
 from sensorpipe.contracts.clock import SimClock
-from sensorpipe.contracts.events import H_POISON
+from sensorpipe.contracts.events import H_POISON, iso_millis
 from sensorpipe.runtime.bootstrap import ensure_topics
 from sensorpipe.runtime.pipeline import PipelineMonitor
 from sensorpipe.runtime.supervisor import Platform
@@ -52,13 +52,8 @@ class Api:
 
 @pytest.fixture(scope="module")
 def api(platform: Platform) -> Iterator[Api]:
-    assert platform.pg is not None
-    dsn = platform.pg.create_database(f"api_{uuid.uuid4().hex[:8]}")
-    migrate(dsn)
-    suffix = uuid.uuid4().hex[:8]
-    topic, dlq, group = f"api_{suffix}", f"api_{suffix}.dlq", f"g-api-{suffix}"
-    kafka = platform.kafka_settings.model_copy(update={"topic": topic, "dlq_topic": dlq})
-    ensure_topics(kafka, topic=topic, dlq_topic=dlq)
+    dsn, kafka, group = _fresh_store(platform, "api")
+    topic = kafka.topic
     # 6 sensors x 100 readings, one a minute over the last 100 minutes. Sensors come in pairs
     # that share each timestamp, so pages of an odd size split ties: the readings keyset must
     # order them by event_id (the ts index alone does not).
@@ -83,33 +78,16 @@ def api(platform: Platform) -> Iterator[Api]:
             (b"sensor-00001", b"[1]", [(H_POISON, b"not_an_object")]),
         ],
     )
-    svc = ConsumerService(
+    _consume(
         kafka,
-        ConsumerSettings(group_id=group, batch_wait_ms=100, metrics_port=0),
-        DatabaseSettings(url=dsn),
-        ConsumerMetrics(),
+        group,
+        lambda: (
+            scalar(dsn, "SELECT count(*) FROM metrics") >= len(events)
+            and scalar(dsn, "SELECT count(*) FROM dead_letters") >= 2
+        ),
+        dsn,
     )
-    svc.start()
-    deadline = time.monotonic() + 60
-    while scalar(dsn, "SELECT count(*) FROM metrics") < len(events) and time.monotonic() < deadline:
-        svc.step()
-    while scalar(dsn, "SELECT count(*) FROM dead_letters") < 2 and time.monotonic() < deadline:
-        svc.step()
-    svc.close()
-    cfg = ApiConfig(
-        dsn=dsn,
-        bootstrap=kafka.bootstrap(),
-        topic=topic,
-        dlq_topic=dlq,
-        group=group,
-        admin_token=TOKEN,
-        statement_timeout_ms=5000,
-        cors_origins=[],
-        dashboard_dir=None,
-        write_limit=1000,
-        monitor_interval_s=0.5,
-    )
-    server = ApiServer(cfg)
+    server = ApiServer(_config_for(dsn, kafka.bootstrap(), topic, group, write_limit=1000, monitor_interval_s=0.5))
     url = server.url
     wait_until(lambda: httpx.get(f"{url}/api/pipeline").status_code == 200, 30, "the first pipeline sample")
     yield Api(url, dsn, topic, group, kafka.bootstrap(), t0)
@@ -122,18 +100,50 @@ def get(api: Api, path: str, **params: object) -> httpx.Response:
 
 def _config(api: Api, **overrides: Any) -> ApiConfig:
     """A second API's configuration on the module's topics and database."""
+    base: dict[str, Any] = {"dsn": api.dsn, "bootstrap": api.bootstrap, "topic": api.topic, "group": api.group}
+    return _config_for(**{**base, **overrides})
+
+
+def _config_for(dsn: str, bootstrap: str, topic: str, group: str, **overrides: Any) -> ApiConfig:
     fields: dict[str, Any] = {
-        "dsn": api.dsn,
-        "bootstrap": api.bootstrap,
-        "topic": api.topic,
-        "dlq_topic": f"{api.topic}.dlq",
-        "group": api.group,
+        "dsn": dsn,
+        "bootstrap": bootstrap,
+        "topic": topic,
+        "dlq_topic": f"{topic}.dlq",
+        "group": group,
         "admin_token": TOKEN,
         "statement_timeout_ms": 5000,
         "cors_origins": [],
         "dashboard_dir": None,
     }
     return ApiConfig(**{**fields, **overrides})
+
+
+def _fresh_store(platform: Platform, name: str) -> tuple[str, KafkaSettings, str]:
+    """A database, topics and a group of their own, for data that must not mix with another test's."""
+    assert platform.pg is not None
+    dsn = platform.pg.create_database(f"{name}_{uuid.uuid4().hex[:8]}")
+    migrate(dsn)
+    suffix = uuid.uuid4().hex[:8]
+    topic = f"{name}_{suffix}"
+    kafka = platform.kafka_settings.model_copy(update={"topic": topic, "dlq_topic": f"{topic}.dlq"})
+    ensure_topics(kafka, topic=kafka.topic, dlq_topic=kafka.dlq_topic)
+    return dsn, kafka, f"g-{name}-{suffix}"
+
+
+def _consume(kafka: KafkaSettings, group: str, done: Callable[[], bool], dsn: str) -> None:
+    """The real consumer, stepped until `done()` (60 s at most)."""
+    svc = ConsumerService(
+        kafka, ConsumerSettings(group_id=group, batch_wait_ms=100, metrics_port=0), DatabaseSettings(url=dsn),
+        ConsumerMetrics(),
+    )  # fmt: skip
+    svc.start()
+    deadline = time.monotonic() + 60
+    try:
+        while not done() and time.monotonic() < deadline:
+            svc.step()
+    finally:
+        svc.close()
 
 
 def test_readings_pagination_neither_skips_nor_repeats(api: Api) -> None:
@@ -436,48 +446,6 @@ def test_pipeline_lag_matches_a_consumer_at_a_known_offset(api: Api) -> None:
     assert len(body["trend"]) >= 2
 
 
-def _config_for(dsn: str, kafka: KafkaSettings, group: str) -> ApiConfig:
-    return ApiConfig(
-        dsn=dsn, bootstrap=kafka.bootstrap(), topic=kafka.topic, dlq_topic=kafka.dlq_topic, group=group,
-        admin_token=TOKEN, statement_timeout_ms=5000, cors_origins=[], dashboard_dir=None, monitor_interval_s=0.5,
-    )  # fmt: skip
-
-
-def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
-
-
-def _fresh_store(platform: Platform, name: str) -> tuple[str, KafkaSettings, str]:
-    """A database, topics and a group of their own, for a test whose data must not mix with the module's."""
-    assert platform.pg is not None
-    dsn = platform.pg.create_database(f"{name}_{uuid.uuid4().hex[:8]}")
-    migrate(dsn)
-    suffix = uuid.uuid4().hex[:8]
-    kafka = platform.kafka_settings.model_copy(
-        update={"topic": f"{name}_{suffix}", "dlq_topic": f"{name}_{suffix}.dlq"}
-    )
-    ensure_topics(kafka, topic=kafka.topic, dlq_topic=kafka.dlq_topic)
-    return dsn, kafka, f"g-{name}-{suffix}"
-
-
-def _consume(kafka: KafkaSettings, group: str, dsn: str, until_rows: int, ignored: int = 0) -> None:
-    """The real consumer, stepped until `until_rows` rows are stored and `ignored` copies ignored."""
-    svc = ConsumerService(
-        kafka, ConsumerSettings(group_id=group, batch_wait_ms=100, metrics_port=0), DatabaseSettings(url=dsn),
-        ConsumerMetrics(),
-    )  # fmt: skip
-    svc.start()
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline and (
-            scalar(dsn, "SELECT count(*) FROM metrics") < until_rows
-            or scalar(dsn, "SELECT count(*) FROM ignored_deliveries") < ignored
-        ):
-            svc.step()
-    finally:
-        svc.close()
-
-
 def test_a_sensor_report_finds_its_seq_gaps_order_violations_and_conflicts(platform: Platform) -> None:
     """seq 0 1 2 5 6 4 7 (2 to 5 and 4 to 7 skip two each; 4 arrives after 6), and seq 1's id
     sent again with another value (a conflict): the report lists each with its time, and the
@@ -488,9 +456,16 @@ def test_a_sensor_report_finds_its_seq_gaps_order_violations_and_conflicts(platf
     events = [Ev("report-1", str(uuid.uuid4()), t0 + 1000 * i, float(q), q) for i, q in enumerate(seqs)]
     conflict = Ev("report-1", events[1].event_id, events[1].ts_ms, 99.0, 1)
     produce_events(kafka.bootstrap(), kafka.topic, [*events, conflict])
-    _consume(kafka, group, dsn, len(events), ignored=1)
-    cfg = _config_for(dsn, kafka, group)
-    server = ApiServer(cfg)
+    _consume(
+        kafka,
+        group,
+        lambda: (
+            scalar(dsn, "SELECT count(*) FROM metrics") >= len(events)
+            and scalar(dsn, "SELECT count(*) FROM ignored_deliveries") >= 1
+        ),
+        dsn,
+    )
+    server = ApiServer(_config_for(dsn, kafka.bootstrap(), kafka.topic, group, monitor_interval_s=0.5))
     try:
         url = f"{server.url}/api/sensors/report-1/report"
         r = httpx.get(url, timeout=10).json()
@@ -505,12 +480,14 @@ def test_a_sensor_report_finds_its_seq_gaps_order_violations_and_conflicts(platf
         assert c["event_id"] == events[1].event_id
         assert [e["seq"] for e in r["last_events"]] == [7, 4, 6, 5, 2, 1, 0]  # newest event time first
         assert [e["value"] for e in r["last_events"]][-2] == 1.0, "the conflicting copy was not stored"
-        narrow = httpx.get(url, params={"limit": 1, "start": iso(t0 + 4500), "end": iso(t0 + 7000)}, timeout=10).json()
+        narrow = httpx.get(
+            url, params={"limit": 1, "start": iso_millis(t0 + 4500), "end": iso_millis(t0 + 7000)}, timeout=10
+        ).json()
         assert [e["seq"] for e in narrow["last_events"]] == [7]
         # from t0 + 4.5 s: seq 4 (its row is the range's first) and 7, a gap in the range
         assert [g["seq"] for g in narrow["seq_gaps"]] == [7] and narrow["order_violations"] == []
         assert httpx.get(f"{server.url}/api/sensors/nobody/report", timeout=10).status_code == 404
-        too_wide = {"start": iso(t0 - 3 * 86_400_000), "end": iso(t0)}
+        too_wide = {"start": iso_millis(t0 - 3 * 86_400_000), "end": iso_millis(t0)}
         assert httpx.get(url, params=too_wide, timeout=10).status_code == 400
     finally:
         server.stop()
@@ -540,7 +517,7 @@ def test_pipeline_history_and_alarms_follow_a_backlog_as_it_builds_and_drains(pl
     second, a no-consumer alarm), then a consumer stores them (stored per second, freshness,
     lag back to 0), then one sensor goes quiet for an hour (a silent-sensor alarm)."""
     dsn, kafka, group = _fresh_store(platform, "hist")
-    server = ApiServer(_config_for(dsn, kafka, group))
+    server = ApiServer(_config_for(dsn, kafka.bootstrap(), kafka.topic, group, monitor_interval_s=0.5))
 
     def read(path: str, **params: object) -> Any:
         return httpx.get(f"{server.url}{path}", params=params, timeout=10).json()  # type: ignore[arg-type]
@@ -563,7 +540,7 @@ def test_pipeline_history_and_alarms_follow_a_backlog_as_it_builds_and_drains(pl
         assert all(len(series) == n for series in (*h["lag"], *h["lag_seconds"]))
         assert sum(v * h["step_s"] for v in h["produced_per_s"] if v) == pytest.approx(600, rel=0.05)
         wait_until(lambda: "no_consumer" in [a["kind"] for a in read("/api/alarms")["alarms"]], 20, "no-consumer alarm")
-        _consume(kafka, group, dsn, 600)
+        _consume(kafka, group, lambda: scalar(dsn, "SELECT count(*) FROM metrics") >= 600, dsn)
         wait_until(lambda: sum(last(s) or 0 for s in read("/api/pipeline/history")["lag"]) == 0, 30, "lag back to 0")
         h = read("/api/pipeline/history", seconds=120)
         assert sum(v * h["step_s"] for v in h["stored_per_s"] if v) == pytest.approx(600, rel=0.05)

@@ -11,12 +11,11 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 
-from sensorpipe.contracts.events import encode_event
+from sensorpipe.contracts.events import encode_event, iso_millis
 from sensorpipe.runtime.supervisor import Platform
 
 from .conftest import REPO, Topics
@@ -76,11 +75,7 @@ def _sensor_with_a_gap(topics: Topics, dsn: str) -> dict[str, str]:
     produce(topics.settings.bootstrap(), topics.main, msgs)
     stored = "SELECT coalesce(max(events), 0) FROM sensor_stats WHERE sensor_id = 'sensor-gap'"
     wait_until(lambda: scalar(dsn, stored) == len(msgs), 60, "the gapped sensor's events")
-
-    def iso(ms: int) -> str:
-        return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
-
-    return {"E2E_GAP_SENSOR": "sensor-gap", "E2E_GAP_START": iso(start_ms), "E2E_GAP_END": iso(end_ms)}
+    return {"E2E_GAP_SENSOR": "sensor-gap", "E2E_GAP_START": iso_millis(start_ms), "E2E_GAP_END": iso_millis(end_ms)}
 
 
 def test_dashboard_end_to_end_in_chromium(platform: Platform, topics: Topics, db_dsn: str) -> None:

@@ -114,29 +114,31 @@ class PipelineHistory:
         """Take one point (the recorder thread's step; tests call it directly)."""
         now = self.clock()
         s = self.sample()
+        live = s if s is not None and s.error is None else None  # a sample to take figures from
+        parts = live.partitions if live is not None else []
         since = self._prev.at if self._prev is not None else now - self.interval_s
         store = self._store = self.read_store(since)
-        live = s is not None and s.error is None
         totals = _Totals(
             now,
-            sum(p.high_watermark for p in s.partitions) if live and s is not None else None,
+            sum(p.high_watermark for p in parts) if live is not None else None,
             store.stored if store is not None else None,
             store.duplicates if store is not None else None,
-            s.dlq_end if live and s is not None else None,
+            live.dlq_end if live is not None else None,
         )
         prev, self._prev = self._prev, totals
-        dt = now - prev.at if prev is not None else 0.0
         b = prev or totals
+        dt = now - b.at
+        fresh = store.freshness_ms if store is not None else None
         point = Point(
             at=now,
             produced_per_s=_rate(totals.produced, b.produced, dt),
             stored_per_s=_rate(totals.stored, b.stored, dt),
             duplicates_per_s=_rate(totals.duplicates, b.duplicates, dt),
             dead_lettered_per_s=_rate(totals.dead_lettered, b.dead_lettered, dt),
-            freshness_p50_ms=store.freshness_ms[0] if store and store.freshness_ms else None,
-            freshness_p99_ms=store.freshness_ms[1] if store and store.freshness_ms else None,
-            lag={p.partition: p.lag for p in s.partitions} if live and s is not None else {},
-            lag_s={p.partition: p.lag_seconds for p in s.partitions} if live and s is not None else {},
+            freshness_p50_ms=fresh[0] if fresh else None,
+            freshness_p99_ms=fresh[1] if fresh else None,
+            lag={p.partition: p.lag for p in parts},
+            lag_s={p.partition: p.lag_seconds for p in parts},
         )
         with self._lock:
             self._points.append(point)

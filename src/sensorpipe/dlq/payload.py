@@ -34,38 +34,41 @@ Client = dict[str, str | int | float | bool]
 class Reader:
     """One read-only consumer kept open for reads by position, one at a time (it is shared by
     the API's threads, so reads take a lock): its connections and metadata outlive a read, so
-    a read is a fetch, not a connect. No group is joined and nothing is committed."""
+    a read after the first is a fetch, not a connect. No group is joined and nothing is
+    committed."""
 
     def __init__(self, client: Client, topic: str, max_bytes: int = MAX_BYTES) -> None:
-        """`client`: the Kafka client settings (bootstrap servers, security protocol)."""
+        """`client`: the Kafka client settings (bootstrap servers, security protocol). The
+        consumer is made on the first read: a process that never reads opens nothing."""
         self.topic, self.max_bytes = topic, max_bytes
+        self._conf: Client = {
+            **client,
+            "group.id": f"sensorpipe-dlq-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "fetch.max.bytes": max_bytes,
+            "message.max.bytes": max_bytes,
+            "max.partition.fetch.bytes": max_bytes,
+            "log_level": 0,
+        }
         self._lock = threading.Lock()
-        self._consumer = Consumer(
-            {
-                **client,
-                "group.id": f"sensorpipe-dlq-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "fetch.max.bytes": max_bytes,
-                "message.max.bytes": max_bytes,
-                "max.partition.fetch.bytes": max_bytes,
-                "log_level": 0,
-            }
-        )
+        self._consumer: Consumer | None = None
 
     def read(self, partition: int, offset: int, timeout_s: float = 10.0) -> Original:
         with self._lock:
+            if self._consumer is None:
+                self._consumer = Consumer(self._conf)
             self._consumer.assign([TopicPartition(self.topic, partition, offset)])
             try:
-                return self._fetch(partition, offset, timeout_s)
+                return self._fetch(self._consumer, partition, offset, timeout_s)
             finally:
                 self._consumer.unassign()
 
-    def _fetch(self, partition: int, offset: int, timeout_s: float) -> Original:
+    def _fetch(self, c: Consumer, partition: int, offset: int, timeout_s: float) -> Original:
         where = f"{self.topic}/{partition}@{offset}"
         deadline = time.monotonic() + timeout_s
         while (left := deadline - time.monotonic()) > 0:
-            m = self._consumer.poll(min(0.5, left))
+            m = c.poll(min(0.5, left))
             if m is None:
                 continue
             if m.error() is not None or m.partition() != partition or m.offset() != offset:
@@ -78,7 +81,9 @@ class Reader:
 
     def close(self) -> None:
         with self._lock:
-            self._consumer.close()
+            if self._consumer is not None:
+                self._consumer.close()
+                self._consumer = None
 
 
 def read(client: Client, topic: str, partition: int, offset: int, max_bytes: int = MAX_BYTES) -> Original:

@@ -322,7 +322,7 @@ def _api(a: res.ApiResult) -> list[str]:
 
 
 # p99 targets by endpoint name (the first prefix that matches): the console's endpoints
-# (issue 21) at 50 ms, then the older ones.
+# at 50 ms, then the older ones.
 API_LIMITS = [
     ("pipeline history", 50),
     ("alarms", 50),

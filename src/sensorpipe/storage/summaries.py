@@ -255,8 +255,7 @@ def freshness(
 # scan of sensor_stats (a row per sensor).
 _SILENT = f"""
 SELECT count(*) OVER () AS n, sensor_id FROM sensor_stats
-WHERE extract(epoch FROM now() - updated_at)
-      > %(factor)s * coalesce({queries.INTERVAL_SQL}, %(default)s) + %(grace)s
+WHERE {queries.QUIET_SQL} > %(factor)s * coalesce({queries.INTERVAL_SQL}, %(default)s) + %(grace)s
 ORDER BY updated_at LIMIT %(examples)s"""  # noqa: S608 (static text)
 
 

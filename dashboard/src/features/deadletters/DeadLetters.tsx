@@ -56,7 +56,8 @@ function Timeline() {
   const [hours, setHours] = useState(24);
   const { data } = useDeadLetterTimeline(hours);
   const reasons = Object.entries(data?.counts ?? {});
-  const total = reasons.reduce((a, [, c]) => a + c.reduce((x, y) => x + y, 0), 0);
+  const sums = reasons.map(([r, c]) => [r, c.reduce((x, y) => x + y, 0)] as const);
+  const total = sums.reduce((a, [, n]) => a + n, 0);
   return (
     <section aria-label="Dead letters over time" data-testid="dlq-timeline">
       <div role="group" aria-label="Window">
@@ -69,7 +70,7 @@ function Timeline() {
         series={reasons.map(([r, c], i) => ({ label: r, values: c, color: REASON_COLORS[i % REASON_COLORS.length] ?? "#333" }))}
         label="Dead letters by reason"
         summary={data ? `${num(total)} in the last ${hours} h, in buckets of ${data.step_s / 60} min: ` +
-          (reasons.map(([r, c]) => `${r} ${num(c.reduce((x, y) => x + y, 0))}`).join(", ") || "none") : "no data"}
+          (sums.map(([r, n]) => `${r} ${num(n)}`).join(", ") || "none") : "no data"}
         height={160}
       />
     </section>
