@@ -1,7 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { expect, test, type Page } from "@playwright/test";
+import { expect, test, type Locator, type Page } from "@playwright/test";
 
 // Runs against the real stack (Kafka, PostgreSQL, consumer, producer, API) that
 // tests/integration/test_dashboard_e2e.py starts; API_PID lets us pause the API.
@@ -116,7 +116,8 @@ test("several sensors get a chart each, and the CSV download holds exactly the r
   await page.screenshot({ path: path.join(SHOTS, "explorer-multiples.png"), fullPage: true });
 });
 
-test("a gap in a sensor's readings is drawn as a break", async ({ page }) => {
+/** The gapped sensor's chart in the explorer, over the range the test wrote it. */
+async function gapChart(page: Page): Promise<Locator> {
   const sensor = process.env.E2E_GAP_SENSOR ?? "";
   const start = process.env.E2E_GAP_START ?? "";
   const end = process.env.E2E_GAP_END ?? "";
@@ -124,35 +125,65 @@ test("a gap in a sensor's readings is drawn as a break", async ({ page }) => {
   await page.goto(`/?view=explorer&sensor=${sensor}&range=custom&start=${start}&end=${end}`);
   const figure = page.getByRole("figure", { name: new RegExp(`^Values per \\S+ bucket: ${sensor}$`) });
   await expect(figure).toBeVisible();
-  // Ink of the series' colour in the first, middle and last thirds of the plotting area
-  // (the canvas less uPlot's 60 px y axis), each trimmed by a tenth at both edges: data in
-  // the outer thirds, none in the middle one, where the sensor sent nothing.
-  const ink = () =>
-    figure.locator("canvas").evaluate((c: HTMLCanvasElement) => {
-      const ctx = c.getContext("2d");
-      if (!ctx) return [-1, -1, -1];
-      const dpr = window.devicePixelRatio || 1;
-      const left = Math.round(60 * dpr);
-      const third = (c.width - left) / 3;
-      const px = ctx.getImageData(0, 0, c.width, c.height).data;
-      return [0, 1, 2].map((k) => {
-        let n = 0;
-        for (let x = Math.ceil(left + third * (k + 0.1)); x < left + third * (k + 0.9); x++) {
-          for (let y = 0; y < c.height; y++) {
-            const i = (y * c.width + x) * 4;
-            const [r, g, b] = [px[i] ?? 0, px[i + 1] ?? 0, px[i + 2] ?? 0];
-            if (b > 140 && r < 90 && g > 80 && g < 160) n++; // #1f77b4, the first sensor's colour
-          }
+  return figure;
+}
+
+/** Pixels of the first sensor's colour (#1f77b4) in the first, middle and last thirds of a
+ *  chart's plotting area (the canvas less uPlot's 60 px y axis), each trimmed by a tenth at
+ *  both edges. */
+function inkByThird(figure: Locator): Promise<number[]> {
+  return figure.locator("canvas").evaluate((c: HTMLCanvasElement) => {
+    const ctx = c.getContext("2d");
+    if (!ctx) return [-1, -1, -1];
+    const dpr = window.devicePixelRatio || 1;
+    const left = Math.round(60 * dpr);
+    const third = (c.width - left) / 3;
+    const px = ctx.getImageData(0, 0, c.width, c.height).data;
+    return [0, 1, 2].map((k) => {
+      let n = 0;
+      for (let x = Math.ceil(left + third * (k + 0.1)); x < left + third * (k + 0.9); x++) {
+        for (let y = 0; y < c.height; y++) {
+          const i = (y * c.width + x) * 4;
+          const [r, g, b] = [px[i] ?? 0, px[i + 1] ?? 0, px[i + 2] ?? 0];
+          if (b > 140 && r < 90 && g > 80 && g < 160) n++;
         }
-        return n;
-      });
+      }
+      return n;
     });
-  await expect.poll(async () => (await ink())[0], { timeout: 30_000 }).toBeGreaterThan(0);
-  const [before, during, after] = await ink();
+  });
+}
+
+test("a gap in a sensor's readings is drawn as a break", async ({ page }) => {
+  const figure = await gapChart(page);
+  // data in the outer thirds, none in the middle one, where the sensor sent nothing
+  await expect.poll(async () => (await inkByThird(figure))[0], { timeout: 30_000 }).toBeGreaterThan(0);
+  const [before, during, after] = await inkByThird(figure);
   expect(before).toBeGreaterThan(0);
   expect(after).toBeGreaterThan(0);
   expect(during).toBe(0);
   await page.screenshot({ path: path.join(SHOTS, "explorer-gap.png"), fullPage: true });
+});
+
+test("a chart whose code arrives after its data still draws the data", async ({ page }) => {
+  // uPlot's code is loaded on demand; held back 2 s here, it comes well after the readings
+  // (as on a slow machine), and the chart must be made with them, not with the empty first render.
+  let held = 0;
+  await page.route("**/_next/static/chunks/**/*.js", async (route) => {
+    const response = await route.fetch();
+    const body = await response.text();
+    if (body.includes("u-over")) {
+      held++;
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+    await route.fulfill({ response, body });
+  });
+  const figure = await gapChart(page);
+  await expect.poll(async () => (await inkByThird(figure))[0], { timeout: 15_000 }).toBeGreaterThan(0);
+  expect(held).toBe(1);
+  const [before, during, after] = await inkByThird(figure);
+  expect(after).toBeGreaterThan(0);
+  expect(during).toBe(0);
+  expect(before).toBeGreaterThan(0);
 });
 
 test("a sensor that stops sending turns silent, and the quietest come first", async ({ page }) => {

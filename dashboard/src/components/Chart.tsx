@@ -26,6 +26,9 @@ interface Props {
 export function Chart({ x, series, height = 240, label, summary }: Props) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
+  // The newest data, for a plot made after it arrived: uPlot's code is loaded on demand, so
+  // the data may come first, and the plot must not be made with the data of an older render.
+  const data = useRef<uPlot.AlignedData>([[]]);
   const shape = series.map((s) => s.label).join("|");
 
   useEffect(() => {
@@ -48,7 +51,7 @@ export function Chart({ x, series, height = 240, label, summary }: Props) {
           series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, dash: s.dash, fill: s.fill, width: 1.5 }))],
           axes: [{ stroke: ink, grid: { stroke: line } }, { size: 60, stroke: ink, grid: { stroke: line } }],
         },
-        [x, ...series.map((s) => s.values)] as uPlot.AlignedData,
+        data.current,
         el,
       );
     });
@@ -65,7 +68,8 @@ export function Chart({ x, series, height = 240, label, summary }: Props) {
   }, [shape, height]);
 
   useEffect(() => {
-    plot.current?.setData([x, ...series.map((s) => s.values)] as uPlot.AlignedData, true);
+    data.current = [x, ...series.map((s) => s.values)] as uPlot.AlignedData;
+    plot.current?.setData(data.current, true);
   }, [x, series]);
 
   return (
