@@ -19,7 +19,8 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from confluent_kafka import Producer
+import pytest
+from confluent_kafka import Message, Producer
 
 from sensorpipe.api.app import ApiConfig
 from sensorpipe.contracts import events as ev
@@ -184,3 +185,30 @@ def _resend(dsn: str, kafka: KafkaSettings, consumer: ConsumerSettings, before: 
 
 def _ignored(dsn: str) -> int:
     return int(scalar(dsn, "SELECT coalesce(sum(duplicates), 0) FROM ingest_counters"))
+
+
+def test_originals_are_read_back_by_position_and_missing_ones_are_refused(topics: Topics) -> None:
+    """One long-lived reader returns each message by its position, in any order; a position
+    past its partition's end, or on a partition the topic lacks, is refused with the reason."""
+    at: dict[bytes, tuple[int, int]] = {}
+
+    def done(err: object, m: Message) -> None:
+        assert err is None, err
+        at[m.key() or b""] = (m.partition() or 0, m.offset() or 0)
+
+    p = Producer(topics.settings.client_config())
+    for i in range(24):
+        p.produce(topics.dlq, key=b"k%d" % i, value=b"v%d" % i, headers=[("n", b"%d" % i)], on_delivery=done)
+    assert p.flush(30) == 0
+    reader = payload.Reader(topics.settings.client_config(), topics.dlq)
+    try:
+        for key in sorted(at, reverse=True):
+            o = reader.read(*at[key])
+            assert (o.key, o.value, o.headers) == (key, b"v" + key[1:], [("n", key[1:])])
+        partition, last = max(at.values())
+        with pytest.raises(payload.PayloadError, match=f"the partition ends at {last + 1}"):
+            reader.read(partition, last + 1)
+        with pytest.raises(payload.PayloadError, match="could not read"):
+            reader.read(topics.settings.partitions + 5, 0)
+    finally:
+        reader.close()

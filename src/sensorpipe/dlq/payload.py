@@ -12,7 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 MAX_BYTES = 1 << 20
 
@@ -46,6 +46,9 @@ class Reader:
             "group.id": f"sensorpipe-dlq-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            # A read asks for a message known to be there (its position was checked first):
+            # a broker's long poll would only hold the next read's fetch back for its wait.
+            "fetch.wait.max.ms": 0,
             "fetch.max.bytes": max_bytes,
             "message.max.bytes": max_bytes,
             "max.partition.fetch.bytes": max_bytes,
@@ -58,11 +61,28 @@ class Reader:
         with self._lock:
             if self._consumer is None:
                 self._consumer = Consumer(self._conf)
+            self._check(self._consumer, partition, offset, timeout_s)
             self._consumer.assign([TopicPartition(self.topic, partition, offset)])
             try:
                 return self._fetch(self._consumer, partition, offset, timeout_s)
             finally:
                 self._consumer.unassign()
+
+    def _check(self, c: Consumer, partition: int, offset: int, timeout_s: float) -> None:
+        """Refuses a position the partition does not hold, before any fetch: one removed by the
+        topic's retention, or one not written yet."""
+        where = f"{self.topic}/{partition}@{offset}"
+        try:
+            marks = c.get_watermark_offsets(TopicPartition(self.topic, partition), timeout_s, cached=False)
+        except KafkaException as e:
+            raise PayloadError(f"could not read {where}: {e.args[0].str() if e.args else e}") from e
+        if marks is None:
+            raise PayloadError(f"could not read {where}: the broker did not answer within {timeout_s:g} s")
+        low, high = marks
+        if offset < low:
+            raise PayloadError(f"no message at {where}: removed by the topic's retention (it starts at {low})")
+        if offset >= high:
+            raise PayloadError(f"no message at {where}: the partition ends at {high}")
 
     def _fetch(self, c: Consumer, partition: int, offset: int, timeout_s: float) -> Original:
         where = f"{self.topic}/{partition}@{offset}"
@@ -71,13 +91,15 @@ class Reader:
             m = c.poll(min(0.5, left))
             if m is None:
                 continue
-            if m.error() is not None or m.partition() != partition or m.offset() != offset:
-                break
+            if (err := m.error()) is not None:
+                raise PayloadError(f"could not read {where}: {err.str()}")
+            if m.partition() != partition or m.offset() != offset:
+                raise PayloadError(f"no message at {where}: the next one is at {m.offset()}")
             value = m.value()
             if value is not None and len(value) > self.max_bytes:
                 raise PayloadError(f"the message at {where} is over {self.max_bytes} bytes")
             return Original(m.key(), value, _headers(m.headers()))
-        raise PayloadError(f"no message at {where} (removed by the topic's retention?)")
+        raise PayloadError(f"no message at {where} within {timeout_s:g} s")
 
     def close(self) -> None:
         with self._lock:
