@@ -5,6 +5,7 @@ routes live in `api.routes`, one module per area."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from cachetools import TTLCache
+from cachetools import TTLCache, cached
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -31,6 +32,7 @@ from sensorpipe.api.routes import config, deadletters, export, ops, readings, se
 from sensorpipe.dlq import payload
 from sensorpipe.runtime.pipeline import PipelineMonitor
 from sensorpipe.runtime.process import freeze_startup_heap
+from sensorpipe.storage import deadletters as dead_letter_store
 from sensorpipe.storage import queries, summaries
 
 __all__ = ["ApiConfig", "create_app"]
@@ -189,6 +191,10 @@ def create_app(cfg: ApiConfig) -> FastAPI:
         dlq_reader=payload.Reader(cfg.kafka_client(), cfg.dlq_topic, deadletters.PAYLOAD_MAX),
         timelines=TTLCache(maxsize=16, ttl=5.0),
         sparklines=TTLCache(maxsize=16, ttl=5.0),
+        quiet_pages=TTLCache(maxsize=16, ttl=2.0),
+        reason_counts=cached(TTLCache(maxsize=1, ttl=5.0), key=lambda _conn: "all", lock=threading.Lock())(
+            dead_letter_store.reasons
+        ),
     )
 
     @asynccontextmanager

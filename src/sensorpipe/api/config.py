@@ -28,6 +28,7 @@ class ApiConfig:
     monitor_interval_s: float = 1.0
     security_protocol: str = "PLAINTEXT"
     hour_cache_bytes: int = 32 << 20  # rendered whole hours of one sensor's buckets (api.hours)
+    csv_page_rows: int = 5_000  # rows a CSV download reads and writes at a time (api.routes.export)
     state_dir: Path | None = None  # the local stack's state folder, where its disk plan is
     disk_floor: str | None = None  # SENSORPIPE_DISK_FLOOR, judged as the consumer's guard does
     tiers: queries.Tiers = field(default_factory=queries.Tiers)  # how long each resolution is kept

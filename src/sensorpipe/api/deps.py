@@ -119,8 +119,8 @@ Admin = Annotated[str, Depends(require_admin)]
 class Services:
     """What the routes share, built once by `create_app`: the configuration, the samplers of
     the pipeline, its history and the disk, the hour cache, the write limiter, the metrics registry,
-    the reader of the dead-letter topic, and the dead-letter timelines and sparklines of the last
-    seconds."""
+    the reader of the dead-letter topic, and the dead-letter timelines, counts by reason,
+    sparklines and fleet pages by quiet of the last seconds."""
 
     cfg: ApiConfig
     monitor: PipelineMonitor
@@ -134,6 +134,9 @@ class Services:
     # (async routes), as TTLCache takes no lock.
     timelines: TTLCache[int, DeadLetterTimeline]  # dead letters by reason over time, by hours asked
     sparklines: TTLCache[tuple[tuple[str, ...], int, datetime], bytes]  # bodies, by (ids, minutes, first minute)
+    quiet_pages: TTLCache[tuple[str | None, bool, int], bytes]  # bodies of the fleet by quiet, by (query, desc, limit)
+    # Dead letters by reason, counted over the whole table at most once in 5 s (thread-safe).
+    reason_counts: Callable[[psycopg.Connection[Any]], list[tuple[str, int]]]
 
     def now(self) -> datetime:
         """The pipeline's clock (contracts.clock): "now" for default ranges and for which tier

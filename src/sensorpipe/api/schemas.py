@@ -182,7 +182,9 @@ class ReasonCount(BaseModel):
 
 class DeadLettersPage(BaseModel):
     data: list[DeadLetterPublic] = Field(description="Newest first.")
-    reasons: list[ReasonCount] = Field(description="Every reason in the store with its count, largest first.")
+    reasons: list[ReasonCount] = Field(
+        description="Every reason stored with its count, largest first; up to 5 s old (one count for all viewers)."
+    )
 
 
 class BytesPublic(BaseModel):
