@@ -89,7 +89,7 @@ def _console_targets(url: str, event_id: str) -> dict[str, tuple[str, str | None
     fifty = "&".join(f"sensor_id=sensor-{i:05d}" for i in range(50))
     report = _rotate(f"/api/sensors/sensor-%05d/report?{hour}")
     i = f"(n % {bq.LOADED_DEAD} + 1)"  # the loaded dead letters are numbered from 1
-    detail = _rotate("/api/dead-letters/%d/%d", f"{i} % 12, {bq.LOADED_DEAD_OFFSET} + {i}")
+    detail = _rotate("/api/dead-letters/%d/%d", f"{i} % {bq.LOADED_DEAD_PARTITIONS}, {bq.LOADED_DEAD_OFFSET} + {i}")
     return {
         "pipeline history (15 min)": (f"{url}/api/pipeline/history", None),
         "alarms": (f"{url}/api/alarms", None),

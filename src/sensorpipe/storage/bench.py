@@ -210,11 +210,11 @@ def load_readings(dsn: str, rows: int, sensors: int) -> None:
 # What the console's endpoints read besides readings: 20,000 dead letters spread over the
 # loaded 24 h in four reasons, and the dedupe rows of one sensor's events (the event lookup
 # reads processed_events first). Idempotent, so a reused load can run it again.
-LOADED_DEAD = 20_000  # numbered from 1: the i-th is at partition i % 12, offset LOADED_DEAD_OFFSET + i
-LOADED_DEAD_OFFSET = 1_000_000_000
+# Numbered from 1: the i-th is at partition i % LOADED_DEAD_PARTITIONS, offset LOADED_DEAD_OFFSET + i.
+LOADED_DEAD, LOADED_DEAD_PARTITIONS, LOADED_DEAD_OFFSET = 20_000, 12, 1_000_000_000
 _LOAD_DEAD = """
 INSERT INTO dead_letters (kafka_partition, kafka_offset, reason, detail, dead_at)
-SELECT mod(i, 12), %(first)s::bigint + i,
+SELECT mod(i, %(partitions)s), %(first)s::bigint + i,
        (ARRAY['malformed_json', 'missing_field', 'wrong_type', 'timestamp_out_of_window'])[mod(i, 4) + 1],
        'loaded for the benchmark', now() - interval '24 hours' + i * (86400.0 / %(n)s) * interval '1 second'
 FROM generate_series(1, %(n)s) AS i
@@ -224,7 +224,7 @@ ON CONFLICT DO NOTHING
 _POINT_DEAD = """
 UPDATE dead_letters d SET dlq_partition = c.part, dlq_offset = c.off
 FROM unnest(%(partitions)s::int[], %(offsets)s::bigint[]) WITH ORDINALITY AS c(part, off, i)
-WHERE d.kafka_partition = mod(c.i, 12) AND d.kafka_offset = %(first)s::bigint + c.i
+WHERE d.kafka_partition = mod(c.i, %(modulo)s) AND d.kafka_offset = %(first)s::bigint + c.i
 """
 _LOAD_LOOKUP = """
 INSERT INTO processed_events (event_id, kafka_partition, kafka_offset, content_hash, event_ts)
@@ -236,7 +236,7 @@ ON CONFLICT DO NOTHING
 def load_console_extras(dsn: str, sensor: str) -> str:
     """Loads the dead letters and `sensor`'s dedupe rows; returns one of its event ids."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(_LOAD_DEAD, {"n": LOADED_DEAD, "first": LOADED_DEAD_OFFSET})
+        conn.execute(_LOAD_DEAD, {"n": LOADED_DEAD, "partitions": LOADED_DEAD_PARTITIONS, "first": LOADED_DEAD_OFFSET})
         conn.execute(_LOAD_LOOKUP, {"sensor": sensor})
         conn.execute("VACUUM ANALYZE dead_letters")
         conn.execute("VACUUM ANALYZE processed_events")
@@ -253,7 +253,12 @@ def load_console_extras(dsn: str, sensor: str) -> str:
 def point_dead_letters(dsn: str, copies: list[tuple[int, int]]) -> None:
     """Records where the loaded dead letters' copies are on the dead-letter topic: `copies`,
     the (partition, offset) of the first, second... loaded dead letter's copy."""
-    params = {"partitions": [p for p, _ in copies], "offsets": [o for _, o in copies], "first": LOADED_DEAD_OFFSET}
+    params = {
+        "partitions": [p for p, _ in copies],
+        "offsets": [o for _, o in copies],
+        "modulo": LOADED_DEAD_PARTITIONS,
+        "first": LOADED_DEAD_OFFSET,
+    }
     with psycopg.connect(dsn, autocommit=True) as conn:
         cur = conn.execute(_POINT_DEAD, params)
         if cur.rowcount != len(copies):

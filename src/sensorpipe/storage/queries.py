@@ -305,8 +305,8 @@ DEFAULT_INTERVAL_S = 10.0
 # SILENT_FACTOR plus SILENT_GRACE_S: the graces cover batching and a little consumer lag.
 LATE_FACTOR, LATE_GRACE_S = 3, 5.0
 SILENT_FACTOR, SILENT_GRACE_S = 10, 15.0
-# In seconds as double precision (date_part): extract() gives numeric, whose arithmetic over
-# the whole fleet, for its worst-first order, costs about twice as much.
+# In seconds as double precision (date_part): extract() gives numeric, whose slower arithmetic
+# the fleet's worst-first order would pay for every sensor (decision 014).
 INTERVAL_SQL = "CASE WHEN events > 1 THEN greatest(date_part('epoch', updated_at - first_seen), 0) / (events - 1) END"
 QUIET_SQL = "date_part('epoch', now() - updated_at)"  # now(): one instant for the whole statement
 _SENSOR_COLS = f"""sensor_id, events, last_value, last_ts, last_seq, seq_gaps, order_violations,

@@ -95,7 +95,7 @@ async def get_sensors(
         last = rows[-1]
         val = last["last_seen" if col == "updated_at" else col]
         nxt = encode_cursor(val.isoformat() if isinstance(val, datetime) else val, last["sensor_id"])
-    return _sensors_page(rows, nxt)
+    return Response(_sensors_body(rows, nxt), media_type="application/json")
 
 
 async def _quiet_page(db: Db, svc: Svc, q: str | None, desc: bool, limit: int) -> Response:
@@ -108,10 +108,6 @@ async def _quiet_page(db: Db, svc: Svc, q: str | None, desc: bool, limit: int) -
             rows = await queries.sensors(c, q, "quiet", desc, limit, None)
         body = svc.quiet_pages[key] = _sensors_body(rows, None)
     return Response(body, media_type="application/json")
-
-
-def _sensors_page(rows: list[dict[str, Any]], nxt: str | None) -> Response:
-    return Response(_sensors_body(rows, nxt), media_type="application/json")
 
 
 def _sensors_body(rows: list[dict[str, Any]], nxt: str | None) -> bytes:
