@@ -149,8 +149,9 @@ def test_broker_killed_restarted_and_frozen(rig: Rig, platform: Platform) -> Non
 
 # -- 4. one node of three lost ------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def three_brokers(state_dir: Path, platform: Platform) -> Iterator[Platform]:
-    """A 3-node KRaft cluster (RF 3, min.insync.replicas 2) beside the session's broker."""
+def three_brokers(state_dir: Path, platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """A 3-node KRaft cluster (RF 3, min.insync.replicas 2) beside the session's broker. Its
+    state goes with the module; the brokers' logs are kept in the test's temporary folder."""
     assert platform.pg is not None
     state = state_dir.parent / f"{state_dir.name}-3brokers"
     down(state, purge=True, log=lambda _m: None)
@@ -160,10 +161,13 @@ def three_brokers(state_dir: Path, platform: Platform) -> Iterator[Platform]:
     )
     dsn = platform.pg.create_database(f"k3_{uuid.uuid4().hex[:8]}")
     cluster = Platform(kafka, DatabaseSettings(url=dsn), state, log=lambda _m: None)
-    cluster.start()
-    yield cluster
-    cluster.stop()
-    down(state, purge=True, log=lambda _m: None)
+    try:
+        cluster.start()
+        yield cluster
+        cluster.stop()
+    finally:
+        shutil.copytree(state / "logs", tmp_path_factory.mktemp("three-brokers-logs"), dirs_exist_ok=True)
+        down(state, purge=True, log=lambda _m: None)
 
 
 def test_one_broker_of_three_lost_under_load(three_brokers: Platform, db_dsn: str, tmp_path: Path) -> None:

@@ -54,7 +54,8 @@ def projection(plan: DiskPlan, now: Usage, rate: float) -> list[str]:
 def cap_logs(folder: Path, cap: int = LOG_CAP) -> list[Path]:
     """Rotate every log in `folder` over `cap` bytes: copy it to NAME.1 (replacing the last
     one) and truncate it in place. The writers opened their logs for appending, so they go
-    on writing at the new end. Kafka's own rolling logs (kafka-N.log) are left to log4j."""
+    on writing at the new end. Kafka's own rolling logs (kafka-N.log, and kafka-N-gc.log) are
+    left to log4j and the JVM, which rotate them themselves."""
     rotated = []
     for f in sorted(folder.glob("*.log")) + sorted(folder.glob("*.out")):
         if f.name.startswith("kafka-") and f.suffix == ".log":
