@@ -71,6 +71,26 @@ def test_cpu_per_event_against_the_transport_floor_and_the_ceiling_it_implies() 
     assert "postgres 50.0 against 5.0 (postgres)" in missed
 
 
+def test_each_section_names_the_machine_its_stage_ran_on() -> None:
+    r = {**_run({"producer": 1.0}, 1000), **_storage(100.0)}
+    earlier = {**r["machine"], "cpu": "earlier CPU", "cores": 4}
+    floor = {"kafka": 1.0}
+    r["e2e"].update(measured_at="T1", machine=earlier, floor={"events": 1000, "cpu_us_per_event": floor})
+    r["storage"].update(measured_at="T2", machine=r["machine"])
+    text = render(r, "cmd")
+    assert "Measured T1 on earlier CPU, 4 cores." in text
+    assert "Measured T2 on test CPU, 2 cores." in text
+    assert "- **Machine (e2e):** earlier CPU, 4 cores" in text
+    assert "- **Machine (storage):** test CPU, 2 cores" in text
+    assert "4 cores could carry at most" in text  # the e2e ceiling uses its own machine's cores
+    r["e2e"]["machine"] = r["machine"]
+    one = render(r, "cmd")
+    assert "- **Machine:** test CPU, 2 cores, 1.0 GiB" in one and "Machine (" not in one
+    del r["e2e"]["machine"], r["storage"]["machine"]
+    older = render(r, "cmd")  # stages recorded before machines were kept per stage
+    assert "Measured T1 (machine not recorded)." in older and "- **Machine:** test CPU" in older
+
+
 def _storage(total_heap: float) -> dict[str, Any]:
     codec = {
         "events": 1000,

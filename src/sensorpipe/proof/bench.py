@@ -458,7 +458,8 @@ class Bench:
         self.out.mkdir(parents=True, exist_ok=True)
         # Stages not run now keep their figures from the last run, each with its own time.
         self.results = res.load(self.out / "bench.json", self.log)
-        self.results.machine, self.results.quick = machine(), self.quick
+        here = machine()
+        self.results.machine, self.results.quick = here, self.quick
         for stage in stages:
             t0 = time.monotonic()
             try:
@@ -467,6 +468,7 @@ class Bench:
                 self.drop_topics()
             result.stage_seconds = round(time.monotonic() - t0, 1)
             result.measured_at = datetime.now(UTC).isoformat(timespec="seconds")
+            result.machine = here
             setattr(self.results, stage, result)
             res.save(self.results, self.out / "bench.json")
         return self.results

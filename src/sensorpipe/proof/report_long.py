@@ -12,6 +12,13 @@ def mark(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
+def measured(stage: res.Stage) -> str:
+    """When and where a stage was measured, as each section opens (without a full stop)."""
+    when = stage.measured_at or "in an earlier run"
+    m = stage.machine
+    return f"Measured {when} on {m.cpu}, {m.cores} cores" if m else f"Measured {when} (machine not recorded)"
+
+
 Series = Callable[[res.SoakSample], dict[str, float] | None]
 
 
@@ -38,7 +45,7 @@ def soak(sk: res.SoakResult) -> list[str]:
     out = [
         "## Soak",
         "",
-        f"Measured {sk.measured_at or 'in an earlier run'}; `make soak` (`sensorpipe bench soak`).",
+        f"{measured(sk)}; `make soak` (`sensorpipe bench soak`).",
         "",
         f"The local stack (producer with a ledger, consumer, {_compactor(sk)}API) at {sk.rate:,} events/s for "
         f"{sk.minutes:g} minutes, on a clock {sk.speed:g} times faster than the wall, so a simulated "
@@ -286,7 +293,7 @@ def storage(st: res.StorageResult) -> list[str]:
     out = [
         "## Storage",
         "",
-        f"Measured {st.measured_at or 'in an earlier run'}.",
+        f"{measured(st)}.",
         "",
         f"Target: PostgreSQL's hot rows ≤ {STORAGE_TARGET} bytes per event, all in (rows, dedupe, rollups, "
         "indexes); producer compression chosen by bytes and CPU per event measured here.",

@@ -4,7 +4,7 @@ sink (proof.peer_stage, proof.peer_check)."""
 from __future__ import annotations
 
 from sensorpipe.proof import results as res
-from sensorpipe.proof.report_long import mark
+from sensorpipe.proof.report_long import mark, measured
 
 PEER_TARGET = 3.0  # our events per CPU-second over the peer's best
 
@@ -14,7 +14,7 @@ def peer(p: res.PeerResult, profile: res.Profile | None = None, e2e: res.E2EResu
     out = [
         "## Against a peer: Kafka Connect with the Debezium JDBC sink",
         "",
-        f"Measured {p.measured_at or 'in an earlier run'}; {p.peer}, standalone worker, on the same broker and "
+        f"{measured(p)}; {p.peer}, standalone worker, on the same broker and "
         "PostgreSQL server (`src/sensorpipe/proof/peer.py` gives its configuration: JSON with `schema.content`, "
         "the timestamp parsed by `TimestampConverter`, upsert on `(event_id, ts)`, batches of 2,000).",
         "",

@@ -45,6 +45,8 @@ class Stage(_Struct, kw_only=True):
 
     stage_seconds: float = 0.0
     measured_at: str | None = None
+    # The machine this stage ran on: stages kept from earlier runs may have run elsewhere.
+    machine: Machine | None = None
 
 
 # -- producer ------------------------------------------------------------------------------
