@@ -148,10 +148,10 @@ def test_broker_killed_restarted_and_frozen(rig: Rig, platform: Platform) -> Non
 
 
 # -- 4. one node of three lost ------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def three_brokers(state_dir: Path, platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """A 3-node KRaft cluster (RF 3, min.insync.replicas 2) beside the session's broker. Its
-    state goes with the module; the brokers' logs are kept in the test's temporary folder."""
+@pytest.fixture
+def three_brokers(state_dir: Path, platform: Platform, tmp_path: Path) -> Iterator[Platform]:
+    """A 3-node KRaft cluster (RF 3, min.insync.replicas 2) beside the session's broker, for
+    one test: its state goes with the test, its brokers' logs are kept in the test's folder."""
     assert platform.pg is not None
     state = state_dir.parent / f"{state_dir.name}-3brokers"
     down(state, purge=True, log=lambda _m: None)
@@ -166,7 +166,7 @@ def three_brokers(state_dir: Path, platform: Platform, tmp_path_factory: pytest.
         yield cluster
         cluster.stop()
     finally:
-        shutil.copytree(state / "logs", tmp_path_factory.mktemp("three-brokers-logs"), dirs_exist_ok=True)
+        shutil.copytree(state / "logs", tmp_path / "brokers", dirs_exist_ok=True)
         down(state, purge=True, log=lambda _m: None)
 
 
