@@ -67,7 +67,9 @@ def produce_events(bootstrap: str, topic: str, events: Iterable[Ev]) -> int:
     return produce(bootstrap, topic, ((e.sensor_id.encode(), e.encode(), None) for e in events))
 
 
-def consume_all(bootstrap: str, topic: str, expect: int, timeout: float = 60) -> list[Any]:
+def consume_all(bootstrap: str, topic: str, expect: int, timeout: float = 60, commit: bool = False) -> list[Any]:
+    """Read `expect` messages (or what arrives within `timeout`) as a new group; `commit`
+    commits what was read, synchronously, before leaving."""
     c = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -83,6 +85,8 @@ def consume_all(bootstrap: str, topic: str, expect: int, timeout: float = 60) ->
         for m in c.consume(1000, timeout=0.5):
             if m.error() is None:
                 out.append(m)
+    if commit and out:
+        c.commit(asynchronous=False)
     c.close()
     return out
 
