@@ -260,8 +260,9 @@ class LocalKafka:
             "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20",
             # GC pauses beside the broker's own log, as Kafka's start script does, in two
-            # files of 8 MiB at most, so a stalled broker can be told apart from a paused one.
-            f"-Xlog:gc*:file={self.logs}/kafka-{node}-gc.log:time,uptime,level,tags:filecount=2,filesize=8m",
+            # files of 8 MiB at most (the current one and one previous; JDK counts only the
+            # previous), so a stalled broker can be told apart from a paused one.
+            f"-Xlog:gc*:file={self.logs}/kafka-{node}-gc.log:time,uptime,level,tags:filecount=1,filesize=8m",
             "-Djava.awt.headless=true",
             f"-Djava.io.tmpdir={tmp}",
             f"-Dlog4j2.configurationFile={log4j}",
