@@ -174,7 +174,8 @@ def three_brokers(state_dir: Path, platform: Platform, tmp_path: Path) -> Iterat
         yield cluster, warm
         cluster.stop()
     finally:
-        shutil.copytree(state / "logs", tmp_path / "brokers", dirs_exist_ok=True)
+        if (state / "logs").is_dir():  # not when start-up failed before any broker ran
+            shutil.copytree(state / "logs", tmp_path / "brokers", dirs_exist_ok=True)
         down(state, purge=True, log=lambda _m: None)
 
 

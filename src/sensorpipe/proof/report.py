@@ -42,27 +42,17 @@ def render(r: res.BenchResults, command: str) -> str:
     return "\n".join(out) + "\n"
 
 
-STAGES = ("producer", "consumer", "e2e", "api", "storage", "peer", "soak")
-
-
 def _machines(r: res.BenchResults) -> list[str]:
     """One line per machine and versions the recorded stages ran on (a stage kept from an
     earlier run may have run on another), naming its stages when there is more than one."""
-    runs: list[tuple[res.Machine, list[str]]] = []
-    for name in STAGES:
-        stage: res.Stage | None = getattr(r, name)
-        if stage is None or stage.machine is None:
-            continue
-        same = [names for m, names in runs if m == stage.machine]
-        if same:
-            same[0].append(name)
-        else:
-            runs.append((stage.machine, [name]))
-    if not runs and r.machine is not None:
-        runs.append((r.machine, []))
+    ran = {n: s.machine for n in r.__struct_fields__ if isinstance(s := getattr(r, n), res.Stage) and s.machine}
+    each = list(ran.values())
+    machines = [m for i, m in enumerate(each) if m not in each[:i]]  # Machine is not hashable
+    if not machines and r.machine is not None:
+        machines = [r.machine]
     out = []
-    for m, names in runs:
-        which = f" ({', '.join(names)})" if len(runs) > 1 else ""
+    for m in machines:
+        which = f" ({', '.join(n for n, on in ran.items() if on == m)})" if len(machines) > 1 else ""
         out += [
             f"- **Machine{which}:** {m.cpu}, {m.cores} cores, {m.memory_gib} GiB; everything on one box",
             f"- **Versions{which}:** Python {m.python}, Apache Kafka {m.kafka}, librdkafka {m.librdkafka} "

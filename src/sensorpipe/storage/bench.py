@@ -211,10 +211,12 @@ def load_readings(dsn: str, rows: int, sensors: int) -> None:
 # loaded 24 h in four reasons, and the dedupe rows of one sensor's events (the event lookup
 # reads processed_events first). Idempotent, so a reused load can run it again.
 # Numbered from 1: the i-th is at partition i % LOADED_DEAD_PARTITIONS, offset LOADED_DEAD_OFFSET + i.
-LOADED_DEAD, LOADED_DEAD_PARTITIONS, LOADED_DEAD_OFFSET = 20_000, 12, 1_000_000_000
+LOADED_DEAD = 20_000
+LOADED_DEAD_PARTITIONS = 12
+LOADED_DEAD_OFFSET = 1_000_000_000
 _LOAD_DEAD = """
 INSERT INTO dead_letters (kafka_partition, kafka_offset, reason, detail, dead_at)
-SELECT mod(i, %(partitions)s), %(first)s::bigint + i,
+SELECT mod(i, %(modulo)s), %(first)s::bigint + i,
        (ARRAY['malformed_json', 'missing_field', 'wrong_type', 'timestamp_out_of_window'])[mod(i, 4) + 1],
        'loaded for the benchmark', now() - interval '24 hours' + i * (86400.0 / %(n)s) * interval '1 second'
 FROM generate_series(1, %(n)s) AS i
@@ -236,7 +238,7 @@ ON CONFLICT DO NOTHING
 def load_console_extras(dsn: str, sensor: str) -> str:
     """Loads the dead letters and `sensor`'s dedupe rows; returns one of its event ids."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(_LOAD_DEAD, {"n": LOADED_DEAD, "partitions": LOADED_DEAD_PARTITIONS, "first": LOADED_DEAD_OFFSET})
+        conn.execute(_LOAD_DEAD, {"n": LOADED_DEAD, "modulo": LOADED_DEAD_PARTITIONS, "first": LOADED_DEAD_OFFSET})
         conn.execute(_LOAD_LOOKUP, {"sensor": sensor})
         conn.execute("VACUUM ANALYZE dead_letters")
         conn.execute("VACUUM ANALYZE processed_events")
