@@ -149,8 +149,8 @@ def test_broker_killed_restarted_and_frozen(rig: Rig, platform: Platform) -> Non
 
 
 # -- 4. one node of three lost ------------------------------------------------------------------
-# A fresh 3-node cluster on 2 busy cores can take long to serve its first writes and group (its
-# brokers' logs, kept with the test, tell what it waited for); the load starts after that.
+# The scenario is about losing one broker of a working cluster: its load starts once the fresh
+# cluster serves (the brokers' logs, kept with the test, tell what it waited for).
 WARM_UP_S = 180
 
 

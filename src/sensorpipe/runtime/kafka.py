@@ -259,10 +259,15 @@ class LocalKafka:
             f"-Xms{heap}",
             "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20",
-            # GC pauses beside the broker's own log, as Kafka's start script does, in two
-            # files of 8 MiB at most (the current one and one previous; JDK counts only the
-            # previous), so a stalled broker can be told apart from a paused one.
-            f"-Xlog:gc*:file={self.logs}/kafka-{node}-gc.log:time,uptime,level,tags:filecount=1,filesize=8m",
+            # GC pauses and safepoints beside the broker's own log, as Kafka's start script
+            # logs GC, in two files of 8 MiB at most (the current one and one previous; the JDK
+            # counts only the previous), so a stalled broker can be told apart from a paused
+            # one. Written asynchronously, and with no shared perf-data file: a safepoint that
+            # waits on a disk write (the log's, or that file's mmap under background I/O)
+            # stops every thread of the JVM.
+            "-Xlog:async",
+            "-XX:+PerfDisableSharedMem",
+            f"-Xlog:gc*,safepoint:file={self.logs}/kafka-{node}-gc.log:time,uptime,level,tags:filecount=1,filesize=8m",
             "-Djava.awt.headless=true",
             f"-Djava.io.tmpdir={tmp}",
             f"-Dlog4j2.configurationFile={log4j}",
