@@ -262,11 +262,7 @@ class LocalKafka:
             # GC pauses and safepoints beside the broker's own log, as Kafka's start script
             # logs GC, in two files of 8 MiB at most (the current one and one previous; the JDK
             # counts only the previous), so a stalled broker can be told apart from a paused
-            # one. Written asynchronously, and with no shared perf-data file: a safepoint that
-            # waits on a disk write (the log's, or that file's mmap under background I/O)
-            # stops every thread of the JVM.
-            "-Xlog:async",
-            "-XX:+PerfDisableSharedMem",
+            # one: a safepoint that is slow to reach or to leave stops every thread of the JVM.
             f"-Xlog:gc*,safepoint:file={self.logs}/kafka-{node}-gc.log:time,uptime,level,tags:filecount=1,filesize=8m",
             "-Djava.awt.headless=true",
             f"-Djava.io.tmpdir={tmp}",
