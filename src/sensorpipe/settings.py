@@ -148,6 +148,23 @@ class KafkaSettings(BaseSettings):
         """What every Kafka client of ours is configured with, whatever else it adds."""
         return {"bootstrap.servers": self.bootstrap(), "security.protocol": self.security_protocol}
 
+    def producer_config(self) -> dict[str, str | int | float | bool]:
+        """What every producer of ours is configured with: idempotent, acknowledged by all in-sync
+        replicas, and one request in flight per broker connection.
+
+        librdkafka's idempotent producer keeps one request in flight per partition. When every
+        partition with queued messages that a broker leads is waiting on its request, and the
+        connection could still take more, the broker thread polls with no timeout until the
+        broker answers: a busy loop, one core per broker, which on a shared host starves the
+        brokers it waits on (docs/decisions/015-one-request-in-flight.md). With one request per
+        connection, the next partition's request queues behind it and the thread sleeps."""
+        return {
+            **self.client_config(),
+            "enable.idempotence": True,
+            "acks": "all",
+            "max.in.flight.requests.per.connection": 1,
+        }
+
     def replication_factor(self) -> int:
         return min(3, self.brokers)
 

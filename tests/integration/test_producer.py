@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,9 @@ import pytest
 
 from sensorpipe.api.app import ApiConfig
 from sensorpipe.contracts.events import H_POISON, EventDecoder, Poison, SensorEvent, Window
+from sensorpipe.runtime.bootstrap import ensure_topics
 from sensorpipe.runtime.supervisor import Platform
+from sensorpipe.settings import KafkaSettings
 
 from .conftest import Topics, api_config
 from .helpers import consume_all, wait_until
@@ -269,6 +272,45 @@ def test_broker_paused_then_resumed_loses_nothing(topics: Topics, tmp_path: Path
     stamped = {r[1]: r[3] for r in records if r[0] == "e"}  # the audit tells retention drops by these
     assert all(stamped[v["event_id"]] == v["timestamp"] for v in values if v["event_id"] in acked_ids)
     assert code == (0 if counts[("e", "unknown")] == 0 else 1)
+
+
+def _cpu_s(pid: int) -> float:
+    """The process's user and system CPU time so far, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_producer_waits_without_spinning_while_the_broker_is_paused(
+    kafka_settings: KafkaSettings, tmp_path: Path, platform: Platform
+) -> None:
+    """A broker that leads fewer partitions than the connection's in-flight limit once made
+    librdkafka's idempotent producer poll in a busy loop until it answered: two cores' worth on a
+    3-node cluster, which starved the brokers it waited on. Two partitions on one broker are the
+    smallest such case."""
+    suffix = uuid.uuid4().hex[:10]
+    main, dlq = f"two_partitions_{suffix}", f"two_partitions_{suffix}.dlq"
+    ensure_topics(kafka_settings, topic=main, dlq_topic=dlq, partitions=2)
+    topics = Topics(main, dlq, kafka_settings.model_copy(update={"topic": main, "dlq_topic": dlq}))
+    broker = platform.kafka_procs[0]
+    cmd = [sys.executable, "-m", "sensorpipe", "producer", "--rate", "20000", "--sensors", "1000"]
+    p = subprocess.Popen(cmd, env=_env(topics, tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: _cpu_s(p.pid) > 0.5, 60, "the producer to start producing")
+        time.sleep(2)
+        os.kill(broker.pid, signal.SIGSTOP)
+        try:
+            time.sleep(1)  # what was in flight stays unanswered from here on
+            before, t0 = _cpu_s(p.pid), time.monotonic()
+            time.sleep(5)
+            share = (_cpu_s(p.pid) - before) / (time.monotonic() - t0)
+        finally:
+            os.kill(broker.pid, signal.SIGCONT)
+        assert p.poll() is None, "the producer died while the broker was paused"
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(120)
+    # Making 20,000 events a second costs a fraction of a core; a busy loop costs a whole one.
+    assert share < 0.6, f"the producer used {share:.0%} of a core while the broker did not answer"
 
 
 def _rss_mb(pid: int) -> int:

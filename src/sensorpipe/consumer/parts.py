@@ -141,7 +141,7 @@ def kafka_parts(kafka: KafkaSettings, settings: ConsumerSettings, db: DatabaseSe
     rollups = (db.rollup_1m_days, db.rollup_1h_days)
     return Parts(
         consumer=lambda config: Consumer({**kafka.client_config(), **config}),
-        producer=lambda config: Producer({**kafka.client_config(), **config}),
+        producer=lambda config: Producer({**kafka.producer_config(), **config}),
         writers=lambda: [
             BatchWriter(
                 db.dsn(), db.retention_days, settings.db_idle_tx_timeout_ms, rollups, settings.db_net_timeout_ms

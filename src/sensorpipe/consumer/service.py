@@ -147,9 +147,7 @@ class ConsumerService:
         self.consumer = self._new_consumer()
 
     def _new_producer(self) -> KafkaProducer:
-        return self.parts.producer(
-            {"enable.idempotence": True, "acks": "all", "linger.ms": 5, "error_cb": self._on_error}
-        )
+        return self.parts.producer({"linger.ms": 5, "error_cb": self._on_error})
 
     def _new_consumer(self) -> KafkaConsumer:
         """A group member of our own; `start()` subscribes it."""

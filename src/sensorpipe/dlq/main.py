@@ -101,7 +101,7 @@ def redrive_dead(
         decoder=ev.EventDecoder(consumer.max_message_bytes),
         window=window(db.retention_days * 86_400, consumer.future_window_s),
     )
-    producer = Producer({**kafka.client_config(), "enable.idempotence": True, "acks": "all", "log_level": 0})
+    producer = Producer({**kafka.producer_config(), "log_level": 0})
     try:
         with psycopg.connect(db.dsn()) as conn:
             dead = store.page(conn, reason=reason, since=since, pending_only=True, limit=limit)

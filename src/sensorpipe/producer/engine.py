@@ -141,10 +141,8 @@ class ProducerEngine:
         self._started = time.monotonic()
         self.producer = Producer(
             {
-                **kafka.client_config(),
+                **kafka.producer_config(),
                 "client.id": f"sensorpipe-producer-{shard}",
-                "enable.idempotence": True,
-                "acks": "all",
                 "partitioner": "murmur2_random",  # same partition as Java clients for a key
                 "linger.ms": settings.linger_ms,
                 "batch.size": 1_000_000,

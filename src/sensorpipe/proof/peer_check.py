@@ -56,7 +56,7 @@ class Feed:
 
     def __init__(self, k: KafkaSettings) -> None:
         self.k = k
-        self.p = Producer({"bootstrap.servers": k.bootstrap(), "enable.idempotence": True, "linger.ms": 5})
+        self.p = Producer({**k.producer_config(), "linger.ms": 5})
         self.rng = random.Random(7)
         self.now_ms = int(datetime.now(UTC).timestamp() * 1000)
         self.seq = dict.fromkeys(range(SENSORS), 0)
